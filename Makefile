@@ -1,0 +1,55 @@
+# Everything the project needs is installed here: `make demo` and `make test` work on a fresh clone.
+# TORCH_REQ defaults to the CPU build on this project's machines; on a GPU box use e.g.
+#   make test TORCH_REQ=torch
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_REQ ?= torch==2.13.0
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+DEMO_SRC := demo/clip-vit-tiny-patch14-336
+DEMO_OUT := demo-out/clip-vit-tiny-patch14-490
+
+.PHONY: install dev demo test lint typecheck fuzz bench demo-checkpoint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(PIP) install "$(TORCH_REQ)"
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.dev: pyproject.toml $(VENV)/.runtime
+	$(PIP) install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.runtime  ## the xcr command in .venv
+dev: $(VENV)/.dev          ## plus the test tools
+
+demo: $(VENV)/.runtime     ## resize the tiny shipped checkpoint 336 -> 490 px, no network
+	$(BIN)/xcr resize --model $(DEMO_SRC) --res 490 --out $(DEMO_OUT) --force
+	@echo "--- $(DEMO_OUT):"
+	@ls -l $(DEMO_OUT)
+	@grep -n '"image_size"' $(DEMO_OUT)/config.json
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check xcomposer_resize tests benchmarks
+	$(BIN)/ruff format --check xcomposer_resize tests benchmarks
+
+typecheck: $(VENV)/.dev
+	$(BIN)/mypy
+
+test: lint typecheck  ## lint, type-check and run the test suite
+	$(BIN)/python -m pytest -q
+
+fuzz: $(VENV)/.dev         ## many more property-based examples than CI runs
+	XCR_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+bench: $(VENV)/.dev        ## benchmarks; writes docs/performance.md
+	$(BIN)/python benchmarks/bench.py --write docs/performance.md
+
+demo-checkpoint: $(VENV)/.dev  ## regenerate the shipped tiny checkpoint
+	$(BIN)/python -m tests.make_demo $(DEMO_SRC)
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,224 @@
+"""Where the source comes from: a local folder, or a Hub repo id fetched with huggingface_hub.
+
+huggingface_hub keeps its own conventions (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_TOKEN,
+HF_HUB_OFFLINE); nothing here re-implements them, and nothing here writes into the cache.
+From a repo's file listing only what the conversion needs is downloaded: small metadata files
+first (so bad flags fail before gigabytes move), then ONE weight format, safetensors preferred.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import HubError, InputError, RepoIdError
+from .sources import BIN, BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX, is_weight_file
+
+METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken")
+LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
+
+
+@dataclass
+class Source:
+    """A checkpoint folder on disk and what we know of where it came from."""
+
+    folder: Path
+    display: str  # what the user asked for: a repo id, or the folder path
+    name: str  # the model's name, for default output names
+    repo_id: str | None = None
+    revision: str | None = None  # resolved commit sha, for hub sources
+    fetch: Callable[[], None] | None = field(default=None, repr=False)
+
+    def fetch_weights(self) -> None:
+        """Download the weights (hub sources); local folders already have them."""
+        if self.fetch is not None:
+            self.fetch()
+            self.fetch = None
+
+
+def resolve_source(model: str, revision: str | None = None, token: str | None = None, quiet: bool = True) -> Source:
+    """A local folder (an existing path wins), or a Hub repo id whose metadata is fetched now."""
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"{model} is a file; pass the checkpoint folder that holds config.json")
+        if revision is not None:
+            raise InputError(f"--revision applies to Hub repo ids, but {model} is a local folder")
+        return local_source(path)
+    if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
+        raise InputError(f"{model} does not exist; give a checkpoint folder or a Hub repo id like owner/name")
+    return hub_source(model, revision, token, quiet)
+
+
+def local_source(path: Path) -> Source:
+    """A folder; inside a hub cache (models--owner--name/snapshots/SHA) the repo id and sha are known."""
+    resolved = path.resolve()
+    repo_id = revision = None
+    name = resolved.name
+    parts = resolved.parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        repo_id = parts[-3].removeprefix("models--").replace("--", "/")
+        revision = parts[-1]
+        name = repo_id.split("/")[-1]
+    return Source(resolved, str(resolved), name, repo_id, revision)
+
+
+def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: bool) -> Source:
+    """Fetch the metadata files of `repo_id` now; the weights when `fetch_weights` is called."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import disable_progress_bars, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise RepoIdError(f"{repo_id!r} is neither an existing folder nor a valid Hub repo id (owner/name)") from e
+    if quiet:
+        disable_progress_bars()
+
+    try:
+        info = HfApi().model_info(repo_id, revision=revision, token=token)
+    except Exception as e:
+        if not _is_offline(e):
+            raise hub_error(e, repo_id, revision) from e
+        return _cached_source(repo_id, revision, e)
+    sha = info.sha or revision or "main"
+    files = sorted(s.rfilename for s in (info.siblings or []))
+
+    def download(names: list[str]) -> Path:
+        from huggingface_hub import hf_hub_download
+
+        folder = None
+        for name in names:
+            try:
+                got = hf_hub_download(repo_id, name, revision=revision or "main", token=token)
+            except Exception as e:
+                raise hub_error(e, repo_id, revision) from e
+            folder = Path(got).parent
+        assert folder is not None
+        return folder
+
+    meta = [f for f in files if _is_metadata(f)]
+    if "config.json" not in meta:
+        raise HubError(f"{repo_id} has no config.json at {revision or 'main'}; is it a transformers model?")
+    folder = download(meta)
+    source = Source(folder, repo_id, repo_id.split("/")[-1], repo_id, sha)
+
+    def fetch() -> None:
+        weights = pick_weights(files)
+        if weights is None:
+            found = ", ".join(f for f in files if is_weight_file(f)) or "no weight files"
+            raise HubError(f"{repo_id} has no usable weights ({found}); xcr reads {SAFETENSORS} or {BIN}, single or sharded")
+        if weights[0].endswith(".index.json"):
+            download(weights[:1])
+            weights = weights[:1] + _shards_of(folder / weights[0], repo_id)
+        download(weights)
+
+    source.fetch = fetch
+    return source
+
+
+def pick_weights(files: list[str]) -> list[str] | None:
+    """The ONE weight format to download from a repo listing: safetensors when present
+    (index first when sharded), else pytorch_model.bin; never tf/flax/onnx."""
+    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN):
+        if name in files:
+            return [name]
+    return None
+
+
+def _shards_of(index_path: Path, repo_id: str) -> list[str]:
+    try:
+        weight_map = json.loads(index_path.read_text())["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise InputError(f"{repo_id}: {index_path.name} is not a valid weight index") from e
+    for s in shards:
+        if not isinstance(s, str) or "/" in s or "\\" in s or s in ("", ".", ".."):
+            raise InputError(f"{repo_id}: {index_path.name} names shard {s!r}; shard names must be plain file names")
+    return shards
+
+
+def _is_metadata(name: str) -> bool:
+    """Small top-level files the output carries over: configs, tokenizer, model card."""
+    if "/" in name or is_weight_file(name):
+        return False
+    return name == ".gitattributes" or name.endswith(METADATA_SUFFIXES)
+
+
+def _cached_source(repo_id: str, revision: str | None, cause: Exception) -> Source:
+    """Offline (HF_HUB_OFFLINE=1) or unreachable: use the snapshot already in the cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except Exception as e:
+        why = "offline mode is on (HF_HUB_OFFLINE=1)" if _offline_mode() else f"the Hub cannot be reached ({_endpoint()})"
+        raise HubError(
+            f"{repo_id}{'@' + revision if revision else ''} is not in the local cache and {why}; "
+            "run once with network access"
+        ) from e
+    return Source(folder, repo_id, repo_id.split("/")[-1], repo_id, folder.name)
+
+
+def _offline_mode() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def _is_offline(e: BaseException) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+
+    if isinstance(e, OfflineModeIsEnabled):
+        return True
+    if isinstance(e, HfHubHTTPError):
+        return False
+    names = {c.__name__ for c in type(e).__mro__}
+    return bool(names & {"ConnectError", "ConnectTimeout", "ConnectionError", "TimeoutException", "NetworkError"})
+
+
+def hub_error(e: BaseException, repo_id: str, revision: str | None) -> HubError:
+    """One line for a huggingface_hub failure. Tokens never appear in it."""
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    if isinstance(e, GatedRepoError):
+        return HubError(f"{repo_id} is gated: accept its terms on its Hub page, then {LOGIN_HINT}")
+    if isinstance(e, RepositoryNotFoundError):
+        return HubError(f"repository {repo_id} was not found on the Hub; if it is private or gated, {LOGIN_HINT}")
+    if isinstance(e, RevisionNotFoundError):
+        return HubError(f"revision {revision!r} was not found in {repo_id}; give a branch, tag or commit it has")
+    if isinstance(e, RemoteEntryNotFoundError):
+        return HubError(f"a file of {repo_id} listed by the Hub could not be downloaded (not found); try again")
+    if isinstance(e, LocalEntryNotFoundError) or _is_offline(e):
+        return HubError(f"cannot download {repo_id}: the Hub cannot be reached ({_endpoint()}) and the files are not cached")
+    if isinstance(e, HfHubHTTPError):
+        status = e.response.status_code if getattr(e, "response", None) is not None else "?"
+        if status in (401, 403):
+            return HubError(f"the Hub refused access to {repo_id} (HTTP {status}); {LOGIN_HINT}")
+        return HubError(f"the Hub answered HTTP {status} for {repo_id}; try again later")
+    return HubError(f"downloading {repo_id} failed: {_one_line(e)}")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return re.sub(r"hf_[A-Za-z0-9]{10,}", "hf_***", text[0]) if text else e.__class__.__name__
+
+

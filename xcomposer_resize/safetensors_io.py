@@ -1,0 +1,329 @@
+"""Safetensors files at the byte level: read and validate headers, write files by copying
+untouched byte ranges straight from the source and filling in the few new tensors.
+
+Nothing here imports torch at module level, and nothing here knows about the CLI.
+Format: 8-byte little-endian header length N, N bytes of JSON, then the data section.
+Each header entry is {"dtype", "shape", "data_offsets": [begin, end]} relative to the data
+section; entries must tile the data section exactly (no overlap, no hole, nothing past the end).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
+    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+MAX_HEADER_BYTES = 100_000_000  # the format's own cap
+METADATA = {"format": "pt"}
+COPY_CHUNK = 64 << 20
+
+Progress = Callable[[int], None]  # called with the number of bytes just written
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of a safetensors file; `start`/`end` are absolute byte offsets in the file."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SafetensorsFile:
+    """A validated safetensors header: the tensors sorted by offset, and the metadata."""
+
+    path: Path
+    size: int
+    tensors: list[TensorEntry]
+    metadata: dict[str, str]
+
+
+def nbytes_of(dtype: str, shape: Iterable[int]) -> int:
+    """Bytes of a tensor of `dtype` and `shape`."""
+    return DTYPE_SIZES[dtype] * math.prod(shape)
+
+
+def read_header(path: Path) -> SafetensorsFile:
+    """Read and validate the header of `path` without reading the data section.
+
+    Raises InputError for anything that is not a well-formed safetensors file: the file is
+    never trusted beyond what has been checked, and nothing larger than the header is allocated.
+    """
+
+    def bad(why: str) -> InputError:
+        return InputError(f"{path.name} is not a valid safetensors file: {why}; re-download or re-export it")
+
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < 8:
+                raise bad(f"it is {size} bytes long, shorter than the 8-byte header length")
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > MAX_HEADER_BYTES:
+                raise bad(f"its header claims {n} bytes, over the format's {MAX_HEADER_BYTES}-byte cap")
+            if 8 + n > size:
+                raise bad(f"its header claims {n} bytes but the file has only {size - 8} after the length")
+            raw = f.read(n)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+    if len(raw) != n:
+        raise bad("it was truncated while being read")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise bad(f"its header is not JSON ({e.__class__.__name__})") from e
+    if not isinstance(header, dict):
+        raise bad("its header is not a JSON object")
+
+    metadata = header.pop("__metadata__", {})
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise bad("its __metadata__ is not a map of strings")
+
+    data_start = 8 + n
+    data_len = size - data_start
+    tensors = []
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise bad(f"entry {name!r} is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in DTYPE_SIZES:
+            raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise bad(f"tensor {name!r} has an invalid shape {shape!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]
+        ):
+            raise bad(f"tensor {name!r} has invalid data_offsets {offsets!r}")
+        if offsets[1] > data_len:
+            raise bad(f"tensor {name!r} points past the end of the file")
+        if offsets[1] - offsets[0] != nbytes_of(dtype, shape):
+            raise bad(f"tensor {name!r} has {offsets[1] - offsets[0]} bytes, its shape and dtype need {nbytes_of(dtype, shape)}")
+        tensors.append(TensorEntry(name, dtype, tuple(shape), data_start + offsets[0], data_start + offsets[1]))
+
+    tensors.sort(key=lambda t: (t.start, t.end))
+    at = data_start
+    for t in tensors:
+        if t.start < at:
+            raise bad(f"tensor {t.name!r} overlaps the tensor before it")
+        if t.start > at:
+            raise bad(f"there is a hole of {t.start - at} bytes before tensor {t.name!r}")
+        at = t.end
+    if at != size:
+        raise bad(f"{size - at} bytes follow the last tensor")
+    return SafetensorsFile(path, size, tensors, metadata)
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """`nbytes` of the output tensor are copied from `path` starting at absolute offset `start`."""
+
+    path: Path
+    start: int
+
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class OutTensor:
+    """One tensor of an output file: its bytes come from a FileRange, or from a callable that
+    returns them when first needed (after every FileRange of the file has been copied)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    source: FileRange | Callable[[], Buffer]
+
+    @property
+    def nbytes(self) -> int:
+        return nbytes_of(self.dtype, self.shape)
+
+
+def encode_header(tensors: list[OutTensor]) -> bytes:
+    """The 8-byte length + JSON header for `tensors` laid out in order, padded to 8 bytes."""
+    header: dict[str, Any] = {"__metadata__": METADATA}
+    at = 0
+    for t in tensors:
+        header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [at, at + t.nbytes]}
+        at += t.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def file_size(tensors: list[OutTensor]) -> int:
+    """Size in bytes of the safetensors file that `write_file` writes for `tensors`."""
+    return len(encode_header(tensors)) + sum(t.nbytes for t in tensors)
+
+
+def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None = None) -> int:
+    """Write `tensors` in order to a new safetensors file at `path`; return its size.
+
+    Runs of tensors that come from consecutive bytes of one source file are copied in one
+    kernel-side copy (copy_file_range, then sendfile, then a buffered copy as fallbacks).
+    Tensors with computed bytes are written last, so the (slow) computation can overlap the copy.
+    """
+    head = encode_header(tensors)
+    offsets = []
+    at = len(head)
+    for t in tensors:
+        offsets.append(at)
+        at += t.nbytes
+    total = at
+
+    with open(path, "wb") as out:
+        out.write(head)
+        out.flush()
+        dst = out.fileno()
+        # 1. copy runs of consecutive source bytes
+        run: tuple[Path, int, int, int] | None = None  # (src, src_start, dst_start, length)
+        runs = []
+        for t, off in zip(tensors, offsets):
+            if not isinstance(t.source, FileRange):
+                continue
+            if run and run[0] == t.source.path and run[1] + run[3] == t.source.start and run[2] + run[3] == off:
+                run = (run[0], run[1], run[2], run[3] + t.nbytes)
+            else:
+                if run:
+                    runs.append(run)
+                run = (t.source.path, t.source.start, off, t.nbytes)
+        if run:
+            runs.append(run)
+        for src_path, src_start, dst_start, length in runs:
+            with open(src_path, "rb") as src:
+                copy_range(src.fileno(), dst, src_start, dst_start, length, progress)
+        # 2. write computed tensors at their offsets
+        for t, off in zip(tensors, offsets):
+            if isinstance(t.source, FileRange):
+                continue
+            data = memoryview(t.source()).cast("B")
+            if len(data) != t.nbytes:
+                raise ValueError(f"{t.name}: got {len(data)} bytes, expected {t.nbytes}")
+            done = 0
+            while done < len(data):
+                done += os.pwrite(dst, data[done : done + COPY_CHUNK], off + done)
+            if progress:
+                progress(len(data))
+        os.ftruncate(dst, total)  # no-op unless a zero-length tensor is last
+    return total
+
+
+def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, progress: Progress | None = None) -> None:
+    """Copy `length` bytes from `src` at `src_off` to `dst` at `dst_off` (file descriptors)."""
+    done = 0
+    use_cfr = hasattr(os, "copy_file_range")
+    while done < length:
+        want = min(COPY_CHUNK, length - done)
+        n = 0
+        if use_cfr:
+            try:
+                n = os.copy_file_range(src, dst, want, src_off + done, dst_off + done)
+            except OSError as e:
+                if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM):
+                    raise
+                use_cfr = False
+                continue
+        else:
+            chunk = os.pread(src, want, src_off + done)
+            n = len(chunk)
+            written = 0
+            while written < n:
+                written += os.pwrite(dst, memoryview(chunk)[written:], dst_off + done + written)
+        if n == 0:
+            raise InputError("a source file became shorter while it was being copied; was it modified?")
+        done += n
+        if progress:
+            progress(n)
+
+
+def read_bytes(path: Path, start: int, nbytes: int) -> bytearray:
+    """`nbytes` of `path` from absolute offset `start`."""
+    buf = bytearray(nbytes)
+    with open(path, "rb", buffering=0) as f:
+        f.seek(start)
+        view = memoryview(buf)
+        got = 0
+        while got < nbytes:
+            n = f.readinto(view[got:])
+            if not n:
+                raise InputError(f"{path.name} became shorter while it was being read; was it modified?")
+            got += n
+    return buf
+
+
+# torch <-> safetensors dtype names; torch is imported only when these are called.
+_TORCH_NAMES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
+    "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
+    "U64": "uint64", "F64": "float64", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
+}  # fmt: skip
+
+
+def torch_dtype(dtype: str) -> torch.dtype:
+    """The torch dtype of a safetensors dtype name."""
+    import torch
+
+    return getattr(torch, _TORCH_NAMES[dtype])
+
+
+def st_dtype(dtype: torch.dtype) -> str:
+    """The safetensors dtype name of a torch dtype."""
+    name = str(dtype).removeprefix("torch.")
+    for st, tn in _TORCH_NAMES.items():
+        if tn == name:
+            return st
+    raise InputError(f"tensors of dtype {name} cannot be stored in safetensors")
+
+
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """A zero-copy byte view of a contiguous CPU tensor (keep `t` alive while it is used)."""
+    import ctypes
+
+    t = t.contiguous()
+    n = t.numel() * t.element_size()
+    if n == 0:
+        return memoryview(b"")
+    array = (ctypes.c_ubyte * n).from_address(t.data_ptr())
+    array._owner = t  # type: ignore[attr-defined]  # the view keeps the array, the array keeps t
+    return memoryview(array).cast("B")
+
+
+def tensor_from_bytes(data: Buffer, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor over `data` (copied into a writable buffer when needed)."""
+    import torch
+
+    buf = data if isinstance(data, bytearray) else bytearray(data)
+    if not buf:
+        return torch.empty(shape, dtype=torch_dtype(dtype))
+    return torch.frombuffer(buf, dtype=torch_dtype(dtype)).reshape(shape)

@@ -1,0 +1,252 @@
+"""A checkpoint folder on disk → a description of its weights, without reading them.
+
+Knows the Hugging Face file layout (model.safetensors, sharded indexes, pytorch_model.bin),
+validates it, and says where every tensor's bytes are. `pytorch_model.bin` is read only through
+`torch.load(weights_only=True)`, memory-mapped where the archive allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+from .safetensors_io import DTYPE_SIZES, FileRange, read_header, st_dtype
+
+if TYPE_CHECKING:
+    import torch
+
+SAFETENSORS = "model.safetensors"
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+BIN = "pytorch_model.bin"
+BIN_INDEX = "pytorch_model.bin.index.json"
+# Weight files of any framework: never carried over to the output (they would hold the old grid).
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ckpt", ".pt", ".pth", ".gguf", ".index.json")
+
+
+@dataclass
+class SourceTensor:
+    """One tensor of the source: its bytes are a FileRange in a file, or a (memory-mapped) tensor."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: FileRange | torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        n = DTYPE_SIZES[self.dtype]
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class Shard:
+    """One weight file of the source and the safetensors file name it becomes in the output."""
+
+    source: Path
+    out_name: str
+    tensors: list[SourceTensor]
+
+
+@dataclass
+class Checkpoint:
+    """The weights of a checkpoint folder, described but not read."""
+
+    folder: Path
+    weight_format: str  # "safetensors" or "bin"
+    shards: list[Shard]
+    index_name: str | None  # output index file name when sharded
+    index_metadata: dict[str, Any] = field(default_factory=dict)
+    keepalive: list[Any] = field(default_factory=list)  # loaded .bin state dicts
+
+    def tensor(self, name: str) -> SourceTensor:
+        for shard in self.shards:
+            for t in shard.tensors:
+                if t.name == name:
+                    return t
+        raise KeyError(name)
+
+    @property
+    def names(self) -> list[str]:
+        return [t.name for s in self.shards for t in s.tensors]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for s in self.shards for t in s.tensors)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from `path`, or an InputError naming the file."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise InputError(f"{path.parent} has no {path.name}; is it a Hugging Face model folder?") from e
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{path} is not valid JSON ({e}); fix or re-download it") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{path} does not hold a JSON object")
+    return data
+
+
+def is_weight_file(name: str) -> bool:
+    """True for files that hold weights in any format (not carried over to the output)."""
+    return name.endswith(WEIGHT_SUFFIXES)
+
+
+def open_checkpoint(folder: Path) -> Checkpoint:
+    """Find and validate the weights in `folder`: safetensors (single or sharded) when present,
+    otherwise pytorch_model.bin (single or sharded)."""
+    if (folder / SAFETENSORS_INDEX).is_file():
+        return _sharded(folder, SAFETENSORS_INDEX, "safetensors")
+    if (folder / SAFETENSORS).is_file():
+        shard = Shard(folder / SAFETENSORS, SAFETENSORS, _safetensors_tensors(folder / SAFETENSORS))
+        return Checkpoint(folder, "safetensors", [shard], None)
+    if (folder / BIN_INDEX).is_file():
+        return _sharded(folder, BIN_INDEX, "bin")
+    if (folder / BIN).is_file():
+        keep: list[Any] = []
+        shard = Shard(folder / BIN, SAFETENSORS, _bin_tensors(folder / BIN, keep))
+        return Checkpoint(folder, "bin", [shard], None, keepalive=keep)
+    raise InputError(
+        f"{folder} has no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX}"
+    )
+
+
+def _safetensors_tensors(path: Path) -> list[SourceTensor]:
+    st = read_header(path)
+    return [SourceTensor(t.name, t.dtype, t.shape, FileRange(path, t.start)) for t in st.tensors]
+
+
+def _sharded(folder: Path, index_name: str, fmt: str) -> Checkpoint:
+    index = read_json(folder / index_name)
+    weight_map = index.get("weight_map")
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InputError(f"{index_name} has no weight_map; re-download the checkpoint")
+    shard_names: list[str] = []
+    for tensor_name, shard_name in weight_map.items():
+        if not isinstance(shard_name, str) or not _safe_name(shard_name):
+            raise InputError(
+                f"{index_name} names shard {shard_name!r} for {tensor_name!r}: "
+                "shard names must be plain file names inside the checkpoint folder"
+            )
+        if shard_name not in shard_names:
+            shard_names.append(shard_name)
+    keep: list[Any] = []
+    shards = []
+    seen: dict[str, str] = {}
+    for shard_name in shard_names:
+        path = folder / shard_name
+        if not path.is_file():
+            raise InputError(f"{index_name} lists shard {shard_name} but {folder} has no such file; re-download it")
+        tensors = _safetensors_tensors(path) if fmt == "safetensors" else _bin_tensors(path, keep)
+        for t in tensors:
+            if t.name in seen:
+                raise InputError(f"tensor {t.name!r} is stored twice, in {seen[t.name]} and {shard_name}")
+            seen[t.name] = shard_name
+            if weight_map.get(t.name) != shard_name:
+                raise InputError(
+                    f"{shard_name} holds {t.name!r} but {index_name} does not map it there; the index is inconsistent"
+                )
+        out_name = shard_name if fmt == "safetensors" else _bin_to_safetensors_name(shard_name)
+        shards.append(Shard(path, out_name, tensors))
+    missing = [n for n in weight_map if n not in seen]
+    if missing:
+        raise InputError(f"{index_name} lists {len(missing)} tensors no shard holds (first: {missing[0]!r})")
+    metadata = index.get("metadata") if isinstance(index.get("metadata"), dict) else {}
+    return Checkpoint(folder, fmt, shards, SAFETENSORS_INDEX, dict(metadata or {}), keep)
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
+def _bin_to_safetensors_name(name: str) -> str:
+    stem = name.removesuffix(".bin")
+    stem = "model" + stem.removeprefix("pytorch_model") if stem.startswith("pytorch_model") else stem
+    return stem + ".safetensors"
+
+
+def load_bin(path: Path) -> dict[str, Any]:
+    """torch.load with weights_only=True (memory-mapped when the archive format allows it)."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:
+            magic = f.read(2)
+        if magic not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):  # legacy torch.save pickles
+            raise InputError(f"{path.name} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle)")
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy, non-zip archive
+    except pickle.UnpicklingError as e:
+        raise InputError(
+            f"{path.name} asks to run code or build objects beyond plain tensors, which xcr refuses "
+            "(weights_only=True): the file may be unsafe; get the checkpoint from a trusted source"
+        ) from e
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
+        raise InputError(f"{path.name} is not a readable PyTorch checkpoint ({first}); re-download it") from e
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
+        raise InputError(f"{path.name} is not a state dict of named tensors")
+    return obj
+
+
+def _bin_tensors(path: Path, keep: list[Any]) -> list[SourceTensor]:
+    state = load_bin(path)
+    keep.append(state)
+    locate = _mmap_locator(path)
+    out = []
+    for name, t in state.items():
+        where: FileRange | torch.Tensor = t
+        if locate and t.is_contiguous() and t.device.type == "cpu":
+            offset = locate(t.untyped_storage().data_ptr())
+            if offset is not None:
+                where = FileRange(path, offset + t.storage_offset() * t.element_size())
+        out.append(SourceTensor(name, st_dtype(t.dtype), tuple(t.shape), where))
+    # safetensors convention: widest dtypes first keeps every tensor aligned to its element size
+    out.sort(key=lambda s: (-DTYPE_SIZES[s.dtype], s.name))
+    return out
+
+
+def _mmap_locator(path: Path) -> Callable[[int], int | None] | None:
+    """Map a pointer into this process's memory mapping of `path` back to a file offset.
+
+    torch.load(mmap=True) maps the archive; tensor storages are its uncompressed members, so
+    their bytes can be copied file-to-file instead of through memory. Linux only; None elsewhere.
+    """
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    regions = []
+    for line in maps.splitlines():
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5] == target:
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            regions.append((lo, hi, int(parts[2], 16)))
+    if not regions:
+        return None
+
+    def locate(ptr: int) -> int | None:
+        for lo, hi, off in regions:
+            if lo <= ptr < hi:
+                return ptr - lo + off
+        return None
+
+    return locate
