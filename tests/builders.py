@@ -13,7 +13,13 @@ from typing import Any
 
 import torch
 
-VISION = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2, "projection_dim": 8}
+VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "num_hidden_layers": 2,
+    "projection_dim": 8,
+}
 TEXT = {"hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2, "num_hidden_layers": 1, "projection_dim": 8,
         "vocab_size": 99, "max_position_embeddings": 77, "bos_token_id": 0, "eos_token_id": 2, "pad_token_id": 1}  # fmt: skip
 TOKENIZER_FILES = {
@@ -36,7 +42,11 @@ def openai_config(image_size: int = 336, patch_size: int = 14, kind: str = "full
     }  # fmt: skip
     if kind != "full":
         arch = "CLIPVisionModel" if kind == "vision" else "CLIPVisionModelWithProjection"
-        return {**{k: v for k, v in vision.items() if k != "_name_or_path"}, "architectures": [arch], "torch_dtype": "float32"}
+        return {
+            **{k: v for k, v in vision.items() if k != "_name_or_path"},
+            "architectures": [arch],
+            "torch_dtype": "float32",
+        }
     text = {
         "_name_or_path": "", "architectures": None, "attention_dropout": 0.0, "dropout": 0.0,
         "hidden_act": "quick_gelu", **TEXT, "initializer_factor": 1.0, "initializer_range": 0.02,
@@ -50,7 +60,17 @@ def openai_config(image_size: int = 336, patch_size: int = 14, kind: str = "full
         "model_type": "clip",
         "projection_dim": 8,
         "text_config": text,
-        "text_config_dict": {k: TEXT[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers", "projection_dim")},
+        "text_config_dict": {
+            k: TEXT[k]
+            for k in (
+                "hidden_size",
+                "intermediate_size",
+                "num_attention_heads",
+                "num_hidden_layers",
+                "projection_dim",
+                "vocab_size",
+            )
+        },
         "torch_dtype": "float32",
         "transformers_version": None,
         "vision_config": vision,
@@ -89,9 +109,12 @@ def state_dict(kind: str = "full", naming: str = "v4", image_size: int = 336, pa
         sd = {}
         for k, v in model.state_dict().items():
             bare = k.removeprefix("vision_model.")
-            sd[bare if naming == "v5" or bare == k else "vision_model." + bare] = v
+            top_level = bare.startswith("visual_projection.")
+            sd[bare if naming == "v5" or top_level else "vision_model." + bare] = v
         if position_ids:
-            sd[("" if naming == "v5" else "vision_model.") + "embeddings.position_ids"] = torch.arange(n).expand((1, -1))
+            sd[("" if naming == "v5" else "vision_model.") + "embeddings.position_ids"] = torch.arange(n).expand(
+                (1, -1)
+            )
     # randomise the position table so that every interpolation weight matters
     pos = next(k for k in sd if k.endswith("embeddings.position_embedding.weight") and not k.startswith("text_model."))
     sd[pos] = torch.randn_like(sd[pos])

@@ -16,7 +16,9 @@ if __name__ == "__main__":
     out = Path(sys.argv[1])
     shutil.rmtree(out, ignore_errors=True)
     build(out, fmt="bin", seed=336)
-    (out / ".gitattributes").write_text("# the real repo stores weights with LFS; this tiny demo does not\n*.bin binary\n")
+    (out / ".gitattributes").write_text(
+        "# the real repo stores weights with LFS; this tiny demo does not\n*.bin binary\n"
+    )
     (out / "README.md").write_text(
         "---\nlicense: mit\n---\n# clip-vit-tiny-patch14-336\n\n"
         "A tiny random CLIP (vision width 32, 2 layers) with the layout of openai/clip-vit-large-patch14-336:\n"

@@ -60,15 +60,55 @@ def root(
 
 @app.command()
 def resize(
-    res: Annotated[int, typer.Option("--res", "-r", help="Target input size in pixels: a multiple of the patch size (14 for ViT-L/14), e.g. 224 or 490.", show_default=False)],
+    res: Annotated[
+        int,
+        typer.Option(
+            "--res",
+            "-r",
+            help="Target input size in pixels: a multiple of the patch size (14 for ViT-L/14), e.g. 224 or 490.",
+            show_default=False,
+        ),
+    ],
     model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder, or Hub repo id.")] = DEFAULT_MODEL,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder. Default: the source's name with its resolution replaced, in the current folder.", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace an existing output (only once the new one is complete).")] = False,
-    device: Annotated[Device, typer.Option("--device", help="Where to interpolate: auto picks CUDA when present.")] = Device.auto,
-    mode: Annotated[Mode, typer.Option("--mode", help="Interpolation. bicubic equals XComposer's resize_pos and transformers' interpolate_pos_encoding.")] = Mode.bicubic,
-    antialias: Annotated[bool, typer.Option("--antialias", help="Antialiased bicubic/bilinear (timm's and open_clip's default; changes numbers).")] = False,
-    revision: Annotated[str | None, typer.Option("--revision", help="Hub branch, tag or commit (default main).", show_default=False)] = None,
-    token: Annotated[str | None, typer.Option("--token", help="Hub token (default: HF_TOKEN or the saved login). Never printed or saved.", show_default=False)] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder. Default: the source's name with its resolution replaced, in the current folder.",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing output (only once the new one is complete).")
+    ] = False,
+    device: Annotated[
+        Device, typer.Option("--device", help="Where to interpolate: auto picks CUDA when present.")
+    ] = Device.auto,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode",
+            help="Interpolation. bicubic equals XComposer's resize_pos and transformers' interpolate_pos_encoding.",
+        ),
+    ] = Mode.bicubic,
+    antialias: Annotated[
+        bool,
+        typer.Option(
+            "--antialias", help="Antialiased bicubic/bilinear (timm's and open_clip's default; changes numbers)."
+        ),
+    ] = False,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Hub branch, tag or commit (default main).", show_default=False)
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Hub token (default: HF_TOKEN or the saved login). Never printed or saved.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; no progress.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:

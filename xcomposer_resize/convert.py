@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import threading
@@ -23,7 +24,6 @@ from .output import check_output, default_name, land, remove, temp_dir_for
 from .safetensors_io import (
     FileRange,
     OutTensor,
-    file_size,
     read_bytes,
     read_header,
     tensor_bytes,
@@ -228,7 +228,9 @@ def _check_cuda() -> None:
     import torch
 
     if not torch.cuda.is_available():
-        raise UsageError(f"--device cuda: no CUDA GPU is usable here (torch {torch.__version__}); use --device cpu or auto")
+        raise UsageError(
+            f"--device cuda: no CUDA GPU is usable here (torch {torch.__version__}); use --device cpu or auto"
+        )
 
 
 def _human(n: float) -> str:
@@ -309,12 +311,11 @@ def _out_tensors(plan: Plan, target: Target, compute: Callable[[str], Any]) -> l
         tensors = []
         for t in shard.tensors:
             if t.name in shapes:
-                src: Any = (lambda name=t.name: compute(name))
-                tensors.append(OutTensor(t.name, t.dtype, shapes[t.name], src))
+                tensors.append(OutTensor(t.name, t.dtype, shapes[t.name], functools.partial(compute, t.name)))
             elif isinstance(t.data, FileRange):
                 tensors.append(OutTensor(t.name, t.dtype, t.shape, t.data))
             else:
-                tensors.append(OutTensor(t.name, t.dtype, t.shape, lambda data=t.data: tensor_bytes(data)))
+                tensors.append(OutTensor(t.name, t.dtype, t.shape, functools.partial(tensor_bytes, t.data)))
         files.append(tensors)
     return files
 
@@ -342,7 +343,7 @@ def _write_target(
     written = 0
     try:
         weight_map: dict[str, str] = {}
-        for shard, tensors in zip(ckpt.shards, files):
+        for shard, tensors in zip(ckpt.shards, files, strict=True):
             written += write_file(tmp / shard.out_name, tensors, progress)
             weight_map.update({t.name: shard.out_name for t in tensors})
         if ckpt.index_name:
@@ -355,7 +356,9 @@ def _write_target(
         if plan.preprocessor is not None:
             pre = rewrite_preprocessor(plan.preprocessor, target.res)
             written += _write(tmp / "preprocessor_config.json", dump_json(pre))
-        written += _write(tmp / "README.md", model_card(_card(plan, target, mode, antialias, sorted(computed))).encode())
+        written += _write(
+            tmp / "README.md", model_card(_card(plan, target, mode, antialias, sorted(computed))).encode()
+        )
         written += _carry_over(plan.source.folder, tmp)
         _verify(tmp, ckpt, files, computed)
         land(tmp, target.out)
@@ -434,7 +437,7 @@ def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed:
     import torch
     from safetensors import safe_open
 
-    for shard, planned in zip(ckpt.shards, files):
+    for shard, planned in zip(ckpt.shards, files, strict=True):
         path = tmp / shard.out_name
         got = read_header(path)
         if got.metadata != {"format": "pt"} or [(t.name, t.dtype, t.shape) for t in got.tensors] != [

@@ -36,9 +36,7 @@ class Family:
     def find(self, names: list[str], suffix: str) -> str | None:
         """The one tensor name ending in `suffix` outside the excluded towers, or None."""
         hits = [
-            n
-            for n in names
-            if (n == suffix or n.endswith("." + suffix)) and not n.startswith(self.exclude_prefixes)
+            n for n in names if (n == suffix or n.endswith("." + suffix)) and not n.startswith(self.exclude_prefixes)
         ]
         if len(hits) > 1:
             raise InputError(f"found {len(hits)} vision position tables ({', '.join(hits)}); expected one")

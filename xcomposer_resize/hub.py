@@ -13,7 +13,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .errors import HubError, InputError, RepoIdError
 from .sources import BIN, BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX, is_weight_file
@@ -71,7 +70,7 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     """Fetch the metadata files of `repo_id` now; the weights when `fetch_weights` is called."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import disable_progress_bars, validate_repo_id
+    from huggingface_hub.utils import disable_progress_bars, validate_repo_id  # type: ignore[attr-defined]
 
     try:
         validate_repo_id(repo_id)
@@ -112,7 +111,9 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
         weights = pick_weights(files)
         if weights is None:
             found = ", ".join(f for f in files if is_weight_file(f)) or "no weight files"
-            raise HubError(f"{repo_id} has no usable weights ({found}); xcr reads {SAFETENSORS} or {BIN}, single or sharded")
+            raise HubError(
+                f"{repo_id} has no usable weights ({found}); xcr reads {SAFETENSORS} or {BIN}, single or sharded"
+            )
         if weights[0].endswith(".index.json"):
             download(weights[:1])
             weights = weights[:1] + _shards_of(folder / weights[0], repo_id)
@@ -157,7 +158,9 @@ def _cached_source(repo_id: str, revision: str | None, cause: Exception) -> Sour
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception as e:
-        why = "offline mode is on (HF_HUB_OFFLINE=1)" if _offline_mode() else f"the Hub cannot be reached ({_endpoint()})"
+        why = (
+            "offline mode is on (HF_HUB_OFFLINE=1)" if _offline_mode() else f"the Hub cannot be reached ({_endpoint()})"
+        )
         raise HubError(
             f"{repo_id}{'@' + revision if revision else ''} is not in the local cache and {why}; "
             "run once with network access"
@@ -208,7 +211,9 @@ def hub_error(e: BaseException, repo_id: str, revision: str | None) -> HubError:
     if isinstance(e, RemoteEntryNotFoundError):
         return HubError(f"a file of {repo_id} listed by the Hub could not be downloaded (not found); try again")
     if isinstance(e, LocalEntryNotFoundError) or _is_offline(e):
-        return HubError(f"cannot download {repo_id}: the Hub cannot be reached ({_endpoint()}) and the files are not cached")
+        return HubError(
+            f"cannot download {repo_id}: the Hub cannot be reached ({_endpoint()}) and the files are not cached"
+        )
     if isinstance(e, HfHubHTTPError):
         status = e.response.status_code if getattr(e, "response", None) is not None else "?"
         if status in (401, 403):
@@ -220,5 +225,3 @@ def hub_error(e: BaseException, repo_id: str, revision: str | None) -> HubError:
 def _one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return re.sub(r"hf_[A-Za-z0-9]{10,}", "hf_***", text[0]) if text else e.__class__.__name__
-
-

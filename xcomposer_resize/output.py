@@ -44,7 +44,9 @@ def check_output(out: Path, source: Path, force: bool) -> None:
         raise UsageError(f"--out {out} contains the source folder {source}; choose another --out")
     cache = hub_cache_dir().resolve()
     if out_r == cache or cache in out_r.parents or any(p.name.startswith("models--") for p in out_r.parents):
-        raise UsageError(f"--out {out} is inside a Hugging Face cache, which only huggingface_hub may write; choose another --out")
+        raise UsageError(
+            f"--out {out} is inside a Hugging Face cache, which only huggingface_hub may write; choose another --out"
+        )
     if out_r.exists() and not force and (out_r.is_file() or any(out_r.iterdir())):
         raise UsageError(f"{out} already exists and is not empty; pass --force to replace it")
     parent = _existing_parent(out_r)

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 
@@ -128,7 +128,9 @@ def read_header(path: Path) -> SafetensorsFile:
         if offsets[1] > data_len:
             raise bad(f"tensor {name!r} points past the end of the file")
         if offsets[1] - offsets[0] != nbytes_of(dtype, shape):
-            raise bad(f"tensor {name!r} has {offsets[1] - offsets[0]} bytes, its shape and dtype need {nbytes_of(dtype, shape)}")
+            raise bad(
+                f"tensor {name!r} has {offsets[1] - offsets[0]} bytes, its shape and dtype need {nbytes_of(dtype, shape)}"
+            )
         tensors.append(TensorEntry(name, dtype, tuple(shape), data_start + offsets[0], data_start + offsets[1]))
 
     tensors.sort(key=lambda t: (t.start, t.end))
@@ -152,7 +154,7 @@ class FileRange:
     start: int
 
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
         # 1. copy runs of consecutive source bytes
         run: tuple[Path, int, int, int] | None = None  # (src, src_start, dst_start, length)
         runs = []
-        for t, off in zip(tensors, offsets):
+        for t, off in zip(tensors, offsets, strict=True):
             if not isinstance(t.source, FileRange):
                 continue
             if run and run[0] == t.source.path and run[1] + run[3] == t.source.start and run[2] + run[3] == off:
@@ -224,7 +226,7 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
             with open(src_path, "rb") as src:
                 copy_range(src.fileno(), dst, src_start, dst_start, length, progress)
         # 2. write computed tensors at their offsets
-        for t, off in zip(tensors, offsets):
+        for t, off in zip(tensors, offsets, strict=True):
             if isinstance(t.source, FileRange):
                 continue
             data = memoryview(t.source()).cast("B")
@@ -294,7 +296,8 @@ def torch_dtype(dtype: str) -> torch.dtype:
     """The torch dtype of a safetensors dtype name."""
     import torch
 
-    return getattr(torch, _TORCH_NAMES[dtype])
+    result: torch.dtype = getattr(torch, _TORCH_NAMES[dtype])
+    return result
 
 
 def st_dtype(dtype: torch.dtype) -> str:

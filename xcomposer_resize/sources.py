@@ -115,9 +115,7 @@ def open_checkpoint(folder: Path) -> Checkpoint:
         keep: list[Any] = []
         shard = Shard(folder / BIN, SAFETENSORS, _bin_tensors(folder / BIN, keep))
         return Checkpoint(folder, "bin", [shard], None, keepalive=keep)
-    raise InputError(
-        f"{folder} has no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX}"
-    )
+    raise InputError(f"{folder} has no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX}")
 
 
 def _safetensors_tensors(path: Path) -> list[SourceTensor]:

@@ -1,0 +1,266 @@
+"""The command contract: flags, exit codes, one-line errors, --json, default output names."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.conftest import snapshot
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "demo" / "clip-vit-tiny-patch14-336"
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("xcr: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def no_litter(folder: Path) -> None:
+    assert not [p.name for p in folder.iterdir() if ".xcr-" in p.name]
+
+
+def test_resize_writes_and_summarises(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "490 px, 35×35 grid" in r.out and "vision_model.embeddings.position_embedding.weight" in r.out
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_json_is_one_object_on_stdout(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    r = xcr("resize", "--model", src, "--res", 224, "--out", tmp_path / "out", "--json")
+    assert r.code == 0 and r.err == ""
+    data = json.loads(r.out)
+    assert set(data) >= {"source", "outputs", "tensors_rewritten", "bytes_written", "seconds"}
+    assert data["outputs"] == [{"path": str(tmp_path / "out"), "res": 224, "grid": [16, 16]}]
+    assert data["tensors_rewritten"] == [
+        "vision_model.embeddings.position_embedding.weight",
+        "vision_model.embeddings.position_ids",
+    ]
+    assert data["bytes_written"] == sum(p.stat().st_size for p in (tmp_path / "out").iterdir())
+    assert data["source"] == str(src)
+
+
+def test_quiet_prints_nothing(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 224, "--out", tmp_path / "out", "--quiet")
+    assert (r.code, r.out, r.err) == (0, "", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "res", "expected"),
+    [
+        ("clip-vit-large-patch14-336", 490, "clip-vit-large-patch14-490"),
+        ("my-clip", 224, "my-clip-224"),
+        ("clip336-ft", 224, "clip224-ft"),
+    ],
+)
+def test_default_output_name(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, res: int, expected: str
+) -> None:
+    src = make_ckpt(name)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    r = xcr("resize", "--model", src, "--res", res, "--quiet")
+    assert r.code == 0, r.err
+    assert [p.name for p in work.iterdir()] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("res", "message"),
+    [
+        (500, "--res 500 is not a multiple of the patch size 14; use 490 or 504"),
+        (5, "--res 5 is not a multiple of the patch size 14; use 14"),
+        (0, "--res must be a positive number of pixels, not 0"),
+        (-14, "--res must be a positive number of pixels, not -14"),
+    ],
+)
+def test_bad_res(xcr: Any, make_ckpt: Any, tmp_path: Path, res: int, message: str) -> None:
+    src = make_ckpt()
+    before = snapshot(src)
+    r = xcr("resize", "--model", src, "--res", res, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert one_error_line(r.err) == f"xcr: error: {message}"
+    assert not (tmp_path / "out").exists() and snapshot(src) == before
+
+
+def test_absurd_res_is_refused_before_allocating(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 14 * 100_000, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "100000×100000 position table" in line and "GiB" in line and "smaller --res" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--mode", "lanczos"], "'lanczos' is not one of"),
+        (["--device", "tpu"], "'tpu' is not one of"),
+        (["--mode", "nearest", "--antialias"], "--antialias works only with --mode bicubic or bilinear, not nearest"),
+        (["--res", "abc"], "Invalid value for '--res'"),
+        (["--bogus"], "No such option: --bogus"),
+    ],
+)
+def test_bad_flags(xcr: Any, make_ckpt: Any, tmp_path: Path, args: list[str], fragment: str) -> None:
+    base = ["resize", "--model", str(make_ckpt()), "--out", str(tmp_path / "out")]
+    if "--res" not in args:
+        base += ["--res", "490"]
+    r = xcr(*base, *args)
+    assert r.code == 2
+    assert fragment in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_res(xcr: Any) -> None:
+    r = xcr("resize")
+    assert r.code == 2 and "--res" in one_error_line(r.err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_a_gpu(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--device", "cuda")
+    assert r.code == 2
+    assert "--device cuda: no CUDA GPU is usable here" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_model_path(xcr: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", tmp_path / "nope", "--res", 490)
+    assert r.code == 2 and "does not exist" in one_error_line(r.err)
+
+
+def test_model_is_a_file(xcr: Any, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    r = xcr("resize", "--model", tmp_path / "f", "--res", 490)
+    assert r.code == 2 and "is a file" in one_error_line(r.err)
+
+
+def test_folder_without_config(xcr: Any, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    r = xcr("resize", "--model", tmp_path / "empty", "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2 and "has no config.json" in one_error_line(r.err)
+
+
+def test_folder_without_weights(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    (src / "model.safetensors").unlink()
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2 and "has no weights" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()
+    no_litter(tmp_path)
+
+
+def test_config_that_disagrees_with_the_weights(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    config = json.loads((src / "config.json").read_text())
+    config["vision_config"]["image_size"] = config["vision_config_dict"]["image_size"] = 224
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "config and the weights disagree" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()
+    no_litter(tmp_path)
+
+
+def test_not_a_clip_checkpoint(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    (src / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2 and "model_type 'llama'" in one_error_line(r.err)
+
+
+def test_existing_output_needs_force_and_is_untouched(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out)
+    assert r.code == 2 and "pass --force" in one_error_line(r.err)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force", "--quiet")
+    assert r.code == 0, r.err
+    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    no_litter(tmp_path)
+
+
+def test_empty_existing_output_is_fine(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--quiet")
+    assert r.code == 0 and (tmp_path / "out" / "config.json").is_file()
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "parent"])
+def test_output_never_touches_the_source(xcr: Any, make_ckpt: Any, tmp_path: Path, where: str) -> None:
+    src = make_ckpt()
+    before = snapshot(src)
+    out = {"same": src, "inside": src / "sub", "parent": src.parent}[where]
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force")
+    assert r.code == 2
+    assert "source folder" in one_error_line(r.err)
+    assert snapshot(src) == before
+
+
+def test_output_never_inside_a_hub_cache(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    cache = Path(os.environ["HF_HUB_CACHE"])
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", cache / "x")
+    assert r.code == 2 and "Hugging Face cache" in one_error_line(r.err)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "models--a--b" / "snapshots" / "x")
+    assert r.code == 2 and "Hugging Face cache" in one_error_line(r.err)
+
+
+def test_version_and_help(xcr: Any) -> None:
+    r = xcr("--version")
+    assert r.code == 0 and r.out.startswith("xcr ")
+    r = xcr("resize", "--help")
+    assert r.code == 0
+    for flag in (
+        "--model",
+        "--res",
+        "--out",
+        "--force",
+        "--device",
+        "--mode",
+        "--antialias",
+        "--json",
+        "--quiet",
+        "--revision",
+        "--token",
+    ):
+        assert flag in r.out
+
+
+def run_real(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed entry point, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "xcomposer_resize", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
+
+
+def test_real_process_error_has_no_traceback_unless_debug(tmp_path: Path) -> None:
+    p = run_real("resize", "--model", str(tmp_path / "nope"), "--res", "490")
+    assert p.returncode == 2 and one_error_line(p.stderr)
+    p = run_real("resize", "--model", str(tmp_path / "nope"), "--res", "490", env={"XCR_DEBUG": "1"})
+    assert p.returncode != 0 and "Traceback" in p.stderr and "InputError" in p.stderr
+
+
+def test_demo_checkpoint_converts(tmp_path: Path) -> None:
+    p = run_real("resize", "--model", str(DEMO), "--res", "490", "--out", str(tmp_path / "demo"), "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["outputs"][0]["grid"] == [35, 35]
+    assert sum(f.stat().st_size for f in DEMO.iterdir()) < 1_000_000
