@@ -100,7 +100,11 @@ def test_absurd_res_is_refused_before_allocating(xcr: Any, make_ckpt: Any, tmp_p
     r = xcr("resize", "--model", make_ckpt(), "--res", 14 * 100_000, "--out", tmp_path / "out")
     assert r.code == 2
     line = one_error_line(r.err)
-    assert "100000×100000 position table" in line and "GiB" in line and "smaller --res" in line
+    assert (
+        "--res 1400000 means a 100000×100000 grid and a position table of" in line
+        and "GiB" in line
+        and "smaller --res" in line
+    )
 
 
 @pytest.mark.parametrize(

@@ -141,7 +141,7 @@ def resize(
     targets = []
     for r in resolutions:
         _check_res(r, sizes.patch_size)
-        _check_cost(r // sizes.patch_size, _config_width(config, family), family.num_prefix_tokens)
+        _check_cost(r, r // sizes.patch_size, _config_width(config, family), family.num_prefix_tokens)
         name = default_name(source.name, sizes.image_size, r)
         target = Target(r, Path(out) if out is not None else Path.cwd() / name)
         check_output(target.out, source.folder, force)
@@ -210,13 +210,14 @@ def _check_res(res: int, patch: int) -> None:
         raise UsageError(f"--res {res} is not a multiple of the patch size {patch}; {hint}")
 
 
-def _check_cost(grid: int, width: int | None, prefix: int) -> None:
+def _check_cost(res: int, grid: int, width: int | None, prefix: int) -> None:
+    """Refuse, before allocating anything, a position table too large to be meant."""
     if width is None:
         return
     cost = (prefix + grid * grid) * width * 4
     if cost > MAX_TABLE_BYTES:
         raise UsageError(
-            f"--res {grid} patches a side would need a {grid}×{grid} position table of "
+            f"--res {res} means a {grid}×{grid} grid and a position table of "
             f"{_human(cost)} (limit {_human(MAX_TABLE_BYTES)}); use a smaller --res"
         )
 
@@ -274,7 +275,7 @@ def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionS
             f"but {pos_name} holds a {grid}×{grid} grid; the config and the weights disagree"
         )
     for t in targets:
-        _check_cost(t.grid(sizes.patch_size), width, prefix)
+        _check_cost(t.res, t.grid(sizes.patch_size), width, prefix)
     plan.pos = pos
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import HubError, InputError, RepoIdError
-from .sources import BIN, BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX, is_weight_file
+from .sources import BIN, BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX, is_plain_name, is_weight_file
 
 METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken")
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
@@ -139,7 +139,7 @@ def _shards_of(index_path: Path, repo_id: str) -> list[str]:
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise InputError(f"{repo_id}: {index_path.name} is not a valid weight index") from e
     for s in shards:
-        if not isinstance(s, str) or "/" in s or "\\" in s or s in ("", ".", ".."):
+        if not isinstance(s, str) or not is_plain_name(s):
             raise InputError(f"{repo_id}: {index_path.name} names shard {s!r}; shard names must be plain file names")
     return shards
 

@@ -130,7 +130,7 @@ def _sharded(folder: Path, index_name: str, fmt: str) -> Checkpoint:
         raise InputError(f"{index_name} has no weight_map; re-download the checkpoint")
     shard_names: list[str] = []
     for tensor_name, shard_name in weight_map.items():
-        if not isinstance(shard_name, str) or not _safe_name(shard_name):
+        if not isinstance(shard_name, str) or not is_plain_name(shard_name):
             raise InputError(
                 f"{index_name} names shard {shard_name!r} for {tensor_name!r}: "
                 "shard names must be plain file names inside the checkpoint folder"
@@ -162,7 +162,8 @@ def _sharded(folder: Path, index_name: str, fmt: str) -> Checkpoint:
     return Checkpoint(folder, fmt, shards, SAFETENSORS_INDEX, dict(metadata or {}), keep)
 
 
-def _safe_name(name: str) -> bool:
+def is_plain_name(name: str) -> bool:
+    """True for a file name that stays inside its folder: no separator, no `..`, not absolute."""
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
