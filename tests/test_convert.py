@@ -98,6 +98,11 @@ def test_vision_only_checkpoints_in_both_namings(
     assert set(tensors(out)) == set(tensors(src)), "the naming found is the naming kept"
     config = json.loads((out / "config.json").read_text())
     assert config["image_size"] == 490 and config["model_type"] == "clip_vision_model"
+    import transformers
+
+    _, info = getattr(transformers, cls_name).from_pretrained(src, output_loading_info=True)
+    if info["missing_keys"]:  # older transformers 5.x load bare keys only into CLIPVisionModel
+        pytest.skip(f"transformers {transformers.__version__} cannot load this naming into {cls_name}, source included")
     pixels = torch.randn(1, 3, 490, 490)
     expected = image_features(load(src, cls_name), pixels, interpolate_pos_encoding=True)
     assert torch.equal(image_features(load(out, cls_name), pixels), expected)
