@@ -45,6 +45,18 @@ model.save_pretrained(out)
 """
 
 
+# openai/clip-vit-large-patch14-336
+REAL_VISION = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
+               "image_size": 336, "patch_size": 14}  # fmt: skip
+REAL_TEXT = {
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "vocab_size": 49408,
+}
+
+
 @dataclass
 class Case:
     name: str
@@ -64,12 +76,7 @@ def clip_shapes(tiny: bool) -> dict[str, tuple[int, ...]]:
             text_config=TEXT, vision_config=dict(VISION, image_size=336, patch_size=14), projection_dim=8
         )
     else:
-        config = CLIPConfig(
-            text_config={"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12, "num_hidden_layers": 12},
-            vision_config={"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
-                           "image_size": 336, "patch_size": 14},
-            projection_dim=768,
-        )  # fmt: skip
+        config = CLIPConfig(text_config=REAL_TEXT, vision_config=REAL_VISION, projection_dim=768)
     with torch.device("meta"):
         model = CLIPModel(config)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -99,28 +106,9 @@ def write_folder(folder: Path, sd: dict[str, torch.Tensor], fmt: str, tiny: bool
     folder.mkdir(parents=True)
     config = openai_config()
     if not tiny:
-        config["vision_config"].update(
-            hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24, projection_dim=768
-        )
-        config["vision_config_dict"].update(
-            hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24, projection_dim=768
-        )
-        config["text_config"].update(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            vocab_size=49408,
-            projection_dim=768,
-        )
-        config["text_config_dict"].update(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            vocab_size=49408,
-            projection_dim=768,
-        )
+        for key, sizes in (("vision_config", REAL_VISION), ("text_config", REAL_TEXT)):
+            config[key].update(sizes, projection_dim=768)
+            config[key + "_dict"].update(sizes, projection_dim=768)
         config["projection_dim"] = 768
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     (folder / "preprocessor_config.json").write_text(json.dumps(preprocessor_config()))
