@@ -11,7 +11,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from . import __version__
 from .configs import CardInfo, VisionSizes, dump_json, model_card, rewrite_config, rewrite_preprocessor, vision_sizes
 from .errors import InputError, OutputError, UsageError, XcrError
 from .families import Family, family_for
-from .interpolate import ANTIALIAS_MODES, MODES
+from .interpolate import ANTIALIAS_MODES, MODES, grid_side
 from .output import check_output, default_name, land, remove, temp_dir_for
 from .safetensors_io import (
     FileRange,
@@ -74,7 +74,6 @@ class Result:
     tensors_rewritten: list[str]
     bytes_written: int
     seconds: float
-    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,9 +96,9 @@ class Plan:
     preprocessor: dict[str, Any] | None
     sizes: VisionSizes
     targets: list[Target]
-    checkpoint: Checkpoint | None = None
-    pos: SourceTensor | None = None
-    ids: SourceTensor | None = None
+    checkpoint: Checkpoint
+    pos: SourceTensor  # the position table [prefix + g*g, C]
+    ids: SourceTensor | None  # the position-id buffer [1, prefix + g*g], when the checkpoint has one
 
 
 def resize(
@@ -151,7 +150,7 @@ def resize(
 
     source.fetch_weights()
     plan = _plan(source, family, config, sizes, targets)
-    if plan.pos is not None and any(t.grid(sizes.patch_size) == sizes.grid for t in targets):
+    if any(t.grid(sizes.patch_size) == sizes.grid for t in targets):
         note(f"the position grid is already {sizes.grid}×{sizes.grid} at {sizes.image_size} px: writing it unchanged")
 
     total = sum(_planned_bytes(plan, t) for t in targets)
@@ -253,7 +252,6 @@ def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionS
     pre_path = source.folder / "preprocessor_config.json"
     preprocessor = read_json(pre_path) if pre_path.is_file() else None
     ckpt = open_checkpoint(source.folder)
-    plan = Plan(source, family, config, preprocessor, sizes, targets, ckpt)
     names = ckpt.names
     pos_name = family.find(names, family.pos_suffix)
     if pos_name is None:
@@ -266,7 +264,7 @@ def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionS
     if pos.dtype not in ("F16", "BF16", "F32", "F64") or len(pos.shape) != 2:
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float [rows, channels] table")
     rows, width = pos.shape
-    grid = _side(rows - prefix)
+    grid = grid_side(rows - prefix)
     if grid is None:
         raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
     if grid != sizes.grid:
@@ -276,20 +274,13 @@ def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionS
         )
     for t in targets:
         _check_cost(t.res, t.grid(sizes.patch_size), width, prefix)
-    plan.pos = pos
+    ids = None
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:
         ids = ckpt.tensor(ids_name)
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
             raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
-        plan.ids = ids
-    return plan
-
-
-def _side(n: int) -> int | None:
-    from .interpolate import grid_side
-
-    return grid_side(n)
+    return Plan(source, family, config, preprocessor, sizes, targets, ckpt, pos, ids)
 
 
 # ---------------------------------------------------------------- write one target
@@ -297,7 +288,6 @@ def _side(n: int) -> int | None:
 
 def _new_shapes(plan: Plan, target: Target) -> dict[str, tuple[int, ...]]:
     """Tensors whose shape changes for `target` → their new shape (empty when the grid is the same)."""
-    assert plan.pos is not None
     g = target.grid(plan.sizes.patch_size)
     if g == plan.sizes.grid:
         return {}
@@ -309,7 +299,6 @@ def _new_shapes(plan: Plan, target: Target) -> dict[str, tuple[int, ...]]:
 
 
 def _out_tensors(plan: Plan, target: Target, compute: Callable[[str], Any]) -> list[list[OutTensor]]:
-    assert plan.checkpoint is not None
     shapes = _new_shapes(plan, target)
     files = []
     for shard in plan.checkpoint.shards:
@@ -333,7 +322,6 @@ def _write_target(
     plan: Plan, target: Target, device: str, mode: str, antialias: bool, progress: Callable[[int], None]
 ) -> tuple[int, list[str]]:
     """Write one complete output folder; return (bytes written, names of rewritten tensors)."""
-    assert plan.checkpoint is not None and plan.pos is not None
     ckpt = plan.checkpoint
     g = target.grid(plan.sizes.patch_size)
     computed: dict[str, Any] = {}
@@ -381,7 +369,6 @@ def _resampled(plan: Plan, g: int, device: str, mode: str, antialias: bool) -> d
 
     from .interpolate import resample_grid
 
-    assert plan.pos is not None
     pos = _load(plan.pos)
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     new = resample_grid(
@@ -469,6 +456,7 @@ def _os_error(e: OSError, out: Path) -> XcrError:
 
 
 _prefetch_lock = threading.Lock()
+_prefetch_started = False
 
 
 def _prefetch_torch() -> None:
@@ -476,10 +464,11 @@ def _prefetch_torch() -> None:
     only the one small resampled tensor needs it, at the end."""
     import sys
 
+    global _prefetch_started
     with _prefetch_lock:
-        if "torch" in sys.modules or getattr(_prefetch_torch, "started", False):
+        if _prefetch_started or "torch" in sys.modules:
             return
-        _prefetch_torch.started = True  # type: ignore[attr-defined]
+        _prefetch_started = True
 
     def run() -> None:
         try:

@@ -76,10 +76,6 @@ class Checkpoint:
     def names(self) -> list[str]:
         return [t.name for s in self.shards for t in s.tensors]
 
-    @property
-    def nbytes(self) -> int:
-        return sum(t.nbytes for s in self.shards for t in s.tensors)
-
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or an InputError naming the file."""
