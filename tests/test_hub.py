@@ -45,6 +45,7 @@ def test_default_model_bin_only_repo_downloads_only_what_it_needs(
     monkeypatch.chdir(work)
     r = xcr("resize", "--res", "490", "--json")
     assert r.code == 0, r.err
+    assert r.err == "", "--json: no progress bars, nothing on stderr"
     data = json.loads(r.out)
     assert data["source"] == "openai/clip-vit-large-patch14-336" and data["revision"] == sha
     out = work / "clip-vit-large-patch14-490"

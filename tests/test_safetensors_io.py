@@ -129,3 +129,34 @@ def test_truncated_file(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-5])
     with pytest.raises(InputError, match="points past the end"):
         read_header(path)
+
+
+def test_copy_falls_back_when_the_kernel_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from xcomposer_resize import safetensors_io
+
+    data = os.urandom(3 * safetensors_io.BUFFER_CHUNK + 123)
+    (tmp_path / "src").write_bytes(b"xx" + data)
+
+    def refuse(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    seen: list[int] = []
+    with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "wb") as dst:
+        dst.write(b"y")
+        dst.flush()
+        safetensors_io.copy_range(src.fileno(), dst.fileno(), 2, 1, len(data), seen.append)
+    assert (tmp_path / "dst").read_bytes() == b"y" + data
+    assert sum(seen) == len(data) and len(seen) == 4
+
+
+def test_a_source_that_shrinks_mid_copy_is_an_error(tmp_path: Path) -> None:
+    from xcomposer_resize import safetensors_io
+
+    (tmp_path / "src").write_bytes(b"abc")
+    with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "wb") as dst:
+        with pytest.raises(InputError, match="became shorter"):
+            safetensors_io.copy_range(src.fileno(), dst.fileno(), 0, 0, 10)

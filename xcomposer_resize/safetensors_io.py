@@ -32,7 +32,8 @@ DTYPE_SIZES = {
 }  # fmt: skip
 MAX_HEADER_BYTES = 100_000_000  # the format's own cap
 METADATA = {"format": "pt"}
-COPY_CHUNK = 64 << 20
+KERNEL_CHUNK = 512 << 20  # per copy_file_range call: no memory, and few GIL round trips
+BUFFER_CHUNK = 8 << 20  # per pread/pwrite of the fallback: bounds memory
 
 Progress = Callable[[int], None]  # called with the number of bytes just written
 
@@ -234,7 +235,7 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                 raise ValueError(f"{t.name}: got {len(data)} bytes, expected {t.nbytes}")
             done = 0
             while done < len(data):
-                done += os.pwrite(dst, data[done : done + COPY_CHUNK], off + done)
+                done += os.pwrite(dst, data[done : done + BUFFER_CHUNK], off + done)
             if progress:
                 progress(len(data))
         os.ftruncate(dst, total)  # no-op unless a zero-length tensor is last
@@ -246,7 +247,7 @@ def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, prog
     done = 0
     use_cfr = hasattr(os, "copy_file_range")
     while done < length:
-        want = min(COPY_CHUNK, length - done)
+        want = min(KERNEL_CHUNK if use_cfr else BUFFER_CHUNK, length - done)
         n = 0
         if use_cfr:
             try:
