@@ -283,3 +283,23 @@ def test_unexpected_errors_are_one_line_too(
     assert "unexpected RuntimeError: kaboom; rerun with XCR_DEBUG=1" in one_error_line(r.err)
     assert not (tmp_path / "out").exists()
     assert not [p.name for p in tmp_path.iterdir() if ".xcr-" in p.name]
+
+
+def test_output_that_is_a_device(xcr: Any, make_ckpt: Any) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", "490", "--out", "/dev/null", "--force")
+    assert r.code == 2 and "exists and is neither a folder nor a file" in one_error_line(r.err)
+
+
+def test_output_where_no_folder_can_be_made(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import output
+
+    def refuse(out: Path) -> Path:
+        raise OSError(errno.EROFS, "Read-only file system", str(out.parent))
+
+    monkeypatch.setattr(output, "temp_dir_for", refuse)
+    monkeypatch.setattr("xcomposer_resize.convert.temp_dir_for", refuse)
+    r = xcr("resize", "--model", make_ckpt(), "--res", "490", "--out", tmp_path / "out")
+    assert r.code == 1 and "Read-only file system; choose another --out" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()

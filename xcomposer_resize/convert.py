@@ -332,7 +332,10 @@ def _write_target(
         return tensor_bytes(computed[name])
 
     files = _out_tensors(plan, target, compute)
-    tmp = temp_dir_for(target.out)
+    try:
+        tmp = temp_dir_for(target.out)
+    except OSError as e:
+        raise _os_error(e, target.out) from e
     written = 0
     try:
         weight_map: dict[str, str] = {}

@@ -47,8 +47,11 @@ def check_output(out: Path, source: Path, force: bool) -> None:
         raise UsageError(
             f"--out {out} is inside a Hugging Face cache, which only huggingface_hub may write; choose another --out"
         )
-    if out_r.exists() and not force and (out_r.is_file() or any(out_r.iterdir())):
-        raise UsageError(f"{out} already exists and is not empty; pass --force to replace it")
+    if out_r.exists():
+        if not out_r.is_dir() and not out_r.is_file():
+            raise UsageError(f"--out {out} exists and is neither a folder nor a file; choose another --out")
+        if not force and (out_r.is_file() or any(out_r.iterdir())):
+            raise UsageError(f"{out} already exists and is not empty; pass --force to replace it")
     parent = _existing_parent(out_r)
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write to {parent}: permission denied; choose another --out")
