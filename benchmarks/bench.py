@@ -207,6 +207,7 @@ def measure(cases: list[Case], work: Path, runs: int) -> list[dict[str, object]]
             for name, cmd in commands.items():  # alternate, so drift hits every command alike
                 for out in ("cp-out", "xcr-out", "rt-out"):
                     shutil.rmtree(work / out, ignore_errors=True)
+                os.sync()  # no command pays for the previous one's writeback
                 got[name].append(run(cmd))
         cp = statistics.median(w for w, _ in got["cp -r"])
         for name, samples in got.items():
@@ -279,7 +280,7 @@ def write(path: Path, text: str, runs: int) -> None:
         "`xcr resize --res 490` side by side with `cp -r` of the same source and with the transformers\n"
         "round trip (`CLIPModel.from_pretrained`, `interpolate_pos_encoding`, `save_pretrained`), alternating,\n"
         f"{runs} runs each, median wall time, peak RSS of the child (`/usr/bin/time`). Random weights with\n"
-        "the real shapes; the page cache is warm for every command alike. Targets (issue 4): ≤ 1.15× `cp -r`\n"
+        "the real shapes; the page cache is warm and dirty pages are flushed (`sync`) before every command. Targets (issue 4): ≤ 1.15× `cp -r`\n"
         "and ≤ 350 MiB for safetensors; ≤ 1.6× and ≤ 700 MiB for pytorch_model.bin; ≤ 0.3 s for `--help`.\n\n"
         f"{text}\n\n"
         f"Machine: {machine()}.\n\n"

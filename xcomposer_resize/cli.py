@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from . import __version__
-from .errors import Interrupted, XcrError
+from .errors import Interrupted, SigTerm, Terminated, XcrError
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
 
@@ -127,6 +127,8 @@ def resize(
                 model, res, out, force=force, device=device.value, mode=mode.value, antialias=antialias,
                 revision=revision, token=token, quiet=silent, on_progress=progress.update, on_note=progress.note,
             )  # fmt: skip
+    except SigTerm:
+        raise Terminated("terminated (SIGTERM); nothing was written") from None
     except KeyboardInterrupt:
         raise Interrupted("interrupted; nothing was written") from None
     if json_out:
@@ -187,7 +189,7 @@ class _Progress:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
-    raise Interrupted("terminated (SIGTERM); nothing was written")
+    raise SigTerm()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,14 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     except XcrError as e:
         if debug:
             raise
-        code = 143 if "SIGTERM" in e.message else e.exit_code
         _error(e.message)
-        return code
-    except KeyboardInterrupt:
+        return e.exit_code
+    except KeyboardInterrupt as e:  # before or after the command itself ran
         if debug:
             raise
-        _error("interrupted; nothing was written")
-        return 130
+        sigterm = isinstance(e, SigTerm)
+        _error("terminated (SIGTERM); nothing was written" if sigterm else "interrupted; nothing was written")
+        return 143 if sigterm else 130
     except typer.Abort:
         _error("aborted")
         return 1

@@ -339,7 +339,9 @@ def _write_target(
     written = 0
     try:
         weight_map: dict[str, str] = {}
-        for shard, tensors in zip(ckpt.shards, files, strict=True):
+        # shards made only of copied bytes first: the one that needs torch waits for its import last
+        pairs = sorted(zip(ckpt.shards, files, strict=True), key=lambda p: _needs_compute(p[1]))
+        for shard, tensors in pairs:
             written += write_file(tmp / shard.out_name, tensors, progress)
             weight_map.update({t.name: shard.out_name for t in tensors})
         if ckpt.index_name:
@@ -364,6 +366,10 @@ def _write_target(
             raise _os_error(e, target.out) from e
         raise
     return written, sorted(computed)
+
+
+def _needs_compute(tensors: list[OutTensor]) -> bool:
+    return any(not isinstance(t.source, FileRange) for t in tensors)
 
 
 def _resampled(plan: Plan, g: int, device: str, mode: str, antialias: bool) -> dict[str, torch.Tensor]:

@@ -52,6 +52,17 @@ class OutputError(XcrError):
 
 
 class Interrupted(XcrError):
-    """Ctrl-C (exit 130) or SIGTERM (exit 143) stopped the run; nothing was left behind."""
+    """Ctrl-C stopped the run; nothing was left behind."""
 
     exit_code = 130
+
+
+class Terminated(Interrupted):
+    """SIGTERM stopped the run; nothing was left behind."""
+
+    exit_code = 143
+
+
+class SigTerm(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM handler. Like Ctrl-C's KeyboardInterrupt it is no Exception,
+    so no `except Exception` on the way swallows it, and every clean-up runs."""

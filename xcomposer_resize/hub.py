@@ -84,7 +84,7 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     except Exception as e:
         if not _is_offline(e):
             raise hub_error(e, repo_id, revision) from e
-        return _cached_source(repo_id, revision, e)
+        return _cached_source(repo_id, revision)
     sha = info.sha or revision or "main"
     files = sorted(s.rfilename for s in (info.siblings or []))
 
@@ -151,7 +151,7 @@ def _is_metadata(name: str) -> bool:
     return name == ".gitattributes" or name.endswith(METADATA_SUFFIXES)
 
 
-def _cached_source(repo_id: str, revision: str | None, cause: Exception) -> Source:
+def _cached_source(repo_id: str, revision: str | None) -> Source:
     """Offline (HF_HUB_OFFLINE=1) or unreachable: use the snapshot already in the cache."""
     from huggingface_hub import snapshot_download
 
