@@ -53,7 +53,9 @@ def check_output(out: Path, source: Path, force: bool) -> None:
         if not force and (out_r.is_file() or any(out_r.iterdir())):
             raise UsageError(f"{out} already exists and is not empty; pass --force to replace it")
     parent = _existing_parent(out_r)
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    if not parent.is_dir():
+        raise UsageError(f"cannot create {out}: {parent} is a file, not a folder; choose another --out")
+    if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write to {parent}: permission denied; choose another --out")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .safetensors_io import DTYPE_SIZES, FileRange, read_header, st_dtype
+from .safetensors_io import DTYPE_SIZES, FileRange, nbytes_of, read_header, st_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -39,10 +39,7 @@ class SourceTensor:
 
     @property
     def nbytes(self) -> int:
-        n = DTYPE_SIZES[self.dtype]
-        for d in self.shape:
-            n *= d
-        return n
+        return nbytes_of(self.dtype, self.shape)
 
 
 @dataclass
