@@ -127,10 +127,8 @@ def resize(
                 model, res, out, force=force, device=device.value, mode=mode.value, antialias=antialias,
                 revision=revision, token=token, quiet=silent, on_progress=progress.update, on_note=progress.note,
             )  # fmt: skip
-    except SigTerm:
-        raise Terminated("terminated (SIGTERM); nothing was written") from None
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted; nothing was written") from None
+    except KeyboardInterrupt as e:
+        raise _stopped(e) from None
     if json_out:
         sys.stdout.write(json.dumps(result.to_json()) + "\n")
     elif not quiet:
@@ -192,6 +190,13 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise SigTerm()
 
 
+def _stopped(e: KeyboardInterrupt) -> Interrupted:
+    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143)."""
+    if isinstance(e, SigTerm):
+        return Terminated("terminated (SIGTERM); nothing was written")
+    return Interrupted("interrupted; nothing was written")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit code. The only place errors turn into messages."""
     debug = os.environ.get("XCR_DEBUG", "") not in ("", "0")
@@ -207,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # before or after the command itself ran
         if debug:
             raise
-        sigterm = isinstance(e, SigTerm)
-        _error("terminated (SIGTERM); nothing was written" if sigterm else "interrupted; nothing was written")
-        return 143 if sigterm else 130
+        stopped = _stopped(e)
+        _error(stopped.message)
+        return stopped.exit_code
     except typer.Abort:
         _error("aborted")
         return 1

@@ -114,10 +114,9 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
             raise HubError(
                 f"{repo_id} has no usable weights ({found}); xcr reads {SAFETENSORS} or {BIN}, single or sharded"
             )
-        if weights[0].endswith(".index.json"):
-            download(weights[:1])
-            weights = weights[:1] + _shards_of(folder / weights[0], repo_id)
         download(weights)
+        if weights[0].endswith(".index.json"):
+            download(_shards_of(folder / weights[0], repo_id))
 
     source.fetch = fetch
     return source
