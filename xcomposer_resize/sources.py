@@ -1,8 +1,9 @@
 """A checkpoint folder on disk → a description of its weights, without reading them.
 
 Knows the Hugging Face file layout (model.safetensors, sharded indexes, pytorch_model.bin),
-validates it, and says where every tensor's bytes are. `pytorch_model.bin` is read only through
-`torch.load(weights_only=True)`, memory-mapped where the archive allows it.
+validates it, and says where every tensor's bytes are. A `pytorch_model.bin` that is a plain
+state dict in a torch zip archive is located without torch (torch_zip.py); any other is read
+only through `torch.load(weights_only=True)`, memory-mapped where the archive allows it.
 """
 
 from __future__ import annotations
@@ -199,6 +200,26 @@ def load_bin(path: Path) -> dict[str, Any]:
 
 
 def _bin_tensors(path: Path, keep: list[Any]) -> list[SourceTensor]:
+    out = _bin_tensors_without_torch(path)
+    if out is None:
+        out = _bin_tensors_with_torch(path, keep)
+    # safetensors convention: widest dtypes first keeps every tensor aligned to its element size
+    out.sort(key=lambda s: (-DTYPE_SIZES[s.dtype], s.name))
+    return out
+
+
+def _bin_tensors_without_torch(path: Path) -> list[SourceTensor] | None:
+    """The plain state dicts of torch zip archives, located without torch; None for the rest."""
+    from .torch_zip import Unsupported, read_layout
+
+    try:
+        layout = read_layout(path)
+    except Unsupported:
+        return None
+    return [SourceTensor(t.name, t.dtype, t.shape, FileRange(path, t.start)) for t in layout]
+
+
+def _bin_tensors_with_torch(path: Path, keep: list[Any]) -> list[SourceTensor]:
     state = load_bin(path)
     keep.append(state)
     locate = _mmap_locator(path)
@@ -210,8 +231,6 @@ def _bin_tensors(path: Path, keep: list[Any]) -> list[SourceTensor]:
             if offset is not None:
                 where = FileRange(path, offset + t.storage_offset() * t.element_size())
         out.append(SourceTensor(name, st_dtype(t.dtype), tuple(t.shape), where))
-    # safetensors convention: widest dtypes first keeps every tensor aligned to its element size
-    out.sort(key=lambda s: (-DTYPE_SIZES[s.dtype], s.name))
     return out
 
 
