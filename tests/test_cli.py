@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import snapshot
+from xcomposer_resize import __version__
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo" / "clip-vit-tiny-patch14-336"
@@ -268,3 +269,16 @@ def test_demo_checkpoint_converts(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["outputs"][0]["grid"] == [35, 35]
     assert sum(f.stat().st_size for f in DEMO.iterdir()) < 1_000_000
+
+
+def test_console_entry_point_flushes_output_and_runs_exit_handlers(tmp_path: Path) -> None:
+    """`run()` skips the interpreter's slow teardown, but not what a user would miss."""
+    marker = tmp_path / "atexit-ran"
+    code = (
+        "import atexit, sys; from pathlib import Path; "
+        f"atexit.register(Path({str(marker)!r}).write_text, 'yes'); "
+        "sys.argv = ['xcr', '--version']; from xcomposer_resize.cli import run; run()"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.strip().endswith(__version__)
+    assert marker.read_text() == "yes"
