@@ -126,7 +126,6 @@ def resize(
     table is small enough that the GPU saves nothing. "auto" picks CUDA when present.
     """
     started = time.perf_counter()
-    _prefetch_torch()
     resolutions = [res] if isinstance(res, int) else list(res)
     _check_flags(resolutions, out, device, mode, antialias)
     note = on_note or (lambda _msg: None)
@@ -150,6 +149,7 @@ def resize(
 
     source.fetch_weights()
     plan = _plan(source, family, config, sizes, targets)
+    _prefetch_torch()  # after planning: torch's import would hold the GIL the plan needs
     if any(t.grid(sizes.patch_size) == sizes.grid for t in targets):
         note(f"the position grid is already {sizes.grid}×{sizes.grid} at {sizes.image_size} px: writing it unchanged")
 

@@ -9,12 +9,14 @@ section; entries must tile the data section exactly (no overlap, no hole, nothin
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
 import os
 import struct
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,9 +225,12 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                 run = (t.source.path, t.source.start, off, t.nbytes)
         if run:
             runs.append(run)
-        for src_path, src_start, dst_start, length in runs:
-            with open(src_path, "rb") as src:
-                copy_range(src.fileno(), dst, src_start, dst_start, length, progress)
+        with contextlib.ExitStack() as stack, _quick_gil_handoff():
+            fds: dict[Path, int] = {}
+            for src_path, src_start, dst_start, length in runs:
+                if src_path not in fds:
+                    fds[src_path] = stack.enter_context(open(src_path, "rb")).fileno()
+                copy_range(fds[src_path], dst, src_start, dst_start, length, progress)
         # 2. write computed tensors at their offsets
         for t, off in zip(tensors, offsets, strict=True):
             if isinstance(t.source, FileRange):
@@ -240,6 +245,19 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                 progress(len(data))
         os.ftruncate(dst, total)  # no-op unless a zero-length tensor is last
     return total
+
+
+@contextlib.contextmanager
+def _quick_gil_handoff() -> Iterator[None]:
+    """Between two copy calls this thread needs the GIL for a moment; while torch is imported in
+    the background, Python's default 5 ms switch interval would make hundreds of small copies
+    (one per tensor of a .bin) wait seconds for it. 0.1 ms keeps them back to back."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(min(previous, 1e-4))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, progress: Progress | None = None) -> None:
