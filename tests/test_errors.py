@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,6 +263,50 @@ def test_sigkill_leaves_nothing_at_the_output_and_the_next_run_cleans_up(make_ck
     assert done.returncode == 0, done.stderr
     assert (out / "model.safetensors").is_file()
     assert not [x for x in tmp_path.iterdir() if ".xcr-" in x.name], "stale temporaries of dead runs are removed"
+
+
+def child_pids(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def ended(pid: int, timeout: float = 30) -> bool:
+    """True once `pid` is gone or a zombie."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state in ("Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGKILL, -9)])
+def test_the_torch_worker_ends_with_its_parent(make_ckpt: Any, tmp_path: Path, sig: int, code: int) -> None:
+    out = tmp_path / "out"
+    args = ["resize", "--model", str(make_ckpt()), "--res", "490", "--out", str(out)]
+    p = subprocess.Popen(
+        [sys.executable, "-c", SLOW_XCR, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert p.stdout is not None and p.stdout.readline().strip() == "copying"
+    workers = child_pids(p.pid)
+    assert len(workers) == 1, "one worker process imports torch while the parent copies"
+    p.send_signal(sig)
+    assert p.wait(timeout=60) == code
+    assert ended(workers[0]), "the worker outlived its parent"
+    assert not out.exists()
 
 
 def test_a_live_runs_temporary_is_left_alone(make_ckpt: Any, tmp_path: Path, xcr: Any) -> None:

@@ -160,17 +160,3 @@ def test_a_source_that_shrinks_mid_copy_is_an_error(tmp_path: Path) -> None:
     with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "wb") as dst:
         with pytest.raises(InputError, match="became shorter"):
             safetensors_io.copy_range(src.fileno(), dst.fileno(), 0, 0, 10)
-
-
-def test_writing_restores_the_switch_interval(tmp_path: Path) -> None:
-    import sys
-
-    save_file({"a": torch.randn(3), "b": torch.randn(2)}, str(tmp_path / "src.safetensors"))
-    src = read_header(tmp_path / "src.safetensors")
-    before = sys.getswitchinterval()
-    write_file(
-        tmp_path / "out.safetensors",
-        [OutTensor(t.name, t.dtype, t.shape, FileRange(src.path, t.start)) for t in src.tensors],
-    )
-    assert sys.getswitchinterval() == before
-    assert torch.equal(load_file(str(tmp_path / "out.safetensors"))["a"], load_file(str(src.path))["a"])

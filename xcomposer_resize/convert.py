@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
-import threading
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +22,8 @@ from .families import Family, family_for
 from .interpolate import ANTIALIAS_MODES, MODES, grid_side
 from .output import check_output, default_name, land, remove, temp_dir_for
 from .safetensors_io import (
+    DTYPE_SIZES,
+    Buffer,
     FileRange,
     OutTensor,
     read_bytes,
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     import torch
 
     from .hub import Source
+    from .worker import Worker
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
 DEVICES = ("auto", "cpu", "cuda")
@@ -149,7 +152,6 @@ def resize(
 
     source.fetch_weights()
     plan = _plan(source, family, config, sizes, targets)
-    _prefetch_torch()  # after planning: torch's import would hold the GIL the plan needs
     if any(t.grid(sizes.patch_size) == sizes.grid for t in targets):
         note(f"the position grid is already {sizes.grid}×{sizes.grid} at {sizes.image_size} px: writing it unchanged")
 
@@ -165,12 +167,20 @@ def resize(
     written = 0
     rewritten: set[str] = set()
     reports = []
-    for target in targets:
-        nbytes, names = _write_target(plan, target, device, mode, antialias, progress)
-        written += nbytes
-        rewritten.update(names)
-        g = target.grid(sizes.patch_size)
-        reports.append(OutputReport(str(target.out), target.res, (g, g)))
+    worker = _start_worker(plan)
+    try:
+        for target in targets:
+            nbytes, names = _write_target(plan, target, device, mode, antialias, progress, worker)
+            written += nbytes
+            rewritten.update(names)
+            g = target.grid(sizes.patch_size)
+            reports.append(OutputReport(str(target.out), target.res, (g, g)))
+    except BaseException:
+        if worker:
+            worker.kill()
+        raise
+    if worker:
+        worker.close()
     return Result(
         source=source.display,
         revision=source.revision,
@@ -319,17 +329,23 @@ def _planned_bytes(plan: Plan, target: Target) -> int:
 
 
 def _write_target(
-    plan: Plan, target: Target, device: str, mode: str, antialias: bool, progress: Callable[[int], None]
+    plan: Plan,
+    target: Target,
+    device: str,
+    mode: str,
+    antialias: bool,
+    progress: Callable[[int], None],
+    worker: Worker | None,
 ) -> tuple[int, list[str]]:
     """Write one complete output folder; return (bytes written, names of rewritten tensors)."""
     ckpt = plan.checkpoint
     g = target.grid(plan.sizes.patch_size)
-    computed: dict[str, Any] = {}
+    computed: dict[str, Buffer] = {}
 
-    def compute(name: str) -> Any:
+    def compute(name: str) -> Buffer:
         if not computed:
-            computed.update(_resampled(plan, g, device, mode, antialias))
-        return tensor_bytes(computed[name])
+            computed.update(_resampled(plan, g, device, mode, antialias, worker))
+        return computed[name]
 
     files = _out_tensors(plan, target, compute)
     try:
@@ -372,22 +388,45 @@ def _needs_compute(tensors: list[OutTensor]) -> bool:
     return any(not isinstance(t.source, FileRange) for t in tensors)
 
 
-def _resampled(plan: Plan, g: int, device: str, mode: str, antialias: bool) -> dict[str, torch.Tensor]:
-    """The new position table (and ids) for grid g, as CPU tensors in the stored dtypes."""
-    import torch
+def _start_worker(plan: Plan) -> Worker | None:
+    """A worker process that imports torch while this one copies, when that helps: torch is not
+    imported here yet, and the table lies in a file. None means resample in this process."""
+    changes = any(t.grid(plan.sizes.patch_size) != plan.sizes.grid for t in plan.targets)
+    if not changes or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
+        return None
+    from .worker import Worker
 
-    from .interpolate import resample_grid
+    return Worker.start()
 
-    pos = _load(plan.pos)
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    new = resample_grid(
-        pos, (g, g), plan.family.num_prefix_tokens, (plan.sizes.grid, plan.sizes.grid), mode, antialias, dev
-    )
-    out = {plan.pos.name: new.contiguous()}
+
+def _resampled(plan: Plan, g: int, device: str, mode: str, antialias: bool, worker: Worker | None) -> dict[str, Buffer]:
+    """The bytes of the new position table (and ids) for grid g, in the stored dtypes."""
+    s, prefix, pos = plan.sizes, plan.family.num_prefix_tokens, plan.pos
+    if worker is not None and isinstance(pos.data, FileRange):
+        request = {
+            "dtype": pos.dtype,
+            "shape": list(pos.shape),
+            "new_grid": [g, g],
+            "old_grid": [s.grid, s.grid],
+            "prefix": prefix,
+            "mode": mode,
+            "antialias": antialias,
+            "device": device,
+        }
+        table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
+    else:
+        import torch
+
+        from .interpolate import resample_grid
+
+        dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        new = resample_grid(_load(pos), (g, g), prefix, (s.grid, s.grid), mode, antialias, dev)
+        table = tensor_bytes(new.contiguous())
+    rows = prefix + g * g
+    out = {pos.name: table}
     if plan.ids is not None:
-        rows = new.shape[0]
-        ids = torch.arange(rows, dtype=torch.int64 if plan.ids.dtype == "I64" else torch.int32)
-        out[plan.ids.name] = ids.reshape(1, rows) if len(plan.ids.shape) == 2 else ids
+        width = DTYPE_SIZES[plan.ids.dtype]
+        out[plan.ids.name] = b"".join(i.to_bytes(width, "little") for i in range(rows))
     return out
 
 
@@ -432,12 +471,9 @@ def _carry_over(src: Path, dst: Path) -> int:
     return n
 
 
-def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed: dict[str, Any]) -> None:
-    """Re-read what was written: every header parses and matches the plan, and the safetensors
-    library itself reads back the rewritten tensors bit for bit."""
-    import torch
-    from safetensors import safe_open
-
+def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
+    """Re-read what was written: every header parses and matches the plan, and the rewritten
+    tensors read back byte for byte."""
     for shard, planned in zip(ckpt.shards, files, strict=True):
         path = tmp / shard.out_name
         got = read_header(path)
@@ -445,12 +481,9 @@ def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed:
             (t.name, t.dtype, t.shape) for t in planned
         ]:
             raise OutputError(f"{path.name} was not written as planned; the disk may be failing")
-        names = {t.name for t in planned} & set(computed)
-        if names:
-            with safe_open(str(path), framework="pt") as f:
-                for name in names:
-                    if not torch.equal(f.get_tensor(name), computed[name]):
-                        raise OutputError(f"{name} did not read back as written; the disk may be failing")
+        for t in got.tensors:
+            if t.name in computed and read_bytes(path, t.start, t.nbytes) != bytes(computed[t.name]):
+                raise OutputError(f"{t.name} did not read back as written; the disk may be failing")
 
 
 def _os_error(e: OSError, out: Path) -> XcrError:
@@ -462,27 +495,3 @@ def _os_error(e: OSError, out: Path) -> XcrError:
         return OutputError(f"cannot write {out}: {e.strerror}; choose another --out")
     where = f" ({e.filename})" if e.filename else ""
     return OutputError(f"writing {out} failed: {e.strerror or e}{where}")
-
-
-_prefetch_lock = threading.Lock()
-_prefetch_started = False
-
-
-def _prefetch_torch() -> None:
-    """Start importing torch in the background: it takes longer than copying a checkpoint, and
-    only the one small resampled tensor needs it, at the end."""
-    import sys
-
-    global _prefetch_started
-    with _prefetch_lock:
-        if _prefetch_started or "torch" in sys.modules:
-            return
-        _prefetch_started = True
-
-    def run() -> None:
-        try:
-            import torch  # noqa: F401
-        except Exception:  # the main thread's own import will report it
-            pass
-
-    threading.Thread(target=run, name="xcr-import-torch", daemon=True).start()

@@ -15,8 +15,7 @@ import json
 import math
 import os
 import struct
-import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -225,7 +224,7 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                 run = (t.source.path, t.source.start, off, t.nbytes)
         if run:
             runs.append(run)
-        with contextlib.ExitStack() as stack, _quick_gil_handoff():
+        with contextlib.ExitStack() as stack:
             fds: dict[Path, int] = {}
             for src_path, src_start, dst_start, length in runs:
                 if src_path not in fds:
@@ -245,19 +244,6 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                 progress(len(data))
         os.ftruncate(dst, total)  # no-op unless a zero-length tensor is last
     return total
-
-
-@contextlib.contextmanager
-def _quick_gil_handoff() -> Iterator[None]:
-    """Between two copy calls this thread needs the GIL for a moment; while torch is imported in
-    the background, Python's default 5 ms switch interval would make hundreds of small copies
-    (one per tensor of a .bin) wait seconds for it. 0.1 ms keeps them back to back."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(min(previous, 1e-4))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
 
 
 def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, progress: Progress | None = None) -> None:

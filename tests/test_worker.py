@@ -1,0 +1,96 @@
+"""The torch worker process: a conversion in a fresh process never imports torch itself, and its
+numbers are transformers' own, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.test_convert import IDS, POS, tensors
+from tests.test_interpolate import transformers_table
+from xcomposer_resize.errors import OutputError
+from xcomposer_resize.worker import Worker
+
+CONVERT = """
+import json, sys
+from xcomposer_resize import resize
+result = resize(sys.argv[1], [int(r) for r in sys.argv[2].split(",")])
+print(json.dumps({"torch_imported": "torch" in sys.modules, "outputs": [o.path for o in result.outputs]}))
+"""
+
+
+def convert_in_fresh_process(src: Path, res: str, cwd: Path) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", CONVERT, str(src), res], capture_output=True, text=True, cwd=cwd, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin", "sharded", "bf16", "fp16"])
+def test_fresh_process_leaves_torch_to_the_worker_and_matches_transformers(
+    make_ckpt: Any, tmp_path: Path, fmt: str
+) -> None:
+    kwargs: dict[str, Any] = (
+        {"dtype": torch.bfloat16 if fmt == "bf16" else torch.float16} if fmt in ("bf16", "fp16") else {}
+    )
+    src = make_ckpt(fmt=fmt if fmt in ("bin", "sharded") else "safetensors", **kwargs)
+    report = convert_in_fresh_process(src, "224,490", tmp_path)
+    assert report["torch_imported"] is False, "the converting process imported torch"
+    old = tensors(src)
+    for path, grid in zip(report["outputs"], (16, 35), strict=True):
+        new = tensors(Path(path))
+        table = old[POS]
+        want = transformers_table(table.float(), grid).to(table.dtype)
+        assert torch.equal(new[POS], want), f"{fmt} at {grid}×{grid}"
+        assert torch.equal(new[IDS], torch.arange(1 + grid * grid).reshape(1, -1))
+        assert all(torch.equal(new[k], v) for k, v in old.items() if k not in (POS, IDS))
+
+
+def test_worker_reports_its_errors_as_one_line() -> None:
+    worker = Worker.start()
+    assert worker is not None
+    request = {"dtype": "F32", "shape": [5, 3], "new_grid": [3, 3], "old_grid": [2, 2], "prefix": 1}
+    request |= {"mode": "cubic", "antialias": False, "device": "cpu"}
+    with pytest.raises(
+        OutputError,
+        match=r"failed in the torch worker \(ValueError: unknown mode 'cubic'; .*\); check that torch imports",
+    ):
+        worker.resample(request, torch.zeros(5, 3).numpy().tobytes())
+    worker.kill()
+    assert worker.proc.poll() is not None
+
+
+def test_a_worker_that_died_is_an_error_not_a_hang() -> None:
+    worker = Worker.start()
+    assert worker is not None
+    worker.proc.kill()
+    worker.proc.wait()
+    request = {"dtype": "F32", "shape": [5, 3], "new_grid": [3, 3], "old_grid": [2, 2], "prefix": 1}
+    request |= {"mode": "bicubic", "antialias": False, "device": "cpu"}
+    with pytest.raises(OutputError, match="resampling the position table failed in the torch worker"):
+        worker.resample(request, torch.zeros(5, 3).numpy().tobytes())
+    worker.kill()
+
+
+def test_worker_answers_several_requests_like_the_library(make_ckpt: Any) -> None:
+    from xcomposer_resize.interpolate import resample_grid
+
+    worker = Worker.start()
+    assert worker is not None
+    table = torch.randn(1 + 24 * 24, 8)
+    for grid in (16, 35, 24 * 2):
+        request = {"dtype": "F32", "shape": [1 + 24 * 24, 8], "new_grid": [grid, grid], "old_grid": [24, 24]}
+        request |= {"prefix": 1, "mode": "bicubic", "antialias": False, "device": "cpu"}
+        got = worker.resample(request, table.numpy().tobytes())
+        want = resample_grid(table, (grid, grid), 1, (24, 24))
+        assert got == want.numpy().tobytes()
+    worker.close()
+    assert worker.proc.returncode == 0

@@ -1,0 +1,142 @@
+"""Resample position tables in a child process, so that importing torch (~1.2 s) never holds
+this process's GIL while it copies bytes.
+
+The child (`python -m xcomposer_resize.worker`) imports torch as soon as it starts, then serves
+requests on stdin until EOF: one JSON line, then the table's raw bytes; it answers with one JSON
+line, then the new table's raw bytes (or `{"error": ...}`). It knows no files: the parent reads
+the table from the checkpoint and writes the answer into the output. The math is
+`interpolate.resample_grid`, the same function the in-process path calls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import OutputError
+
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+
+
+class Worker:
+    """The parent's handle on one worker process (start it early, ask it late)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], stderr: IO[bytes]) -> None:
+        self.proc = proc
+        self.stderr = stderr
+
+    @classmethod
+    def start(cls) -> Worker | None:
+        """Start a worker that begins importing torch at once; None if no process can be started."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        stderr = tempfile.TemporaryFile()  # never a pipe: nobody reads it until the worker fails
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "xcomposer_resize.worker"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=env,
+            )
+        except OSError:
+            stderr.close()
+            return None
+        return cls(proc, stderr)
+
+    def resample(self, request: dict[str, Any], table: bytes | bytearray | memoryview) -> bytes:
+        """Send one table; return the resampled table's bytes. Raises OutputError if the worker fails."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps({**request, "nbytes": len(table)}).encode() + b"\n")
+            self.proc.stdin.write(table)
+            self.proc.stdin.flush()
+            reply = json.loads(self.proc.stdout.readline() or b"null")
+            if isinstance(reply, dict) and "nbytes" in reply:
+                data = self.proc.stdout.read(reply["nbytes"])
+                if len(data) == reply["nbytes"]:
+                    return data
+        except (OSError, ValueError):
+            reply = None
+        raise OutputError(
+            f"resampling the position table failed in the torch worker ({self._why(reply)}); "
+            "check that torch imports in this Python"
+        )
+
+    def _why(self, reply: Any) -> str:
+        if isinstance(reply, dict) and "error" in reply:
+            return str(reply["error"])
+        self.close()
+        self.stderr.seek(0)
+        lines = self.stderr.read().decode(errors="replace").strip().splitlines()
+        return lines[-1] if lines else f"the worker process exited with {self.proc.returncode}"
+
+    def close(self) -> None:
+        """End the worker (it exits at EOF; killed if it does not) and free its resources."""
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+    def kill(self) -> None:
+        """Stop at once (on errors and interruptions)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.close()
+
+
+def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The worker's loop: answer requests until EOF."""
+    import torch  # first, while the parent copies
+
+    from .interpolate import resample_grid
+    from .safetensors_io import tensor_bytes, tensor_from_bytes
+
+    while line := stdin.readline():
+        try:
+            req = json.loads(line)
+            data = stdin.read(req["nbytes"])
+            pos = tensor_from_bytes(data, req["dtype"], tuple(req["shape"]))
+            device = req["device"]
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            new = resample_grid(
+                pos,
+                tuple(req["new_grid"]),
+                req["prefix"],
+                tuple(req["old_grid"]),
+                req["mode"],
+                req["antialias"],
+                device,
+            )
+            out = bytes(tensor_bytes(new.contiguous()))
+            header = {"nbytes": len(out), "shape": list(new.shape)}
+        except Exception as e:  # reported to the parent, which turns it into one error line
+            stdout.write(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode() + b"\n")
+            stdout.flush()
+            return
+        stdout.write(json.dumps(header).encode() + b"\n")
+        stdout.write(out)
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
+    serve(sys.stdin.buffer, sys.stdout.buffer)
+    sys.stdout.flush()
+    os._exit(0)  # the parent waits for us: skip the ~0.4 s of tearing torch's modules down
