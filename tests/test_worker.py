@@ -94,3 +94,14 @@ def test_worker_answers_several_requests_like_the_library(make_ckpt: Any) -> Non
         assert got == want.numpy().tobytes()
     worker.close()
     assert worker.proc.returncode == 0
+
+
+def test_worker_ignores_a_torch_folder_in_the_current_directory(make_ckpt: Any, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    (work / "torch").mkdir(parents=True)
+    (work / "torch" / "__init__.py").write_text("raise ImportError('the wrong torch')\n")
+    src = make_ckpt()
+    report = convert_in_fresh_process(src, "490", work)
+    assert report["torch_imported"] is False
+    new = tensors(Path(report["outputs"][0]))
+    assert torch.equal(new[POS], transformers_table(tensors(src)[POS], 35))

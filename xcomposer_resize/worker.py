@@ -1,7 +1,7 @@
 """Resample position tables in a child process, so that importing torch (~1.2 s) never holds
 this process's GIL while it copies bytes.
 
-The child (`python -m xcomposer_resize.worker`) imports torch as soon as it starts, then serves
+The child (`python -c CHILD`, which calls `main()`) imports torch as soon as it starts, then serves
 requests on stdin until EOF: one JSON line, then the table's raw bytes; it answers with one JSON
 line, then the new table's raw bytes (or `{"error": ...}`). It knows no files: the parent reads
 the table from the checkpoint and writes the answer into the output. The math is
@@ -20,7 +20,17 @@ from typing import IO, Any
 
 from .errors import OutputError
 
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+# The child runs this very copy of xcomposer_resize (a source checkout need not be on sys.path),
+# and not whatever a `torch/` or `xcomposer_resize/` folder in the current directory holds.
+CHILD = f"""
+import sys
+if sys.path and sys.path[0] in ("", "."):
+    del sys.path[0]
+if {str(Path(__file__).resolve().parents[1])!r} not in sys.path:
+    sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+from xcomposer_resize.worker import main
+main()
+"""
 
 
 class Worker:
@@ -33,16 +43,10 @@ class Worker:
     @classmethod
     def start(cls) -> Worker | None:
         """Start a worker that begins importing torch at once; None if no process can be started."""
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         stderr = tempfile.TemporaryFile()  # never a pipe: nobody reads it until the worker fails
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "xcomposer_resize.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env=env,
+                [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
             )
         except OSError:
             stderr.close()
@@ -133,10 +137,15 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
         stdout.flush()
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The worker process: serve stdin/stdout, then exit at once."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
     serve(sys.stdin.buffer, sys.stdout.buffer)
     sys.stdout.flush()
     os._exit(0)  # the parent waits for us: skip the ~0.4 s of tearing torch's modules down
+
+
+if __name__ == "__main__":
+    main()
