@@ -43,7 +43,7 @@ test: lint typecheck  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q
 
 fuzz: $(VENV)/.dev         ## many more property-based examples than CI runs
-	XCR_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_fuzz.py
+	XCR_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_fuzz.py tests/test_torch_zip.py -k "fuzz or damaged or arbitrary"
 
 bench: $(VENV)/.dev        ## benchmarks; writes docs/performance.md
 	$(BIN)/python benchmarks/bench.py --write docs/performance.md
