@@ -15,6 +15,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.test_errors import Hostile
 from xcomposer_resize.torch_zip import BinTensor, Unsupported, read_layout
 
 EXAMPLES = int(os.environ.get("XCR_FUZZ_EXAMPLES", "300"))
@@ -73,14 +74,6 @@ def test_reads_without_importing_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(len(state_dict()))
-
-
-class Hostile:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> Any:
-        return (os.system, (f"touch {self.marker}",))
 
 
 def test_other_globals_are_refused_without_running_them(tmp_path: Path) -> None:

@@ -237,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
 def run() -> NoReturn:
     """The console script: `main()`, then exit without tearing the interpreter down.
 
-    Once torch is imported, Python's shutdown spends ~0.4 s dismantling its modules; nothing of
-    ours needs that: every file is closed and the output is in place when `main` returns.
+    Where torch was imported in this process (`--device cuda`, a `.bin` only torch can read),
+    Python's shutdown spends ~0.4 s dismantling its modules; nothing of ours needs that: every
+    file is closed and the output is in place when `main` returns.
     Exit handlers still run and the standard streams are flushed.
     """
     code = main()
