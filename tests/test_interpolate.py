@@ -123,3 +123,13 @@ def test_cuda_matches_cpu() -> None:
     gpu = resample_grid(table, (35, 35), device="cuda")
     assert gpu.device.type == "cpu"
     assert torch.allclose(gpu, cpu, rtol=0, atol=1e-5)
+
+
+def test_auto_device_is_cuda_when_present_else_cpu() -> None:
+    from xcomposer_resize.interpolate import resample_grid
+
+    table = torch.randn(1 + 24 * 24, 8)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    auto = resample_grid(table, (35, 35), device="auto")
+    assert auto.device == table.device
+    assert torch.equal(auto, resample_grid(table, (35, 35), device=expected))

@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_errors import Hostile
-from xcomposer_resize.torch_zip import BinTensor, Unsupported, read_layout
+from xcomposer_resize.safetensors_io import TensorEntry
+from xcomposer_resize.torch_zip import Unsupported, read_layout
 
 EXAMPLES = int(os.environ.get("XCR_FUZZ_EXAMPLES", "300"))
 
@@ -41,7 +42,7 @@ def state_dict() -> dict[str, torch.Tensor]:
     }
 
 
-def raw(path: Path, t: BinTensor) -> bytes:
+def raw(path: Path, t: TensorEntry) -> bytes:
     with open(path, "rb") as f:
         f.seek(t.start)
         return f.read(t.nbytes)

@@ -54,16 +54,20 @@ def test_fresh_process_leaves_torch_to_the_worker_and_matches_transformers(
         assert all(torch.equal(new[k], v) for k, v in old.items() if k not in (POS, IDS))
 
 
+def request(grid: int, old: int = 2, width: int = 3, mode: str = "bicubic") -> dict[str, Any]:
+    """A worker request for a [1 + old*old, width] float32 table resampled to grid×grid."""
+    return {"dtype": "F32", "shape": [1 + old * old, width], "new_grid": [grid, grid], "old_grid": [old, old],
+            "prefix": 1, "mode": mode, "antialias": False, "device": "cpu"}  # fmt: skip
+
+
 def test_worker_reports_its_errors_as_one_line() -> None:
     worker = Worker.start()
     assert worker is not None
-    request = {"dtype": "F32", "shape": [5, 3], "new_grid": [3, 3], "old_grid": [2, 2], "prefix": 1}
-    request |= {"mode": "cubic", "antialias": False, "device": "cpu"}
     with pytest.raises(
         OutputError,
         match=r"failed in the torch worker \(ValueError: unknown mode 'cubic'; .*\); check that torch imports",
     ):
-        worker.resample(request, torch.zeros(5, 3).numpy().tobytes())
+        worker.resample(request(3, mode="cubic"), torch.zeros(5, 3).numpy().tobytes())
     worker.kill()
     assert worker.proc.poll() is not None
 
@@ -73,10 +77,8 @@ def test_a_worker_that_died_is_an_error_not_a_hang() -> None:
     assert worker is not None
     worker.proc.kill()
     worker.proc.wait()
-    request = {"dtype": "F32", "shape": [5, 3], "new_grid": [3, 3], "old_grid": [2, 2], "prefix": 1}
-    request |= {"mode": "bicubic", "antialias": False, "device": "cpu"}
     with pytest.raises(OutputError, match="resampling the position table failed in the torch worker"):
-        worker.resample(request, torch.zeros(5, 3).numpy().tobytes())
+        worker.resample(request(3), torch.zeros(5, 3).numpy().tobytes())
     worker.kill()
 
 
@@ -87,9 +89,7 @@ def test_worker_answers_several_requests_like_the_library(make_ckpt: Any) -> Non
     assert worker is not None
     table = torch.randn(1 + 24 * 24, 8)
     for grid in (16, 35, 24 * 2):
-        request = {"dtype": "F32", "shape": [1 + 24 * 24, 8], "new_grid": [grid, grid], "old_grid": [24, 24]}
-        request |= {"prefix": 1, "mode": "bicubic", "antialias": False, "device": "cpu"}
-        got = worker.resample(request, table.numpy().tobytes())
+        got = worker.resample(request(grid, old=24, width=8), table.numpy().tobytes())
         want = resample_grid(table, (grid, grid), 1, (24, 24))
         assert got == want.numpy().tobytes()
     worker.close()

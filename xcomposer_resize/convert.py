@@ -415,12 +415,9 @@ def _resampled(plan: Plan, g: int, device: str, mode: str, antialias: bool, work
         }
         table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
     else:
-        import torch
-
         from .interpolate import resample_grid
 
-        dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        new = resample_grid(_load(pos), (g, g), prefix, (s.grid, s.grid), mode, antialias, dev)
+        new = resample_grid(_load(pos), (g, g), prefix, (s.grid, s.grid), mode, antialias, device)
         table = tensor_bytes(new.contiguous())
     rows = prefix + g * g
     out = {pos.name: table}

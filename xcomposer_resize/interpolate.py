@@ -35,8 +35,8 @@ def resample_grid(
         old_grid: (h, w); inferred as a square when None.
         mode: bicubic (default), bilinear, nearest or area.
         antialias: only for bicubic/bilinear; changes numbers even when upsampling.
-        device: where to interpolate (None: where `pos` lives). The result comes back on
-            `pos`'s device.
+        device: where to interpolate (None: where `pos` lives; "auto": CUDA when available, else
+            CPU). The result comes back on `pos`'s device.
 
     Returns:
         [P + H*W, C] (or [1, P + H*W, C] for a batched input) in `pos`'s dtype. When the grid is
@@ -64,6 +64,8 @@ def resample_grid(
     if tuple(new_grid) == tuple(old_grid):
         return pos
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     work = table.to(device=device if device is not None else table.device, dtype=torch.float32)
     prefix, grid = work[:num_prefix_tokens], work[num_prefix_tokens:]
     grid = grid.reshape(1, old_grid[0], old_grid[1], channels).permute(0, 3, 1, 2)

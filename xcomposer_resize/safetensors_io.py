@@ -41,7 +41,8 @@ Progress = Callable[[int], None]  # called with the number of bytes just written
 
 @dataclass(frozen=True)
 class TensorEntry:
-    """One tensor of a safetensors file; `start`/`end` are absolute byte offsets in the file."""
+    """One tensor stored in a file (safetensors, or a torch zip archive); `start`/`end` are
+    absolute byte offsets in the file."""
 
     name: str
     dtype: str

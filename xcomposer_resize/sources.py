@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .safetensors_io import DTYPE_SIZES, FileRange, nbytes_of, read_header, st_dtype
+from .safetensors_io import DTYPE_SIZES, FileRange, TensorEntry, nbytes_of, read_header, st_dtype
 
 if TYPE_CHECKING:
     import torch
@@ -113,8 +113,12 @@ def open_checkpoint(folder: Path) -> Checkpoint:
 
 
 def _safetensors_tensors(path: Path) -> list[SourceTensor]:
-    st = read_header(path)
-    return [SourceTensor(t.name, t.dtype, t.shape, FileRange(path, t.start)) for t in st.tensors]
+    return _in_file(path, read_header(path).tensors)
+
+
+def _in_file(path: Path, entries: list[TensorEntry]) -> list[SourceTensor]:
+    """Tensors whose bytes are copied straight from `path`."""
+    return [SourceTensor(t.name, t.dtype, t.shape, FileRange(path, t.start)) for t in entries]
 
 
 def _sharded(folder: Path, index_name: str, fmt: str) -> Checkpoint:
@@ -213,10 +217,9 @@ def _bin_tensors_without_torch(path: Path) -> list[SourceTensor] | None:
     from .torch_zip import Unsupported, read_layout
 
     try:
-        layout = read_layout(path)
+        return _in_file(path, read_layout(path))
     except Unsupported:
         return None
-    return [SourceTensor(t.name, t.dtype, t.shape, FileRange(path, t.start)) for t in layout]
 
 
 def _bin_tensors_with_torch(path: Path, keep: list[Any]) -> list[SourceTensor]:

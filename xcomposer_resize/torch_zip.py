@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .safetensors_io import DTYPE_SIZES
+from .safetensors_io import DTYPE_SIZES, TensorEntry, nbytes_of
 
 # torch storage class name → safetensors dtype
 STORAGE_DTYPES = {
@@ -48,20 +48,6 @@ class Unsupported(Exception):
 
 
 @dataclass(frozen=True)
-class BinTensor:
-    """One tensor of the archive: its bytes are `nbytes` at absolute offset `start` of the file."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-    start: int
-
-    @property
-    def nbytes(self) -> int:
-        return DTYPE_SIZES[self.dtype] * math.prod(self.shape)
-
-
-@dataclass(frozen=True)
 class _StorageType:
     dtype: str
 
@@ -81,7 +67,7 @@ class _Tensor:
     stride: tuple[int, ...]
 
 
-def read_layout(path: Path) -> list[BinTensor]:
+def read_layout(path: Path) -> list[TensorEntry]:
     """The tensors of the torch zip archive at `path`, in the pickle's order.
 
     Raises Unsupported for anything but a little-endian archive of a {name: contiguous tensor}
@@ -100,8 +86,9 @@ def read_layout(path: Path) -> list[BinTensor]:
                 key = t.storage.key
                 if key not in starts:
                     starts[key] = _storage_start(f, zf, f"{prefix}/data/{key}", t.storage, size)
+                start = starts[key] + t.offset * DTYPE_SIZES[t.storage.dtype]
                 out.append(
-                    BinTensor(name, t.storage.dtype, t.shape, starts[key] + t.offset * DTYPE_SIZES[t.storage.dtype])
+                    TensorEntry(name, t.storage.dtype, t.shape, start, start + nbytes_of(t.storage.dtype, t.shape))
                 )
             return out
     except Unsupported:

@@ -22,12 +22,13 @@ from .errors import OutputError
 
 # The child runs this very copy of xcomposer_resize (a source checkout need not be on sys.path),
 # and not whatever a `torch/` or `xcomposer_resize/` folder in the current directory holds.
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 CHILD = f"""
 import sys
 if sys.path and sys.path[0] in ("", "."):
     del sys.path[0]
-if {str(Path(__file__).resolve().parents[1])!r} not in sys.path:
-    sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})
+if {PACKAGE_ROOT!r} not in sys.path:
+    sys.path.insert(0, {PACKAGE_ROOT!r})
 from xcomposer_resize.worker import main
 main()
 """
@@ -104,7 +105,7 @@ class Worker:
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: answer requests until EOF."""
-    import torch  # first, while the parent copies
+    import torch  # noqa: F401  # first, while the parent copies
 
     from .interpolate import resample_grid
     from .safetensors_io import tensor_bytes, tensor_from_bytes
@@ -114,9 +115,6 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             req = json.loads(line)
             data = stdin.read(req["nbytes"])
             pos = tensor_from_bytes(data, req["dtype"], tuple(req["shape"]))
-            device = req["device"]
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
             new = resample_grid(
                 pos,
                 tuple(req["new_grid"]),
@@ -124,7 +122,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                 tuple(req["old_grid"]),
                 req["mode"],
                 req["antialias"],
-                device,
+                req["device"],
             )
             out = bytes(tensor_bytes(new.contiguous()))
             header = {"nbytes": len(out), "shape": list(new.shape)}
