@@ -26,11 +26,12 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.runtime
 install: $(VENV)/.runtime  ## the xcr command in .venv
 dev: $(VENV)/.dev          ## plus the test tools
 
-demo: $(VENV)/.runtime     ## resize the tiny shipped checkpoint 336 -> 490 px, no network
+demo: $(VENV)/.dev         ## resize the tiny shipped checkpoint 336 -> 490 px, no network, and load the result
 	$(BIN)/xcr resize --model $(DEMO_SRC) --res 490 --out $(DEMO_OUT) --force
 	@echo "--- $(DEMO_OUT):"
 	@ls -l $(DEMO_OUT)
-	@grep -n '"image_size"' $(DEMO_OUT)/config.json
+	@echo "--- loaded with transformers:"
+	$(BIN)/python -m tests.check_demo $(DEMO_SRC) $(DEMO_OUT)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check xcomposer_resize tests benchmarks
