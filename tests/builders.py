@@ -161,3 +161,47 @@ def build(folder: Path, *, fmt: str = "safetensors", dtype: torch.dtype = torch.
     else:
         raise ValueError(fmt)
     return folder
+
+
+def build_saved(folder: Path, *, kind: str = "full", processor_form: str = "v5", seed: int = 0) -> Path:
+    """A checkpoint as the newest transformers writes it: `save_pretrained` of the model (config.json
+    with `dtype`, no legacy `*_config_dict`, model.safetensors) and of its processor.
+
+    processor_form: "v5" — CLIPProcessor.save_pretrained: processor_config.json with a nested
+    `image_processor` block and no preprocessor_config.json; "both" — that plus the image
+    processor's own preprocessor_config.json, as a repo updated across versions has.
+    """
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+        CLIPVisionModel,
+    )
+
+    torch.manual_seed(seed)
+    vision = dict(VISION, image_size=336, patch_size=14)
+    if kind == "full":
+        model: Any = CLIPModel(CLIPConfig(text_config=TEXT, vision_config=vision, projection_dim=8))
+    else:
+        model = CLIPVisionModel(CLIPVisionConfig(**vision))
+    with torch.no_grad():  # every interpolation weight matters
+        for name, p in model.named_parameters():
+            if name.endswith("embeddings.position_embedding.weight") and not name.startswith("text_model."):
+                p.normal_()
+    model.save_pretrained(folder)
+    vocab = folder / "_vocab"
+    vocab.mkdir()
+    for name in ("vocab.json", "merges.txt"):
+        (vocab / name).write_text(TOKENIZER_FILES[name])
+    tokenizer = CLIPTokenizer(str(vocab / "vocab.json"), str(vocab / "merges.txt"))
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 336}, crop_size={"height": 336, "width": 336})
+    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
+    for p in vocab.iterdir():
+        p.unlink()
+    vocab.rmdir()
+    if processor_form == "both":
+        image_processor.save_pretrained(folder)
+    return folder

@@ -84,8 +84,8 @@ def test_default_output_name(
     [
         (500, "--res 500 is not a multiple of the patch size 14; use 490 or 504"),
         (5, "--res 5 is not a multiple of the patch size 14; use 14"),
-        (0, "--res must be a positive number of pixels, not 0"),
-        (-14, "--res must be a positive number of pixels, not -14"),
+        (0, "--res 0 is not a positive number of pixels"),
+        (-14, "--res -14 is not a positive number of pixels"),
     ],
 )
 def test_bad_res(xcr: Any, make_ckpt: Any, tmp_path: Path, res: int, message: str) -> None:
@@ -189,14 +189,14 @@ def test_not_a_clip_checkpoint(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None
 def test_existing_output_needs_force_and_is_untouched(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
     src = make_ckpt()
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
+    before = snapshot(out)
     r = xcr("resize", "--model", src, "--res", 490, "--out", out)
     assert r.code == 2 and "pass --force" in one_error_line(r.err)
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert snapshot(out) == before
     r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force", "--quiet")
     assert r.code == 0, r.err
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+    assert json.loads((out / "config.json").read_text())["vision_config"]["image_size"] == 490
     no_litter(tmp_path)
 
 
@@ -282,3 +282,164 @@ def test_console_entry_point_flushes_output_and_runs_exit_handlers(tmp_path: Pat
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip().endswith(__version__)
     assert marker.read_text() == "yes"
+
+
+# ------------------------------------------------------------------ rough edges a newcomer hit
+
+
+@pytest.mark.parametrize("how", ["console script", "python -m"])
+def test_no_arguments_shows_the_normal_help(how: str) -> None:
+    script = Path(sys.executable).parent / "xcr"  # installed by `pip install -e .` beside this python
+    cmd = [str(script)] if how == "console script" else [sys.executable, "-m", "xcomposer_resize"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert "error" not in p.stderr and "Traceback" not in p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[0].startswith("Usage: xcr [OPTIONS] COMMAND")
+    assert any(line.strip().startswith("resize") for line in lines), "commands listed one per line"
+    assert len(lines) > 5
+
+
+def test_res_given_twice_is_refused(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 224, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert one_error_line(r.err) == "xcr: error: --res is given 2 times (224, 490); give one resolution per run"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_huge_res_says_the_largest_that_works(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    from xcomposer_resize.convert import _check_res
+
+    r = xcr("resize", "--model", make_ckpt(), "--res", 1_000_000, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    largest = int(line.rsplit("at most ", 1)[1])
+    assert "--res 1000000 means a 71428×71428 grid" in line and largest % 14 == 0
+    _check_res(largest, 14, 32, 1)  # the size it names is accepted
+    r = xcr("resize", "--model", make_ckpt(), "--res", largest + 5, "--out", tmp_path / "out")
+    assert r.code == 2, "not a multiple: only a suggestion that would be accepted"
+    assert one_error_line(r.err).endswith(f"use {largest}")
+
+
+def test_a_vision_config_without_image_size_uses_what_transformers_assumes(
+    xcr: Any, make_ckpt: Any, tmp_path: Path
+) -> None:
+    from transformers import CLIPModel
+
+    src = make_ckpt(image_size=224)
+    config = json.loads((src / "config.json").read_text())
+    for block in ("vision_config", "vision_config_dict"):
+        del config[block]["image_size"]
+    (src / "config.json").write_text(json.dumps(config))
+    assert CLIPModel.from_pretrained(src).config.vision_config.image_size == 224, "transformers' default"
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "does not state the vision image_size; transformers assumes 224 px" in r.err
+    new = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert new["vision_config"]["image_size"] == new["vision_config_dict"]["image_size"] == 490
+    assert CLIPModel.from_pretrained(tmp_path / "out").config.vision_config.image_size == 490
+
+
+def test_a_missing_image_size_that_disagrees_with_the_weights_says_why(
+    xcr: Any, make_ckpt: Any, tmp_path: Path
+) -> None:
+    src = make_ckpt()  # a 24×24 grid
+    config = json.loads((src / "config.json").read_text())
+    for block in ("vision_config", "vision_config_dict"):
+        del config[block]["image_size"]
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "does not state image_size, so transformers assumes 224 px" in line and "24×24 grid" in line
+    assert "patch_size" not in line.split("config.json")[1].split("px")[0]
+
+
+def test_a_bare_name_that_is_neither_a_folder_nor_a_repo(xcr: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", "nope", "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "no folder or Hub repo named nope" in one_error_line(r.err)
+
+
+def test_a_bare_name_with_the_hub_unreachable(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    p = run_real("resize", "--model", "nope", "--res", "490", "--out", str(tmp_path / "out"),
+                 env={"HF_ENDPOINT": f"http://127.0.0.1:{port}"})  # fmt: skip
+    assert p.returncode == 1
+    line = one_error_line(p.stderr)
+    assert line.startswith("xcr: error: nope is not a folder here, and as a Hub repo id:")
+
+
+def test_the_progress_bar_counts_in_the_units_of_the_summary() -> None:
+    import io
+
+    from rich.console import Console
+
+    from xcomposer_resize.cli import _progress_bar
+
+    bar = _progress_bar()
+    task = bar.add_task("write", total=3 * 2**20)
+    bar.update(task, completed=3 * 2**19)
+    buf = io.StringIO()
+    Console(file=buf, width=120).print(bar.get_renderable())
+    assert "1.5/3.0 MiB" in buf.getvalue(), buf.getvalue()
+
+
+def test_out_with_a_tilde_is_expanded(make_ckpt: Any, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    p = subprocess.run(
+        [sys.executable, "-m", "xcomposer_resize", "resize", "--model", str(make_ckpt()), "--res", "490",
+         "--out=~/clip-490", "--json"],
+        capture_output=True, text=True, cwd=work, env={**os.environ, "HOME": str(home)}, timeout=120,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert (home / "clip-490" / "model.safetensors").is_file()
+    assert not (work / "~").exists()
+    assert json.loads(p.stdout)["outputs"][0]["path"] == str(home / "clip-490")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"res": "490"}, "res must be a whole number of pixels such as 490, not the text '490'"),
+        ({"res": "224"}, "res must be a whole number of pixels such as 490, not the text '224'"),
+        ({"res": [224, 224]}, "res lists 224 twice; give each resolution once"),
+        ({"res": []}, "res is empty; give at least one resolution"),
+        ({"res": True}, "res must be a whole number of pixels, not True"),
+        ({"res": 4.5}, "res must be a whole number of pixels or a list of them, not float 4.5"),
+        ({"res": 0}, "res=0 is not a positive number of pixels"),
+        ({"res": 500}, "res=500 is not a multiple of the patch size 14; use 490 or 504"),
+        ({"res": 490, "mode": "lanczos"}, "mode must be one of bicubic, bilinear, nearest, area, not 'lanczos'"),
+        ({"res": 490, "force": "yes"}, "force must be True or False, not 'yes'"),
+        ({"res": 490, "mode": "nearest", "antialias": True}, "antialias=True works only with mode bicubic or bilinear"),
+        ({"res": [224, 490], "out": "x"}, "out names one folder; with several resolutions leave it out"),
+        ({"res": 490, "token": 5}, "token must be a non-empty string or None, not int"),
+    ],
+)
+def test_the_python_api_validates_its_arguments_in_its_own_terms(
+    make_ckpt: Any, tmp_path: Path, kwargs: dict[str, Any], message: str
+) -> None:
+    from xcomposer_resize import XcrError, resize
+
+    with pytest.raises(XcrError) as e:
+        resize(make_ckpt(), out=kwargs.pop("out", tmp_path / "out"), **kwargs)
+    assert e.value.exit_code == 2
+    assert str(e.value).startswith(message), str(e.value)
+    assert "--" not in str(e.value), "no command-line flags in the API's messages"
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_python_api_accepts_numpy_integers(make_ckpt: Any, tmp_path: Path) -> None:
+    import numpy as np
+
+    from xcomposer_resize import resize
+
+    result = resize(make_ckpt(), np.int64(224), tmp_path / "out")
+    assert result.outputs[0].res == 224 and type(result.outputs[0].res) is int

@@ -324,7 +324,7 @@ def test_unexpected_errors_are_one_line_too(
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(convert_module, "_carry_over", boom)
+    monkeypatch.setattr(convert_module, "_copy", boom)
     r = convert(xcr, make_ckpt(), tmp_path)
     assert r.code == 1
     assert "unexpected RuntimeError: kaboom; rerun with XCR_DEBUG=1" in one_error_line(r.err)
@@ -340,13 +340,12 @@ def test_output_that_is_a_device(xcr: Any, make_ckpt: Any) -> None:
 def test_output_where_no_folder_can_be_made(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import output
+    from xcomposer_resize.output import Staging
 
-    def refuse(out: Path) -> Path:
+    def refuse(out: Path) -> Staging:
         raise OSError(errno.EROFS, "Read-only file system", str(out.parent))
 
-    monkeypatch.setattr(output, "temp_dir_for", refuse)
-    monkeypatch.setattr("xcomposer_resize.convert.temp_dir_for", refuse)
+    monkeypatch.setattr(Staging, "create", classmethod(lambda cls, out: refuse(out)))
     r = xcr("resize", "--model", make_ckpt(), "--res", "490", "--out", tmp_path / "out")
     assert r.code == 1 and "Read-only file system; choose another --out" in one_error_line(r.err)
     assert not (tmp_path / "out").exists()

@@ -2,23 +2,28 @@
 
 `main()` is the one place where errors become messages: one line on stderr, exit code 2 for bad
 usage or input, 1 otherwise, 130 on Ctrl-C. `XCR_DEBUG=1` shows the traceback instead.
+
+Once an output has landed, nothing about printing turns the run into a failure: text the terminal
+cannot encode is shown in ASCII, and a closed or full stdout only loses the summary. The one
+exception is `--json`, whose output is the result: if it cannot be written, the run fails and says so.
 """
 
 from __future__ import annotations
 
 import atexit
 import enum
+import io
 import json
 import os
 import signal
 import sys
-from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
 from . import __version__
-from .errors import Interrupted, SigTerm, Terminated, XcrError
+from .errors import Interrupted, OutputError, SigTerm, Terminated, UsageError, XcrError, cli_spelling
+from .text import human_bytes, printable
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
 
@@ -47,7 +52,7 @@ class Mode(str, enum.Enum):
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"xcr {__version__}")
+        _write(sys.stdout, f"xcr {__version__}\n")
         raise typer.Exit()
 
 
@@ -63,7 +68,7 @@ def root(
 @app.command()
 def resize(
     res: Annotated[
-        int,
+        list[int],
         typer.Option(
             "--res",
             "-r",
@@ -73,16 +78,21 @@ def resize(
     ],
     model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder, or Hub repo id.")] = DEFAULT_MODEL,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--out",
             "-o",
-            help="Output folder. Default: the source's name with its resolution replaced, in the current folder.",
+            help="Output folder (~ is expanded; a link to a folder is followed). Default: the source's name "
+            "with its resolution replaced, in the current folder.",
             show_default=False,
         ),
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing output (only once the new one is complete).")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing checkpoint or earlier output (only once the new one is complete).",
+        ),
     ] = False,
     device: Annotated[
         Device,
@@ -119,72 +129,119 @@ def resize(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Write a copy of a CLIP checkpoint whose position embeddings and configs are for --res pixels."""
-    from .convert import resize as do_resize
+    from .convert import convert
+    from .options import build_options
 
+    if len(res) > 1:
+        given = ", ".join(str(r) for r in res)
+        raise UsageError(f"--res is given {len(res)} times ({given}); give one resolution per run")
+    if json_out and _closed(sys.stdout):
+        raise UsageError("--json: standard output is closed, so the result would have nowhere to go")
+    options = build_options(
+        model, res[0], out, force=force, device=device.value, mode=mode.value, antialias=antialias,
+        revision=revision, token=token,
+    )  # fmt: skip
     silent = quiet or json_out
     try:
         with _Progress(silent) as progress:
-            result = do_resize(
-                model, res, out, force=force, device=device.value, mode=mode.value, antialias=antialias,
-                revision=revision, token=token, quiet=silent, on_progress=progress.update, on_note=progress.note,
-            )  # fmt: skip
+            result = convert(options, quiet=silent, on_progress=progress.update, on_note=progress.note)
     except KeyboardInterrupt as e:
         raise _stopped(e) from None
+    # The output has landed: from here on only a --json result that cannot be written fails the run.
     if json_out:
-        sys.stdout.write(json.dumps(result.to_json()) + "\n")
+        problem = _write(sys.stdout, json.dumps(result.to_json()) + "\n")
+        if problem:
+            paths = ", ".join(o.path for o in result.outputs)
+            raise OutputError(f"{paths} is complete, but the --json result could not be written to stdout: {problem}")
     elif not quiet:
-        _summary(result)
+        try:
+            _write(sys.stdout, _summary(result))
+        except KeyboardInterrupt:  # Ctrl-C while printing: the output is complete, the run succeeded
+            pass
 
 
-def _summary(result: Any) -> None:
+def _summary(result: Any) -> str:
+    from rich.markup import escape
+
+    rewritten = ", ".join(result.tensors_rewritten) or "none (grid unchanged)"
+    lines = [
+        f"[green]✓[/green] {escape(o.path)}  [dim]{o.res} px, {o.grid[0]}×{o.grid[1]} grid[/dim]"
+        for o in result.outputs
+    ]
+    lines.append(f"  from {escape(result.source)}" + (f" @ {result.revision[:12]}" if result.revision else ""))
+    lines.append(f"  rewritten: {escape(rewritten)}")
+    lines.append(f"  {human_bytes(result.bytes_written)} in {result.seconds:.1f} s")
+    return _render(lines, sys.stdout)
+
+
+def _render(lines: list[str], stream: IO[str] | None) -> str:
+    """rich markup → text for `stream`: colours only on a terminal, no line wrapping."""
     from rich.console import Console
 
-    console = Console(highlight=False, soft_wrap=True)
-    rewritten = ", ".join(result.tensors_rewritten) or "none (grid unchanged)"
-    for o in result.outputs:
-        console.print(f"[green]✓[/green] {o.path}  [dim]{o.res} px, {o.grid[0]}×{o.grid[1]} grid[/dim]")
-    console.print(f"  from {result.source}" + (f" @ {result.revision[:12]}" if result.revision else ""))
-    console.print(f"  rewritten: {rewritten}")
-    console.print(f"  {result.bytes_written / 2**20:,.1f} MiB in {result.seconds:.1f} s")
+    tty = _isatty(stream)
+    buf = io.StringIO()
+    console = Console(
+        file=buf, force_terminal=tty, color_system="auto" if tty else None, highlight=False, soft_wrap=True
+    )
+    for line in lines:
+        console.print(line)
+    return buf.getvalue()
 
 
 class _Progress:
-    """A rich byte progress bar on stderr; nothing when silent or when stderr is not a terminal."""
+    """A rich byte progress bar on stderr, in binary units like the summary; nothing when silent
+    or when stderr is not a terminal. Notes go to stderr. Neither can fail the run."""
 
     def __init__(self, silent: bool) -> None:
         self.silent = silent
         self.bar: Any = None
         self.task: Any = None
-        self.console: Any = None
+        self.broken = False
 
     def __enter__(self) -> _Progress:
-        if not self.silent:
-            from rich.console import Console
-
-            self.console = Console(stderr=True, highlight=False)
         return self
 
     def update(self, done: int, total: int) -> None:
-        if self.silent or not self.console.is_terminal:
+        if self.silent or self.broken or not _isatty(sys.stderr):
             return
-        if self.bar is None:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-            self.bar = Progress(
-                TextColumn("writing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                console=self.console, transient=True,
-            )  # fmt: skip
-            self.bar.start()
-            self.task = self.bar.add_task("write", total=total)
-        self.bar.update(self.task, completed=done, total=total)
+        try:
+            if self.bar is None:
+                self.bar = _progress_bar()
+                self.bar.start()
+                self.task = self.bar.add_task("write", total=total)
+            self.bar.update(self.task, completed=done, total=total)
+        except Exception:  # a terminal that cannot show it: go on without a bar
+            self.broken = True
 
     def note(self, message: str) -> None:
         if not self.silent:
-            self.console.print(f"[yellow]note:[/yellow] {message}")
+            from rich.markup import escape
+
+            _write(sys.stderr, _render([f"[yellow]note:[/yellow] {escape(message)}"], sys.stderr))
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            try:
+                self.bar.stop()
+            except Exception:
+                pass
+
+
+def _progress_bar() -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, ProgressColumn, TextColumn
+    from rich.text import Text
+
+    class Speed(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{human_bytes(speed)}/s" if speed else "", style="progress.data.speed")
+
+    console = Console(stderr=True, highlight=False)
+    return Progress(
+        TextColumn("writing"), BarColumn(), DownloadColumn(binary_units=True), Speed(),
+        console=console, transient=True,
+    )  # fmt: skip
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -192,10 +249,12 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 def _stopped(e: KeyboardInterrupt) -> Interrupted:
-    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143)."""
+    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying what was left."""
+    completed = getattr(e, "completed", ())
+    left = f"{', '.join(completed)} is complete; nothing else was written" if completed else "nothing was written"
     if isinstance(e, SigTerm):
-        return Terminated("terminated (SIGTERM); nothing was written")
-    return Interrupted("interrupted; nothing was written")
+        return Terminated(f"terminated (SIGTERM); {left}")
+    return Interrupted(f"interrupted; {left}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -203,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("XCR_DEBUG", "") not in ("", "0")
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
-        rv = app(args=argv, prog_name="xcr", standalone_mode=False)
+        with cli_spelling():
+            rv = app(args=argv, prog_name="xcr", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except XcrError as e:
         if debug:
@@ -220,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         _error("aborted")
         return 1
     except typer.TyperException as e:  # click's usage errors: bad flag, bad value, missing option
+        if type(e).__name__ == "NoArgsIsHelpError":  # `xcr` alone: the help, as click shows it (typer
+            # vendors click, so the class is matched by name)
+            _write(sys.stderr, e.format_message() + "\n")
+            return 2
         if debug:
             raise
         _error(f"{e.format_message()} (see xcr --help)")
@@ -242,14 +306,33 @@ def run() -> NoReturn:
     file is closed and the output is in place when `main` returns.
     Exit handlers still run and the standard streams are flushed.
     """
+    _guard_standard_fds()
     code = main()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:
+                stream.flush()
         except (OSError, ValueError):
             pass
     os._exit(code)
+
+
+def _guard_standard_fds() -> None:
+    """Put /dev/null on a closed fd 0, 1 or 2, so that no file this run opens lands on it (and
+    nothing meant for the terminal is written into an output file). Python already set the
+    matching sys stream to None, which `_write` treats as closed."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def _main_thread() -> bool:
@@ -258,6 +341,34 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _closed(stream: IO[str] | None) -> bool:
+    if stream is None:
+        return True
+    try:
+        os.fstat(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return not hasattr(stream, "getvalue")  # an in-memory stream (tests) is open
+    return False
+
+
+def _isatty(stream: IO[str] | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _write(stream: IO[str] | None, text: str) -> str | None:
+    """Write `text` as far as the stream's encoding can show it; return why it failed, or None."""
+    if stream is None:
+        return "it is closed"
+    try:
+        stream.write(printable(text, getattr(stream, "encoding", None)))
+        stream.flush()
+    except (OSError, ValueError) as e:
+        return (e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__
+    return None
+
+
 def _error(message: str) -> None:
-    sys.stderr.write(f"xcr: error: {' '.join(message.split())}\n")
-    sys.stderr.flush()
+    _write(sys.stderr, f"xcr: error: {' '.join(message.split())}\n")

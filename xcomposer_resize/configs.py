@@ -1,4 +1,4 @@
-"""config.json / preprocessor_config.json rewrites and the model card. Plain dicts and text."""
+"""config.json and processor-file rewrites, and the model card. Plain dicts and text; no files."""
 
 from __future__ import annotations
 
@@ -10,13 +10,24 @@ from typing import Any
 from .errors import InputError
 from .families import Family
 
+# Processor files that may state an image size, as transformers names them: the image processor's
+# own file, and the processor file that transformers 5 writes with a nested `image_processor` block
+# (and reads before preprocessor_config.json).
+PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+SIZE_KEYS = ("size", "crop_size")
+SIZE_DICT_KEYS = ("shortest_edge", "longest_edge", "height", "width")
+
 
 @dataclass(frozen=True)
 class VisionSizes:
-    """What the config says about the vision tower: input size and patch size in pixels."""
+    """What the config says about the vision tower: input size and patch size in pixels.
+
+    `stated` is False when config.json leaves image_size out and transformers' default applies.
+    """
 
     image_size: int
     patch_size: int
+    stated: bool = True
 
     @property
     def grid(self) -> int:
@@ -24,68 +35,110 @@ class VisionSizes:
 
 
 def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
-    """Read image_size/patch_size of the vision tower; every block that has them must agree."""
+    """Read image_size/patch_size of the vision tower; every block that states them must agree.
+
+    A key no block states takes the family's default, as transformers does (CLIP: 224 px, patch 32).
+    """
     blocks = family.vision_config_blocks(config)
     if not blocks:
         raise InputError("config.json has no vision_config; is this a CLIP checkpoint?")
     image = _agreed(blocks, "image_size")
     patch = _agreed(blocks, "patch_size")
-    if image is None or patch is None:
-        raise InputError("config.json does not give the vision tower's image_size and patch_size")
+    stated = image is not None
+    image = image if image is not None else family.default_image_size
+    patch = patch if patch is not None else family.default_patch_size
     if image % patch:
-        raise InputError(f"config.json says image_size {image}, which is not a multiple of patch_size {patch}")
-    return VisionSizes(image, patch)
+        said = "says" if stated else "does not state image_size, so transformers assumes"
+        raise InputError(f"config.json {said} image_size {image}, which is not a multiple of patch_size {patch}")
+    return VisionSizes(image, patch, stated)
 
 
 def _agreed(blocks: list[dict[str, Any]], key: str) -> int | None:
-    values = {b[key] for b in blocks if key in b}
+    values = {json.dumps(b[key]) for b in blocks if key in b}
     if len(values) > 1:
         raise InputError(f"config.json gives two different vision {key} values: {sorted(values)}")
     if not values:
         return None
-    (value,) = values
+    value = json.loads(values.pop())
     if type(value) is not int or value <= 0:
         raise InputError(f"config.json has vision {key} {value!r}, not a positive integer")
     return value
 
 
-def rewrite_config(config: dict[str, Any], family: Family, res: int) -> dict[str, Any]:
-    """A copy of `config` with the vision image_size set to `res` wherever it is stated
-    (vision_config, the legacy vision_config_dict that overrides it, or the top level of a
-    vision-only config)."""
+def rewrite_config(config: dict[str, Any], family: Family, sizes: VisionSizes, res: int) -> dict[str, Any]:
+    """A copy of `config` with the vision image_size set to `res` in every block that holds the
+    vision sizes (vision_config, the legacy vision_config_dict that overrides it, or the top level
+    of a vision-only config).
+
+    The key is set even where it was absent, and patch_size is stated where it was missing:
+    transformers fills a key missing from vision_config_dict with the class default (224 px,
+    patch 32) and lets that override vision_config.
+    """
     out = copy.deepcopy(config)
     for block in family.vision_config_blocks(out):
-        # set it even where it was absent: transformers fills a missing key of
-        # vision_config_dict with the class default (224) and lets that override vision_config
         block["image_size"] = res
+        block.setdefault("patch_size", sizes.patch_size)
     return out
 
 
-def rewrite_preprocessor(pre: dict[str, Any], res: int) -> dict[str, Any]:
-    """A copy with `crop_size` and `size` set to `res`, each in the form it had
-    (int, {"shortest_edge": n}, {"height": n, "width": n})."""
-    out = copy.deepcopy(pre)
-    for key in ("crop_size", "size"):
-        value = out.get(key)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            raise InputError(f"preprocessor_config.json has {key} {value!r}, not a size")
-        if isinstance(value, int):
-            out[key] = res
-        elif isinstance(value, dict) and value and all(k in ("shortest_edge", "height", "width") for k in value):
-            out[key] = {k: res for k in value}
-        else:
+def rewrite_processor(data: dict[str, Any], res: int, filename: str) -> dict[str, Any]:
+    """A copy of a processor file with every image size set to `res`, each in the form it had.
+
+    Sizes are `size` and `crop_size` at the top level (preprocessor_config.json) and in the blocks
+    nested under a `…processor` key (processor_config.json: `image_processor`, `video_processor`).
+    Forms: an int, [h, w], {"shortest_edge": n}, {"longest_edge": n}, {"height": n, "width": n}.
+    """
+    out = copy.deepcopy(data)
+    for where, block in _size_blocks(out):
+        for key in SIZE_KEYS:
+            if block.get(key) is not None:
+                block[key] = _resized(block[key], res, f"{filename} has {where}{key}")
+    return out
+
+
+def _size_blocks(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    blocks = [("", data)]
+    for key, value in data.items():
+        if key.endswith("processor") and isinstance(value, dict):
+            blocks.append((f"{key}.", value))
+    return blocks
+
+
+def _resized(value: Any, res: int, what: str) -> Any:
+    if isinstance(value, bool):
+        raise InputError(f"{what} {value!r}, which is not a size")
+    if isinstance(value, int):
+        return res
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
+        return [res, res]
+    if isinstance(value, dict) and value and all(k in SIZE_DICT_KEYS and type(v) is int for k, v in value.items()):
+        if "shortest_edge" in value and "longest_edge" in value:
             raise InputError(
-                f"preprocessor_config.json has {key} {value!r}; expected an int, "
-                '{"shortest_edge": n} or {"height": n, "width": n}'
+                f"{what} {json.dumps(value)}: with both shortest_edge and longest_edge the new sizes are "
+                "a choice xcr will not guess; set that file's sizes by hand"
             )
-    return out
+        return {k: res for k in value}
+    raise InputError(
+        f"{what} {json.dumps(value)}; expected an int, [h, w], "
+        '{"shortest_edge": n}, {"longest_edge": n} or {"height": n, "width": n}'
+    )
 
 
 def dump_json(data: dict[str, Any]) -> bytes:
     """JSON as transformers writes it: 2-space indent, key order kept, trailing newline."""
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+# ---------------------------------------------------------------- the model card
+
+# Front-matter keys of the source's card that still hold for the resized checkpoint: who may use
+# it and how (license, gating), what it is about (language, datasets, tags, task, library).
+# Dropped: evaluation results (model-index, metrics, co2_eq_emissions) and lineage (base_model,
+# base_model_relation, new_version), which describe the source, not this checkpoint.
+KEPT_METADATA = ("license", "license_name", "license_link", "language", "datasets", "tags", "library_name",
+                 "pipeline_tag", "thumbnail", "widget")  # fmt: skip
+KEPT_METADATA_PREFIXES = ("extra_gated_",)
+OUR_TAGS = ("xcomposer-resize",)
 
 
 @dataclass(frozen=True)
@@ -104,27 +157,72 @@ class CardInfo:
     antialias: bool
     tensors: tuple[str, ...]
     version: str
+    vision_only: bool = False
 
 
-def model_card(info: CardInfo) -> str:
-    """README.md for the output: Hugging Face YAML metadata and what was done. Deterministic."""
-    meta = ["---"]
+@dataclass(frozen=True)
+class SourceCard:
+    """The source's README.md, split into its YAML front matter and its text."""
+
+    metadata: dict[str, Any]
+    body: str
+
+
+def parse_card(text: str) -> SourceCard:
+    """Split a model card into front matter and body; unreadable front matter is kept as text."""
+    import yaml
+
+    if text.startswith("---\n") or text.startswith("---\r\n"):
+        end = text.find("\n---", 3)
+        if end != -1:
+            after = text.find("\n", end + 4)
+            body = text[after + 1 :] if after != -1 else ""
+            try:
+                meta = yaml.safe_load(text[4:end])
+            except yaml.YAMLError:
+                meta = None
+            if isinstance(meta, dict):
+                return SourceCard({str(k): v for k, v in meta.items()}, body)
+    return SourceCard({}, text)
+
+
+def method_text(mode: str, antialias: bool) -> str:
+    """How the table was resampled, in the words of F.interpolate's arguments."""
+    if mode in ("bicubic", "bilinear"):
+        return f"{mode}, align_corners=False" + (", antialias" if antialias else "")
+    return mode
+
+
+def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
+    """README.md for the output: Hugging Face YAML metadata inherited from the source's card where
+    it still holds, what was done, and the source's card below. Deterministic."""
+    import yaml
+
+    meta: dict[str, Any] = {}
+    for key, value in (source.metadata if source else {}).items():
+        if key in KEPT_METADATA or key.startswith(KEPT_METADATA_PREFIXES):
+            meta[key] = value
     if info.repo_id:
-        meta.append(f"base_model: {info.repo_id}")
-    meta += [
-        "library_name: transformers",
-        "pipeline_tag: zero-shot-image-classification",
-        "tags:",
-        "- clip",
-        "- vision",
-        "- xcomposer-resize",
-        f"- {info.new_res}px",
-        "---",
-    ]
-    method = f"{info.mode}, align_corners=False" + (", antialias" if info.antialias else "")
+        meta["base_model"] = info.repo_id
+        meta["base_model_relation"] = "finetune"  # weights changed; the Hub's other relations are
+        # adapter, merge and quantized, none of which this is
+    meta.setdefault("library_name", "transformers")
+    meta.setdefault(
+        "pipeline_tag", "image-feature-extraction" if info.vision_only else "zero-shot-image-classification"
+    )
+    tags = meta.get("tags")
+    tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])
+    for tag in ("clip", "vision", *OUR_TAGS, f"{info.new_res}px"):
+        if tag not in tags:
+            tags.append(tag)
+    meta["tags"] = tags
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
+
     revision = f" at revision `{info.revision}`" if info.revision else ""
     lines = [
-        *meta,
+        "---",
+        front.rstrip("\n"),
+        "---",
         "",
         f"# {info.source} at {info.new_res} px",
         "",
@@ -137,14 +235,21 @@ def model_card(info: CardInfo) -> str:
         f"| source | `{info.source}`{revision} |",
         f"| resolution | {info.old_res} px → {info.new_res} px |",
         f"| grid | {info.old_grid}×{info.old_grid} → {info.new_grid}×{info.new_grid} |",
-        f"| method | {method}; class token copied; float32 compute |",
+        f"| method | {method_text(info.mode, info.antialias)}; class token copied; float32 compute |",
         f"| tensors rewritten | {', '.join(f'`{t}`' for t in info.tensors) or 'none'} |",
         f"| tool | xcomposer-resize {info.version} |",
         "",
-        "Every other tensor is byte-identical to the source. `config.json` and "
-        "`preprocessor_config.json` state the new resolution, so `from_pretrained` loads it at "
+        "Every other tensor is byte-identical to the source. `config.json` and the processor files "
+        "state the new resolution, so `from_pretrained` loads it at "
         f"{info.new_res} px with no edits. With the default method the position table equals what "
         "InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding` compute.",
         "",
     ]
+    body = source.body.strip("\n") if source else ""
+    if info.repo_id:
+        url = f"https://huggingface.co/{info.repo_id}"
+        below = "; it is reproduced below" if body.strip() else ""
+        lines += [f"The source's own model card: [{info.repo_id}]({url}){below}.", ""]
+    if body.strip():
+        lines += ["## The source's model card", "", body, ""]
     return "\n".join(lines)

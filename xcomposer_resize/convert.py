@@ -1,4 +1,4 @@
-"""The one orchestration: source → plan → write to a temporary folder → verify → rename.
+"""The one orchestration: source → plan → write to a temporary folder → verify → land.
 
 `resize()` is the library's entry point; the CLI is a thin face over it.
 """
@@ -6,33 +6,47 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
-from .configs import CardInfo, VisionSizes, dump_json, model_card, rewrite_config, rewrite_preprocessor, vision_sizes
-from .errors import InputError, OutputError, UsageError, XcrError
+from .configs import (
+    PROCESSOR_FILES,
+    CardInfo,
+    SourceCard,
+    VisionSizes,
+    dump_json,
+    model_card,
+    parse_card,
+    rewrite_config,
+    rewrite_processor,
+    vision_sizes,
+)
+from .errors import InputError, OutputError, UsageError, XcrError, arg
 from .families import Family, family_for
-from .interpolate import ANTIALIAS_MODES, MODES, grid_side
-from .output import check_output, default_name, land, remove, temp_dir_for
+from .interpolate import grid_side
+from .options import Options, build_options
+from .output import Staging, check_output, clean_stale, default_name, output_paths
 from .safetensors_io import (
     DTYPE_SIZES,
     Buffer,
     FileRange,
     OutTensor,
+    copy_range,
     read_bytes,
     read_header,
     tensor_bytes,
     tensor_from_bytes,
     write_file,
 )
-from .sources import Checkpoint, SourceTensor, is_weight_file, open_checkpoint, read_json
+from .sources import Checkpoint, SourceTensor, check_readable, is_weight_file, open_checkpoint, read_json
+from .text import human_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -41,9 +55,9 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
-DEVICES = ("auto", "cpu", "cuda")
 MAX_TABLE_BYTES = 2 << 30  # refuse position tables larger than this (float32)
-REWRITTEN_FILES = ("config.json", "preprocessor_config.json", "README.md")
+CARD = "README.md"
+REWRITTEN_FILES = ("config.json", *PROCESSOR_FILES, CARD)
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 NoteFn = Callable[[str], None]
@@ -51,10 +65,11 @@ NoteFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Target:
-    """One output: a resolution and the folder it goes to."""
+    """One output: a resolution, the path as the user named it, and the folder it lands in."""
 
     res: int
-    out: Path
+    shown: Path
+    final: Path
 
     def grid(self, patch: int) -> int:
         return self.res // patch
@@ -96,12 +111,14 @@ class Plan:
     source: Source
     family: Family
     config: dict[str, Any]
-    preprocessor: dict[str, Any] | None
     sizes: VisionSizes
     targets: list[Target]
     checkpoint: Checkpoint
     pos: SourceTensor  # the position table [prefix + g*g, C]
     ids: SourceTensor | None  # the position-id buffer [1, prefix + g*g], when the checkpoint has one
+    processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # processor file name → its JSON
+    card: SourceCard | None = None  # the source's README.md
+    carried: list[Path] = field(default_factory=list)  # other top-level files, copied as they are
 
 
 def resize(
@@ -119,39 +136,44 @@ def resize(
     on_progress: ProgressFn | None = None,
     on_note: NoteFn | None = None,
 ) -> Result:
-    """Convert `model` (a folder, or a Hub repo id) to each resolution in `res`.
+    """Convert `model` (a folder, or a Hub repo id) to each resolution in `res` (pixels).
 
     Writes one folder per resolution (`out`, or a name derived from the source's), each a
-    complete checkpoint whose config states the new resolution. Raises XcrError subclasses.
+    complete checkpoint whose config and processor files state the new resolution. Raises
+    XcrError subclasses; nothing is left behind for an output that fails.
 
     `device` defaults to "cpu": CPU bicubic is the one transformers and XComposer compute, bit for
     bit; CUDA's kernel differs by up to one ulp when upsampling (measured on an H100), and the
     table is small enough that the GPU saves nothing. "auto" picks CUDA when present.
     """
+    options = build_options(
+        model, res, out, force=force, device=device, mode=mode, antialias=antialias, revision=revision, token=token
+    )
+    return convert(options, quiet=quiet, on_progress=on_progress, on_note=on_note)
+
+
+def convert(
+    options: Options, *, quiet: bool = True, on_progress: ProgressFn | None = None, on_note: NoteFn | None = None
+) -> Result:
+    """`resize()` for an already validated `Options` value."""
     started = time.perf_counter()
-    resolutions = [res] if isinstance(res, int) else list(res)
-    _check_flags(resolutions, out, device, mode, antialias)
     note = on_note or (lambda _msg: None)
 
     from .hub import resolve_source
 
-    source = resolve_source(str(model), revision=revision, token=token, quiet=quiet)
+    source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
     config = read_json(source.folder / "config.json")
     family = family_for(config)
     sizes = vision_sizes(config, family)
-    targets = []
-    for r in resolutions:
-        _check_res(r, sizes.patch_size)
-        _check_cost(r, r // sizes.patch_size, _config_width(config, family), family.num_prefix_tokens)
-        name = default_name(source.name, sizes.image_size, r)
-        target = Target(r, Path(out) if out is not None else Path.cwd() / name)
-        check_output(target.out, source.folder, force)
-        targets.append(target)
-    if device == "cuda":
+    width = _config_width(config, family)
+    targets = [_target(options, source, sizes, width, family.num_prefix_tokens, r) for r in options.resolutions]
+    if options.device == "cuda":
         _check_cuda()
 
     source.fetch_weights()
     plan = _plan(source, family, config, sizes, targets)
+    if not sizes.stated:
+        note(f"config.json does not state the vision image_size; transformers assumes {sizes.image_size} px")
     if any(t.grid(sizes.patch_size) == sizes.grid for t in targets):
         note(f"the position grid is already {sizes.grid}×{sizes.grid} at {sizes.image_size} px: writing it unchanged")
 
@@ -166,21 +188,28 @@ def resize(
 
     written = 0
     rewritten: set[str] = set()
-    reports = []
+    reports: list[OutputReport] = []
     worker = _start_worker(plan)
     try:
-        for target in targets:
-            nbytes, names = _write_target(plan, target, device, mode, antialias, progress, worker)
+        for i, target in enumerate(targets):
+            nbytes, names, interrupts = _write_target(plan, target, options, progress, worker)
             written += nbytes
             rewritten.update(names)
             g = target.grid(sizes.patch_size)
-            reports.append(OutputReport(str(target.out), target.res, (g, g)))
-    except BaseException:
+            reports.append(OutputReport(str(target.shown), target.res, (g, g)))
+            if interrupts and i + 1 < len(targets):
+                raise interrupts[0]  # Ctrl-C while this output landed: stop before the next one
+    except BaseException as e:
         if worker:
             worker.kill()
+        if reports:
+            _mention_completed(e, [r.path for r in reports])
         raise
     if worker:
-        worker.close()
+        try:
+            worker.close()
+        except BaseException:  # every output is in place: nothing may turn this into a failure now
+            worker.kill()
     return Result(
         source=source.display,
         revision=source.revision,
@@ -191,49 +220,60 @@ def resize(
     )
 
 
+def _mention_completed(e: BaseException, paths: list[str]) -> None:
+    """Say, on the error that stops a run of several outputs, which outputs are complete."""
+    done = ", ".join(paths)
+    e.completed = tuple(paths)  # type: ignore[attr-defined]
+    if isinstance(e, XcrError):
+        e.message = f"{e.message} (already complete: {done})"
+
+
 # ---------------------------------------------------------------- checks before any work
 
 
-def _check_flags(resolutions: list[int], out: object, device: str, mode: str, antialias: bool) -> None:
-    if not resolutions:
-        raise UsageError("give at least one --res")
-    if len(set(resolutions)) != len(resolutions):
-        raise UsageError("the same --res is given twice")
-    if out is not None and len(resolutions) > 1:
-        raise UsageError("--out names one folder; with several resolutions leave it out")
-    for r in resolutions:
-        if type(r) is not int or r <= 0:
-            raise UsageError(f"--res must be a positive number of pixels, not {r}")
-    if device not in DEVICES:
-        raise UsageError(f"--device must be one of {', '.join(DEVICES)}, not {device!r}")
-    if mode not in MODES:
-        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
-    if antialias and mode not in ANTIALIAS_MODES:
-        raise UsageError(f"--antialias works only with --mode {' or '.join(ANTIALIAS_MODES)}, not {mode}")
+def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int, res: int) -> Target:
+    _check_res(res, sizes.patch_size, width, prefix)
+    name = default_name(source.name, sizes.image_size, res)
+    shown, final = output_paths(options.out, name)
+    clean_stale(final)  # first: a killed --force run's output is put back before it is judged
+    check_output(final, shown, source.folder, options.force, suggest=name)
+    return Target(res, shown, final)
 
 
-def _check_res(res: int, patch: int) -> None:
+def _largest_grid(width: int, prefix: int) -> int:
+    """The side of the largest grid whose float32 table fits in MAX_TABLE_BYTES."""
+    cells = MAX_TABLE_BYTES // (4 * width) - prefix
+    return math.isqrt(cells) if cells > 0 else 0
+
+
+def _check_res(res: int, patch: int, width: int | None, prefix: int) -> None:
+    """Refuse a resolution the table cannot have: too large first, then not a multiple of the
+    patch (suggesting only sizes that would be accepted)."""
+    _check_cost(res, patch, width, prefix)
     if res % patch:
+        largest = _largest_grid(width, prefix) * patch if width else None
         lower, upper = res - res % patch, res - res % patch + patch
-        hint = f"use {lower} or {upper}" if lower else f"use {upper}"
-        raise UsageError(f"--res {res} is not a multiple of the patch size {patch}; {hint}")
+        hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
+        raise UsageError(f"{arg('res', res)} is not a multiple of the patch size {patch}; use {' or '.join(hints)}")
 
 
-def _check_cost(res: int, grid: int, width: int | None, prefix: int) -> None:
+def _check_cost(res: int, patch: int, width: int | None, prefix: int) -> None:
     """Refuse, before allocating anything, a position table too large to be meant."""
     if width is None:
         return
+    grid = res // patch
     cost = (prefix + grid * grid) * width * 4
     if cost > MAX_TABLE_BYTES:
         raise UsageError(
-            f"--res {res} means a {grid}×{grid} grid and a position table of "
-            f"{_human(cost)} (limit {_human(MAX_TABLE_BYTES)}); use a smaller --res"
+            f"{arg('res', res)} means a {grid}×{grid} grid and a position table of "
+            f"{human_bytes(cost)} (limit {human_bytes(MAX_TABLE_BYTES)}); use a smaller {arg('res')}, "
+            f"at most {_largest_grid(width, prefix) * patch}"
         )
 
 
 def _config_width(config: dict[str, Any], family: Family) -> int | None:
     for block in family.vision_config_blocks(config):
-        if type(block.get("hidden_size")) is int:
+        if type(block.get("hidden_size")) is int and block["hidden_size"] > 0:
             return int(block["hidden_size"])
     return None
 
@@ -243,24 +283,15 @@ def _check_cuda() -> None:
 
     if not torch.cuda.is_available():
         raise UsageError(
-            f"--device cuda: no CUDA GPU is usable here (torch {torch.__version__}); use --device cpu or auto"
+            f"{arg('device', 'cuda')}: no CUDA GPU is usable here (torch {torch.__version__}); "
+            f"use {arg('device', 'cpu')} or auto"
         )
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 # ---------------------------------------------------------------- plan
 
 
 def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes, targets: list[Target]) -> Plan:
-    pre_path = source.folder / "preprocessor_config.json"
-    preprocessor = read_json(pre_path) if pre_path.is_file() else None
     ckpt = open_checkpoint(source.folder)
     names = ckpt.names
     pos_name = family.find(names, family.pos_suffix)
@@ -278,19 +309,50 @@ def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionS
     if grid is None:
         raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
     if grid != sizes.grid:
+        said = "says" if sizes.stated else "does not state image_size, so transformers assumes"
         raise InputError(
-            f"config.json says {sizes.image_size} px with {sizes.patch_size}-px patches ({sizes.grid}×{sizes.grid}) "
-            f"but {pos_name} holds a {grid}×{grid} grid; the config and the weights disagree"
+            f"config.json {said} {sizes.image_size} px with {sizes.patch_size}-px patches "
+            f"({sizes.grid}×{sizes.grid}) but {pos_name} holds a {grid}×{grid} grid; the config and the weights disagree"
         )
     for t in targets:
-        _check_cost(t.res, t.grid(sizes.patch_size), width, prefix)
+        _check_cost(t.res, sizes.patch_size, width, prefix)
     ids = None
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:
         ids = ckpt.tensor(ids_name)
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
             raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
-    return Plan(source, family, config, preprocessor, sizes, targets, ckpt, pos, ids)
+    plan = Plan(source, family, config, sizes, targets, ckpt, pos, ids)
+    _plan_files(plan)
+    return plan
+
+
+def _plan_files(plan: Plan) -> None:
+    """Read the processor files and the model card, and find the files to carry over, checking
+    now that every one of them can be read: a source problem is found before gigabytes move."""
+    folder = plan.source.folder
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as e:
+        raise InputError(f"cannot list the source folder {folder}: {e.strerror or e}; check its permissions") from e
+    for entry in entries:
+        name = entry.name
+        if name in PROCESSOR_FILES and entry.is_file():
+            data = read_json(entry)
+            rewrite_processor(data, plan.targets[0].res, name)  # refuse a size form we cannot rewrite, now
+            plan.processors[name] = data
+        elif name == CARD and entry.is_file():
+            plan.card = parse_card(_read_text(entry))
+        elif name not in REWRITTEN_FILES and not is_weight_file(name) and entry.is_file():
+            check_readable(entry)
+            plan.carried.append(entry)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
 
 
 # ---------------------------------------------------------------- write one target
@@ -331,28 +393,29 @@ def _planned_bytes(plan: Plan, target: Target) -> int:
 def _write_target(
     plan: Plan,
     target: Target,
-    device: str,
-    mode: str,
-    antialias: bool,
+    options: Options,
     progress: Callable[[int], None],
     worker: Worker | None,
-) -> tuple[int, list[str]]:
-    """Write one complete output folder; return (bytes written, names of rewritten tensors)."""
+) -> tuple[int, list[str], list[BaseException]]:
+    """Write one complete output folder and land it; return (bytes written, names of rewritten
+    tensors, interruptions held back while it landed)."""
     ckpt = plan.checkpoint
     g = target.grid(plan.sizes.patch_size)
     computed: dict[str, Buffer] = {}
 
     def compute(name: str) -> Buffer:
         if not computed:
-            computed.update(_resampled(plan, g, device, mode, antialias, worker))
+            computed.update(_resampled(plan, g, options, worker))
         return computed[name]
 
     files = _out_tensors(plan, target, compute)
     try:
-        tmp = temp_dir_for(target.out)
+        staging = Staging.create(target.final)
     except OSError as e:
-        raise _os_error(e, target.out) from e
+        raise _os_error(e, target.shown) from e
+    tmp = staging.path
     written = 0
+    modes: dict[str, Path] = {}  # output file → the source file whose permissions it takes
     try:
         weight_map: dict[str, str] = {}
         # shards made only of copied bytes first: the one that needs torch waits for its import last
@@ -360,28 +423,38 @@ def _write_target(
         for shard, tensors in pairs:
             written += write_file(tmp / shard.out_name, tensors, progress)
             weight_map.update({t.name: shard.out_name for t in tensors})
+            modes[shard.out_name] = shard.source
         if ckpt.index_name:
             index = {
                 "metadata": {**ckpt.index_metadata, "total_size": sum(t.nbytes for f in files for t in f)},
                 "weight_map": dict(sorted(weight_map.items())),
             }
             written += _write(tmp / ckpt.index_name, dump_json(index))
-        written += _write(tmp / "config.json", dump_json(rewrite_config(plan.config, plan.family, target.res)))
-        if plan.preprocessor is not None:
-            pre = rewrite_preprocessor(plan.preprocessor, target.res)
-            written += _write(tmp / "preprocessor_config.json", dump_json(pre))
-        written += _write(
-            tmp / "README.md", model_card(_card(plan, target, mode, antialias, sorted(computed))).encode()
-        )
-        written += _carry_over(plan.source.folder, tmp)
+            modes[ckpt.index_name] = ckpt.shards[0].source
+        config_path = plan.source.folder / "config.json"
+        config = rewrite_config(plan.config, plan.family, plan.sizes, target.res)
+        written += _write(tmp / "config.json", dump_json(config))
+        modes["config.json"] = config_path
+        for name, data in plan.processors.items():
+            written += _write(tmp / name, dump_json(rewrite_processor(data, target.res, name)))
+            modes[name] = plan.source.folder / name
+        card = model_card(_card(plan, target, options, sorted(computed)), plan.card)
+        written += _write(tmp / CARD, card.encode())
+        modes[CARD] = plan.source.folder / CARD if plan.card is not None else config_path
+        for src in plan.carried:
+            written += _copy(src, tmp / src.name)
+            modes[src.name] = src
         _verify(tmp, ckpt, files, computed)
-        land(tmp, target.out)
+        _set_modes(tmp, modes)
+        staging.land(options.force, _folder_mode(plan.source.folder))
     except BaseException as e:
-        remove(tmp)
+        if staging.landed:  # the output is in place: only what comes after can still fail
+            raise
+        staging.discard()
         if isinstance(e, OSError):
-            raise _os_error(e, target.out) from e
+            raise _os_error(e, target.shown) from e
         raise
-    return written, sorted(computed)
+    return written, sorted(computed), staging.interrupts
 
 
 def _needs_compute(tensors: list[OutTensor]) -> bool:
@@ -399,7 +472,7 @@ def _start_worker(plan: Plan) -> Worker | None:
     return Worker.start()
 
 
-def _resampled(plan: Plan, g: int, device: str, mode: str, antialias: bool, worker: Worker | None) -> dict[str, Buffer]:
+def _resampled(plan: Plan, g: int, options: Options, worker: Worker | None) -> dict[str, Buffer]:
     """The bytes of the new position table (and ids) for grid g, in the stored dtypes."""
     s, prefix, pos = plan.sizes, plan.family.num_prefix_tokens, plan.pos
     if worker is not None and isinstance(pos.data, FileRange):
@@ -409,15 +482,17 @@ def _resampled(plan: Plan, g: int, device: str, mode: str, antialias: bool, work
             "new_grid": [g, g],
             "old_grid": [s.grid, s.grid],
             "prefix": prefix,
-            "mode": mode,
-            "antialias": antialias,
-            "device": device,
+            "mode": options.mode,
+            "antialias": options.antialias,
+            "device": options.device,
         }
         table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
     else:
         from .interpolate import resample_grid
 
-        new = resample_grid(_load(pos), (g, g), prefix, (s.grid, s.grid), mode, antialias, device)
+        new = resample_grid(
+            _load(pos), (g, g), prefix, (s.grid, s.grid), options.mode, options.antialias, options.device
+        )
         table = tensor_bytes(new.contiguous())
     rows = prefix + g * g
     out = {pos.name: table}
@@ -433,7 +508,7 @@ def _load(t: SourceTensor) -> torch.Tensor:
     return t.data
 
 
-def _card(plan: Plan, target: Target, mode: str, antialias: bool, rewritten: list[str]) -> CardInfo:
+def _card(plan: Plan, target: Target, options: Options, rewritten: list[str]) -> CardInfo:
     s = plan.sizes
     return CardInfo(
         source=plan.source.repo_id or plan.source.name,
@@ -444,10 +519,11 @@ def _card(plan: Plan, target: Target, mode: str, antialias: bool, rewritten: lis
         old_grid=s.grid,
         new_grid=target.grid(s.patch_size),
         patch_size=s.patch_size,
-        mode=mode,
-        antialias=antialias,
+        mode=options.mode,
+        antialias=options.antialias,
         tensors=tuple(rewritten),
         version=__version__,
+        vision_only=plan.config.get("model_type") == "clip_vision_model",
     )
 
 
@@ -456,16 +532,50 @@ def _write(path: Path, data: bytes) -> int:
     return len(data)
 
 
-def _carry_over(src: Path, dst: Path) -> int:
-    """Copy every other top-level file (tokenizer, .gitattributes, ...); weights never."""
-    n = 0
-    for entry in sorted(src.iterdir()):
-        name = entry.name
-        if name in REWRITTEN_FILES or is_weight_file(name) or not entry.is_file():
-            continue
-        shutil.copyfile(entry, dst / name)
-        n += (dst / name).stat().st_size
-    return n
+def _copy(src: Path, dst: Path) -> int:
+    """Copy one carried-over file; a failure to read names the source file, not the output."""
+    try:
+        fin = open(src, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read {src}: {e.strerror or e}; check its permissions") from e
+    with fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        copy_range(fin.fileno(), fout.fileno(), 0, 0, size)
+    return size
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def _set_modes(folder: Path, sources: dict[str, Path]) -> None:
+    """Give every output file the permissions its source file has, as cp does (the umask applies),
+    so private or gated weights never become readable by more people by being converted. The
+    owner keeps read and write."""
+    umask = _umask()
+    for name, src in sources.items():
+        try:
+            mode = os.stat(src).st_mode & 0o666
+        except OSError:
+            mode = 0o600
+        os.chmod(folder / name, (mode & ~umask) | 0o600)
+
+
+def _folder_mode(source_folder: Path) -> int:
+    try:
+        mode = os.stat(source_folder).st_mode & 0o777
+    except OSError:
+        mode = 0o700
+    return (mode & ~_umask()) | 0o700
 
 
 def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
@@ -486,9 +596,13 @@ def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed:
 def _os_error(e: OSError, out: Path) -> XcrError:
     import errno
 
-    if e.errno == errno.ENOSPC:
-        return OutputError(f"no space left on the device while writing {out}; free space or choose another --out")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(
+            f"no space left on the device while writing {out}; free space or choose another {arg('out')}"
+        )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"cannot write {out}: {e.strerror}; choose another --out")
+        return OutputError(f"cannot write {out}: {e.strerror}; choose another {arg('out')}")
+    if e.errno == errno.ENAMETOOLONG:
+        return UsageError(f"cannot write {out}: a name or the path is too long; choose a shorter {arg('out')}")
     where = f" ({e.filename})" if e.filename else ""
     return OutputError(f"writing {out} failed: {e.strerror or e}{where}")

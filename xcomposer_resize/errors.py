@@ -3,9 +3,39 @@
 The library raises these; `cli.main` is the one place that turns them into text on stderr.
 Exit codes: 2 for bad usage or bad input (the user must change something they gave us),
 1 for everything else (the network, the disk, the hub, a bug).
+
+Messages name arguments the way the caller gave them: `--res 500` on the command line,
+`res=500` from Python. `arg()` spells them; the CLI switches the spelling with `cli_spelling()`.
 """
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+_CLI: ContextVar[bool] = ContextVar("xcr_cli_spelling", default=False)
+_UNSET = object()
+
+
+def arg(name: str, value: object = _UNSET) -> str:
+    """A parameter as the caller spells it: `arg("res", 500)` is `--res 500` from the CLI and
+    `res=500` from Python; `arg("force", True)` is `--force` / `force=True`; `arg("out")` is
+    `--out` / `out`."""
+    if _CLI.get():
+        flag = "--" + name.replace("_", "-")
+        return flag if value is _UNSET or value is True else f"{flag} {value}"
+    return name if value is _UNSET else f"{name}={value!r}"
+
+
+@contextlib.contextmanager
+def cli_spelling() -> Iterator[None]:
+    """Within this block, `arg()` spells parameters as command-line flags."""
+    token = _CLI.set(True)
+    try:
+        yield
+    finally:
+        _CLI.reset(token)
 
 
 class XcrError(Exception):
@@ -28,7 +58,7 @@ class UsageError(XcrError):
 
 
 class InputError(XcrError):
-    """The source checkpoint is missing, malformed, damaged, unsafe or unsupported."""
+    """The source checkpoint is missing, malformed, damaged, unreadable, unsafe or unsupported."""
 
     exit_code = 2
 
@@ -46,7 +76,7 @@ class RepoIdError(HubError):
 
 
 class OutputError(XcrError):
-    """The output could not be written (disk full, permissions, rename failed)."""
+    """The output could not be written (disk full, permissions, rename failed, taken by another run)."""
 
     exit_code = 1
 

@@ -24,6 +24,8 @@ class Family:
         ids_suffix: name suffix of the optional int position-id buffer [1, prefix + g*g].
         exclude_prefixes: names starting with these are never the vision table (text towers).
         num_prefix_tokens: rows before the grid (CLIP: the class token).
+        default_image_size, default_patch_size: what transformers assumes when config.json
+            leaves them out (the config class's defaults).
     """
 
     name: str
@@ -32,6 +34,8 @@ class Family:
     ids_suffix: str
     exclude_prefixes: tuple[str, ...]
     num_prefix_tokens: int
+    default_image_size: int
+    default_patch_size: int
 
     def find(self, names: list[str], suffix: str) -> str | None:
         """The one tensor name ending in `suffix` outside the excluded towers, or None."""
@@ -66,6 +70,8 @@ CLIP = Family(
     ids_suffix="embeddings.position_ids",
     exclude_prefixes=("text_model.",),
     num_prefix_tokens=1,
+    default_image_size=224,  # transformers' CLIPVisionConfig
+    default_patch_size=32,
 )
 
 FAMILIES = (CLIP,)

@@ -14,11 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HubError, InputError, RepoIdError
+from .errors import HubError, InputError, RepoIdError, arg
 from .sources import BIN, BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX, is_plain_name, is_weight_file
 
 METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken")
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
+
+
+class RepoNotFoundError(HubError):
+    """The Hub has no repository of that name (or hides a private one from us)."""
 
 
 @dataclass
@@ -42,15 +46,31 @@ class Source:
 def resolve_source(model: str, revision: str | None = None, token: str | None = None, quiet: bool = True) -> Source:
     """A local folder (an existing path wins), or a Hub repo id whose metadata is fetched now."""
     path = Path(model).expanduser()
-    if path.exists():
+    try:
+        exists = path.exists()
+    except OSError as e:  # a name too long for the file system, a loop of links, ...
+        raise InputError(f"cannot use {model[:80]}{'…' if len(model) > 80 else ''} as a folder: {e.strerror}") from e
+    if exists:
         if not path.is_dir():
             raise InputError(f"{model} is a file; pass the checkpoint folder that holds config.json")
         if revision is not None:
-            raise InputError(f"--revision applies to Hub repo ids, but {model} is a local folder")
+            raise InputError(f"{arg('revision')} applies to Hub repo ids, but {model} is a local folder")
         return local_source(path)
     if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
         raise InputError(f"{model} does not exist; give a checkpoint folder or a Hub repo id like owner/name")
-    return hub_source(model, revision, token, quiet)
+    if "/" in model:
+        return hub_source(model, revision, token, quiet)
+    try:  # a bare name: a folder the user mistyped, or a Hub repo without an owner (gpt2)
+        return hub_source(model, revision, token, quiet)
+    except RepoNotFoundError as e:
+        raise InputError(
+            f"no folder or Hub repo named {model}: it is not a folder here and the Hub has no such repository; "
+            "give a checkpoint folder or a Hub repo id like owner/name"
+        ) from e
+    except HubError as e:
+        if isinstance(e, RepoIdError):
+            raise
+        raise HubError(f"{model} is not a folder here, and as a Hub repo id: {e.message}") from e
 
 
 def local_source(path: Path) -> Source:
@@ -151,20 +171,46 @@ def _is_metadata(name: str) -> bool:
 
 
 def _cached_source(repo_id: str, revision: str | None) -> Source:
-    """Offline (HF_HUB_OFFLINE=1) or unreachable: use the snapshot already in the cache."""
+    """Offline (HF_HUB_OFFLINE=1) or unreachable: use the snapshot already in the cache, if it
+    holds what a conversion reads (config.json and one complete set of weights)."""
     from huggingface_hub import snapshot_download
 
+    why = "offline mode is on (HF_HUB_OFFLINE=1)" if _offline_mode() else f"the Hub cannot be reached ({_endpoint()})"
+    how = "run again with network access" + (" and without HF_HUB_OFFLINE=1" if _offline_mode() else "")
+    name = f"{repo_id}{'@' + revision if revision else ''}"
     try:
         folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception as e:
-        why = (
-            "offline mode is on (HF_HUB_OFFLINE=1)" if _offline_mode() else f"the Hub cannot be reached ({_endpoint()})"
-        )
+        raise HubError(f"{name} is not in the local cache and {why}; {how}") from e
+    missing = _missing_from_snapshot(folder)
+    if missing:
         raise HubError(
-            f"{repo_id}{'@' + revision if revision else ''} is not in the local cache and {why}; "
-            "run once with network access"
-        ) from e
+            f"{name} is only partly in the local cache ({missing} not downloaded, e.g. after an interrupted run) "
+            f"and {why}; {how} to download them"
+        )
     return Source(folder, repo_id, repo_id.split("/")[-1], repo_id, folder.name)
+
+
+def _missing_from_snapshot(folder: Path) -> str | None:
+    """What a cached snapshot lacks for a conversion, in words; None when it is complete."""
+    try:
+        files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    except OSError:
+        files = []
+    if "config.json" not in files:
+        return "its config.json was"
+    weights = pick_weights(files)
+    if weights is None:
+        return "its weights were"
+    if weights[0].endswith(".index.json"):
+        try:
+            shards = _shards_of(folder / weights[0], folder.name)
+        except InputError:
+            return "its weights were"
+        lacking = [s for s in shards if s not in files]
+        if lacking:
+            return f"{len(lacking)} of its {len(shards)} weight shards were"
+    return None
 
 
 def _offline_mode() -> bool:
@@ -204,7 +250,9 @@ def hub_error(e: BaseException, repo_id: str, revision: str | None) -> HubError:
     if isinstance(e, GatedRepoError):
         return HubError(f"{repo_id} is gated: accept its terms on its Hub page, then {LOGIN_HINT}")
     if isinstance(e, RepositoryNotFoundError):
-        return HubError(f"repository {repo_id} was not found on the Hub; if it is private or gated, {LOGIN_HINT}")
+        return RepoNotFoundError(
+            f"repository {repo_id} was not found on the Hub; if it is private or gated, {LOGIN_HINT}"
+        )
     if isinstance(e, RevisionNotFoundError):
         return HubError(f"revision {revision!r} was not found in {repo_id}; give a branch, tag or commit it has")
     if isinstance(e, RemoteEntryNotFoundError):

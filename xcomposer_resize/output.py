@@ -1,21 +1,39 @@
 """Where outputs go and how they land: path checks, temporary sibling folders, atomic rename.
 
-An output is written to `.NAME.xcr-tmp-PID` beside its final path and renamed into place
-only when complete, so a failed, interrupted or killed run leaves nothing at the output path.
-`--force` renames an existing output aside, renames the new one in, then deletes the old.
+An output is written into a private temporary folder beside its final path
+(`.NAME.xcr-tmp-PID-XXXXXXXX`, mode 0700) and renamed into place only when complete, so a failed,
+interrupted or killed run leaves nothing at the output path. Landing is atomic against other
+writers: without `--force` the rename never replaces anything but an empty folder, so a run that
+finds its target taken at landing time fails and leaves the other run's output alone. With
+`--force` the old output is renamed aside, the new one renamed in, then the old one deleted; only
+an empty folder, a checkpoint or an earlier xcr output is ever replaced.
+
+A running xcr holds an flock on its temporary folder; later runs into the same parent folder
+remove temporaries nobody holds, whose process is gone (SIGKILL, power loss).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
+import hashlib
 import os
 import re
 import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputError, UsageError
+from .errors import OutputError, UsageError, arg
+from .sources import is_weight_file
 
 TMP_TAG = ".xcr-tmp-"
 OLD_TAG = ".xcr-old-"
+TAG_BYTES = 100  # longer output names are shortened (with a hash) in the names of temporaries
+INNER_NAME_ALLOWANCE = 64  # room left in a path for the names of the files inside an output
 
 
 def default_name(source_name: str, old_res: int, new_res: int) -> str:
@@ -35,57 +53,322 @@ def hub_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def check_output(out: Path, source: Path, force: bool) -> None:
-    """Refuse outputs that would overwrite work, touch the source or land in a hub cache."""
-    out_r, src_r = out.resolve(), source.resolve()
-    if out_r == src_r or src_r in out_r.parents:
-        raise UsageError(f"--out {out} is inside the source folder {source}; choose a folder outside it")
-    if out_r in src_r.parents:
-        raise UsageError(f"--out {out} contains the source folder {source}; choose another --out")
-    cache = hub_cache_dir().resolve()
-    if out_r == cache or cache in out_r.parents or any(p.name.startswith("models--") for p in out_r.parents):
-        raise UsageError(
-            f"--out {out} is inside a Hugging Face cache, which only huggingface_hub may write; choose another --out"
+def output_paths(out: str | None, default: str) -> tuple[Path, Path]:
+    """(shown, final) for an `out` argument: `shown` is the path as the user named it (`~` expanded,
+    made absolute), `final` the folder the output lands in (symbolic links followed, so a link to a
+    folder, or to where one should be made, receives the output)."""
+    try:
+        cwd = os.getcwd()
+    except OSError as e:
+        raise UsageError(f"the current folder is gone ({e.strerror}); give {arg('out')} as an absolute path") from e
+    joined = os.path.join(cwd, os.path.expanduser(out if out is not None else default))
+    return Path(os.path.normpath(joined)), Path(os.path.realpath(joined))
+
+
+def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: str) -> None:
+    """Refuse, before any work, outputs that cannot be written or would destroy something:
+    names beyond the file system's limits, the current folder, mount points, the source, a hub
+    cache, existing content (without --force), or content that is not a checkpoint (with it)."""
+    parent = _existing_parent(final)
+    _check_length(final, parent)
+    src = source.resolve()
+    if final == src or src in final.parents:
+        raise UsageError(f"{arg('out', shown)} is inside the source folder {source}; choose a folder outside it")
+    if final in src.parents:
+        raise UsageError(f"{arg('out', shown)} contains the source folder {source}; choose another {arg('out')}")
+    try:
+        cwd = Path(os.getcwd()).resolve()
+    except OSError:
+        cwd = None
+    if cwd is not None and (final == cwd or final in cwd.parents):
+        where = (
+            "the folder this command runs in" if final == cwd else "a folder that holds the one this command runs in"
         )
-    if out_r.exists():
-        if not out_r.is_dir() and not out_r.is_file():
-            raise UsageError(f"--out {out} exists and is neither a folder nor a file; choose another --out")
-        if not force and (out_r.is_file() or any(out_r.iterdir())):
-            raise UsageError(f"{out} already exists and is not empty; pass --force to replace it")
-    parent = _existing_parent(out_r)
+        raise UsageError(
+            f"{arg('out', shown)} is {where}; xcr lands its output by renaming a finished folder into place, "
+            f"which cannot replace it; name a new folder, e.g. {arg('out', './' + suggest)}"
+        )
+    if _is_mount(final):
+        raise UsageError(
+            f"{arg('out', shown)} is a mount point, which a finished folder cannot be renamed onto; "
+            f"name a new folder inside it, e.g. {arg('out', str(shown / suggest))}"
+        )
+    cache = hub_cache_dir().resolve()
+    if final == cache or cache in final.parents or any(p.name.startswith("models--") for p in final.parents):
+        raise UsageError(
+            f"{arg('out', shown)} is inside a Hugging Face cache, which only huggingface_hub may write; "
+            f"choose another {arg('out')}"
+        )
+    if os.path.lexists(final):
+        problem = replace_problem(final, force)
+        if problem:
+            raise UsageError(problem.format(out=arg("out", shown)))
     if not parent.is_dir():
-        raise UsageError(f"cannot create {out}: {parent} is a file, not a folder; choose another --out")
+        raise UsageError(f"cannot create {shown}: {parent} is a file, not a folder; choose another {arg('out')}")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"cannot write to {parent}: permission denied; choose another --out")
+        raise UsageError(f"cannot write to {parent}: permission denied; choose another {arg('out')}")
+
+
+def replace_problem(final: Path, force: bool) -> str | None:
+    """Why an existing `final` may not be replaced, as a message with an `{out}` field; None if
+    it may: an empty folder always, a checkpoint or an earlier xcr output with --force."""
+    if final.is_symlink() or not (final.is_dir() or final.is_file()):
+        return f"{{out}} exists and is neither a folder nor a file; choose another {arg('out')}"
+    if final.is_file():
+        return f"{{out}} is a file; xcr writes a folder and never replaces a file; choose another {arg('out')}"
+    try:
+        names = sorted(p.name for p in final.iterdir())
+    except OSError as e:
+        return f"{{out}} exists and cannot be listed ({e.strerror}); choose another {arg('out')}"
+    if not names:
+        return None
+    if not force:
+        return f"{{out}} already exists and is not empty; pass {arg('force', True)} to replace it"
+    if "config.json" in names and any(is_weight_file(n) for n in names):
+        return None
+    shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+    return (
+        f"{{out}} holds {len(names)} entr{'y' if len(names) == 1 else 'ies'} ({shown}) and is not a checkpoint; "
+        f"{arg('force', True)} replaces only an empty folder, a checkpoint (config.json and weights) "
+        f"or an earlier xcr output; choose another {arg('out')}"
+    )
 
 
 def _existing_parent(path: Path) -> Path:
     for p in path.parents:
-        if p.exists():
+        if os.path.lexists(p):
             return p
     return Path("/")
 
 
-def temp_dir_for(out: Path) -> Path:
-    """Create and return an empty temporary sibling of `out`, cleaning stale ones first."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    clean_stale(out)
-    tmp = out.parent / f".{out.name}{TMP_TAG}{os.getpid()}"
-    if tmp.exists():
-        remove(tmp)
-    tmp.mkdir()
-    return tmp
+def _is_mount(path: Path) -> bool:
+    try:
+        return os.path.ismount(path)
+    except OSError:
+        return False
+
+
+def _check_length(final: Path, parent: Path) -> None:
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+        path_max = os.pathconf(parent, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    for part in final.relative_to(parent).parts:
+        n = len(os.fsencode(part))
+        if n > name_max:
+            raise UsageError(
+                f"the output name {part[:40]}… is {n} bytes long, over this file system's limit of {name_max}; "
+                f"choose a shorter {arg('out')}"
+            )
+    n = len(os.fsencode(str(final)))
+    if n + INNER_NAME_ALLOWANCE >= path_max:
+        raise UsageError(
+            f"the output path is {n} bytes long; with the files inside it that is over this system's "
+            f"limit of {path_max}; choose a shorter {arg('out')}"
+        )
+
+
+def _tag(name: str) -> str:
+    """`name`, or for a long one a shortened form with a hash, so temporary names stay within limits."""
+    raw = os.fsencode(name)
+    if len(raw) <= TAG_BYTES:
+        return name
+    digest = hashlib.sha1(raw).hexdigest()[:12]
+    return os.fsdecode(raw[: TAG_BYTES - 20]) + "~" + digest
+
+
+class Staging:
+    """The private temporary folder an output is written into, beside its final place."""
+
+    def __init__(self, out: Path, path: Path, created: list[Path], lock: int | None) -> None:
+        self.out = out
+        self.path = path
+        self.created = created  # parent folders this run made, outermost first
+        self.lock = lock
+        self.landed = False
+        self.interrupts: list[BaseException] = []
+
+    @classmethod
+    def create(cls, out: Path) -> Staging:
+        """Make the missing parents of `out`, clean stale temporaries there, and make a temporary."""
+        created = _make_parents(out.parent)
+        try:
+            clean_stale(out)
+            path = Path(tempfile.mkdtemp(prefix=f".{_tag(out.name)}{TMP_TAG}{os.getpid()}-", dir=out.parent))
+        except BaseException:
+            _remove_created(created)
+            raise
+        return cls(out, path, created, _hold(path))
+
+    def land(self, force: bool, mode: int) -> None:
+        """Rename the complete temporary to the output, with `mode` for the folder; atomic against
+        other runs. Raises OutputError when the output was taken meanwhile (and replaces nothing).
+
+        Ctrl-C and SIGTERM are held back while the output lands: one that arrives meanwhile is kept
+        in `self.interrupts` instead of being raised, so that it cannot report a landed output as
+        "nothing was written". The caller decides what it means (stop before the next output).
+        """
+        os.chmod(self.path, mode)
+        with _locked(self.out.parent), deferred_signals() as self.interrupts:
+            if not force or not os.path.lexists(self.out):
+                try:
+                    os.rename(self.path, self.out)  # replaces nothing but an empty folder
+                    self.landed = True
+                except OSError as e:
+                    if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                        raise self._taken() from e
+                    raise
+            else:
+                if replace_problem(self.out, force=True):
+                    raise self._taken()
+                old = self.out.parent / f".{_tag(self.out.name)}{OLD_TAG}{os.getpid()}"
+                os.rename(self.out, old)
+                try:
+                    os.rename(self.path, self.out)
+                    self.landed = True
+                except BaseException:
+                    os.rename(old, self.out)
+                    raise
+                with contextlib.suppress(OutputError):
+                    remove(old)  # landed: a leftover is removed by the next run, never a failure
+        self._release()
+
+    def _taken(self) -> OutputError:
+        return OutputError(
+            f"{self.out} was filled by another run while this one was writing; it was left as it is and "
+            f"this run's output was discarded; pass {arg('force', True)} to replace it, or choose another {arg('out')}"
+        )
+
+    def discard(self) -> None:
+        """Remove the temporary and the parents this run made (when empty); never raises."""
+        with contextlib.suppress(OSError, OutputError):
+            remove(self.path)
+        self._release()
+        _remove_created(self.created)
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.lock)
+            self.lock = None
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    missing = []
+    p = folder
+    while not os.path.lexists(p) and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    created = []
+    try:
+        for p in reversed(missing):
+            try:
+                p.mkdir()
+            except FileExistsError:
+                continue
+            created.append(p)
+    except BaseException:
+        _remove_created(created)
+        raise
+    return created
+
+
+def _remove_created(created: list[Path]) -> None:
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:
+            return  # not empty (someone else wrote there) or gone: leave it and everything above
+
+
+def _hold(path: Path) -> int | None:
+    """Hold an flock on `path` for as long as this process lives (or until released)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # a file system without flock: the PID in the name still protects this run
+    return fd
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Serialise landings into `folder` between xcr processes (where the file system has flock)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[list[BaseException]]:
+    """Hold SIGINT and SIGTERM back for the block. An interruption that arrived meanwhile is not
+    raised but appended to the yielded list. Only in the main thread (where Python runs handlers)."""
+    caught: list[BaseException] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield caught
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # runs the pending handlers
+        except KeyboardInterrupt as e:
+            caught.append(e)
 
 
 def clean_stale(out: Path) -> None:
-    """Remove temporaries of `out` left by runs that no longer exist (killed, power loss)."""
-    if not out.parent.is_dir():
+    """Remove temporaries in `out`'s folder left by runs that no longer exist (killed, power loss),
+    and put back an output that a killed --force run had renamed aside."""
+    try:
+        entries = list(out.parent.iterdir())
+    except OSError:
         return
-    for tag in (TMP_TAG, OLD_TAG):
-        prefix = f".{out.name}{tag}"
-        for entry in out.parent.iterdir():
-            if entry.name.startswith(prefix) and not _alive(entry.name[len(prefix) :]):
+    for entry in entries:
+        name = entry.name
+        if name.startswith(".") and TMP_TAG in name and _abandoned(entry, name.rsplit(TMP_TAG, 1)[1]):
+            with contextlib.suppress(OutputError):
                 remove(entry)
+    old_prefix = f".{_tag(out.name)}{OLD_TAG}"
+    for entry in entries:
+        if entry.name.startswith(old_prefix) and not _alive(entry.name[len(old_prefix) :]):
+            if not os.path.lexists(out):
+                with contextlib.suppress(OSError):
+                    os.rename(entry, out)  # put back; if that fails, leave it for the user
+                continue
+            with contextlib.suppress(OutputError):
+                remove(entry)
+
+
+def _abandoned(path: Path, suffix: str) -> bool:
+    """True when no live process holds the temporary at `path` (`suffix` is "PID-XXXXXXXX")."""
+    if _alive(suffix.split("-", 1)[0]):
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # held: a live run on another host that shares this folder
+    except OSError:
+        return True  # no flock here: the dead PID decides
+    finally:
+        os.close(fd)
+    return True
 
 
 def _alive(pid_text: str) -> bool:
@@ -98,24 +381,9 @@ def _alive(pid_text: str) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
-
-
-def land(tmp: Path, out: Path) -> None:
-    """Rename the complete `tmp` to `out`; an existing `out` is replaced only once `tmp` is in."""
-    if not out.exists() and not out.is_symlink():
-        os.rename(tmp, out)
-        return
-    old = out.parent / f".{out.name}{OLD_TAG}{os.getpid()}"
-    os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old, out)
-        raise
-    remove(old)
 
 
 def remove(path: Path) -> None:

@@ -229,7 +229,11 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
             fds: dict[Path, int] = {}
             for src_path, src_start, dst_start, length in runs:
                 if src_path not in fds:
-                    fds[src_path] = stack.enter_context(open(src_path, "rb")).fileno()
+                    try:
+                        src_file = open(src_path, "rb")
+                    except OSError as e:
+                        raise InputError(f"cannot read {src_path}: {e.strerror or e}; check its permissions") from e
+                    fds[src_path] = stack.enter_context(src_file).fileno()
                 copy_range(fds[src_path], dst, src_start, dst_start, length, progress)
         # 2. write computed tensors at their offsets
         for t, off in zip(tensors, offsets, strict=True):

@@ -90,6 +90,15 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def check_readable(path: Path) -> None:
+    """Raise an InputError naming `path` when this process cannot open it for reading."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
+
+
 def is_weight_file(name: str) -> bool:
     """True for files that hold weights in any format (not carried over to the output)."""
     return name.endswith(WEIGHT_SUFFIXES)
@@ -204,6 +213,7 @@ def load_bin(path: Path) -> dict[str, Any]:
 
 
 def _bin_tensors(path: Path, keep: list[Any]) -> list[SourceTensor]:
+    check_readable(path)
     out = _bin_tensors_without_torch(path)
     if out is None:
         out = _bin_tensors_with_torch(path, keep)

@@ -1,0 +1,334 @@
+"""Success and failure are reported truly: a finished conversion is never reported as a failure
+because of the terminal, errors blame the side that is wrong, and a partly cached Hub model says so.
+
+These run xcr as a real process, the way a shell or a CI job does: locales, closed and full stdout,
+broken pipes, files this user may not read.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.builders import build
+from tests.conftest import snapshot
+from tests.hubserver import HubServer
+from tests.test_cli import one_error_line
+
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, PR_CAPBSET_DROP = 1, 2, 24
+
+# xcr, with a marker printed when the first byte range is copied (to prove a check came first)
+MARKED_XCR = """
+import sys
+from xcomposer_resize import safetensors_io
+real = safetensors_io.copy_range
+def marked(*a, **k):
+    print("COPYING", file=sys.stderr, flush=True)
+    return real(*a, **k)
+safetensors_io.copy_range = marked
+from xcomposer_resize.cli import run
+sys.argv[0] = "xcr"
+run()
+"""
+
+
+def xcr_run(*args: Any, env: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", MARKED_XCR, *map(str, args)],
+        capture_output=kw.pop("capture_output", "stdout" not in kw),
+        text=True,
+        errors="replace",
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        **kw,
+    )
+
+
+def _without_dac_override() -> None:
+    """In the child: drop root's power to read and list what its mode forbids (a no-op for others)."""
+    if os.geteuid() == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+            if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+# ------------------------------------------------------------------ a finished conversion is a success
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PYTHONIOENCODING": "latin-1"},
+        {"LC_ALL": "C", "LANG": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""},
+        {"PYTHONIOENCODING": "ascii"},
+    ],
+)
+def test_a_terminal_that_cannot_show_the_symbols_still_gets_a_success(
+    make_ckpt: Any, tmp_path: Path, env: dict[str, str]
+) -> None:
+    out = tmp_path / "out"
+    p = xcr_run("resize", "--model", make_ckpt(), "--res", 490, "--out", out, env=env)
+    assert p.returncode == 0, p.stderr
+    assert unmarked(p.stderr) == ""
+    assert str(out) in p.stdout and "35" in p.stdout and "grid" in p.stdout
+    assert (out / "model.safetensors").is_file()
+    if env.get("PYTHONIOENCODING") == "ascii" or env.get("LC_ALL") == "C":
+        assert p.stdout.startswith("ok ") and "35x35 grid" in p.stdout, p.stdout
+
+
+def test_an_error_with_symbols_is_one_line_in_an_ascii_terminal(make_ckpt: Any, tmp_path: Path) -> None:
+    p = xcr_run("resize", "--model", make_ckpt(), "--res", 14 * 100_000, "--out", tmp_path / "out",
+                env={"PYTHONIOENCODING": "ascii"})  # fmt: skip
+    assert p.returncode == 2
+    assert "100000x100000 grid" in one_error_line(p.stderr)
+
+
+XCR_SH = 'exec "$PY" -c "$MARKED" "$@"'
+
+
+def shell(redirect: str, *args: Any) -> subprocess.CompletedProcess[str]:
+    """Run `xcr ARGS` with its stdout redirected by a shell (`>&-`, `> /dev/full`)."""
+    return subprocess.run(
+        ["sh", "-c", f"{XCR_SH} {redirect}", "sh", *map(str, args)],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PY": sys.executable, "MARKED": MARKED_XCR},
+    )  # fmt: skip
+
+
+def unmarked(stderr: str) -> str:
+    """stderr without the copy markers of MARKED_XCR."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if line.strip() != "COPYING")
+
+
+def test_a_closed_stdout_loses_only_the_summary(make_ckpt: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    p = shell(">&-", "resize", "--model", make_ckpt(), "--res", 490, "--out", out)
+    assert p.returncode == 0 and unmarked(p.stderr) == "", p.stderr
+    assert (out / "model.safetensors").is_file()
+
+
+def test_json_to_a_closed_stdout_is_refused_before_any_work(make_ckpt: Any, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    p = shell(">&-", "resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--json")
+    assert p.returncode == 2
+    assert "--json: standard output is closed" in one_error_line(p.stderr)
+    assert not out.exists() and "COPYING" not in p.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_stdout_fails_only_a_json_run_and_says_the_output_is_complete(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    p = shell("> /dev/full", "resize", "--model", src, "--res", 490, "--out", tmp_path / "a")
+    assert p.returncode == 0 and unmarked(p.stderr) == "", p.stderr
+    p = shell("> /dev/full", "resize", "--model", src, "--res", 490, "--out", tmp_path / "b", "--json")
+    assert p.returncode == 1
+    line = one_error_line(unmarked(p.stderr))
+    assert f"{tmp_path / 'b'} is complete, but the --json result could not be written to stdout" in line
+    assert "No space left on device" in line
+    assert (tmp_path / "b" / "model.safetensors").is_file()
+
+
+def test_a_broken_pipe_fails_only_a_json_run(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    for extra, code in (([], 0), (["--json"], 1)):
+        read, write = os.pipe()
+        os.close(read)  # nobody will ever read: every write gets EPIPE
+        try:
+            p = xcr_run("resize", "--model", src, "--res", 490, "--out", tmp_path / f"out{code}", *extra,
+                        stdout=write, stderr=subprocess.PIPE)  # fmt: skip
+        finally:
+            os.close(write)
+        assert p.returncode == code, p.stderr
+        assert "Traceback" not in p.stderr
+        if code:
+            assert "Broken pipe" in one_error_line(unmarked(p.stderr))
+        assert (tmp_path / f"out{code}" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_while_the_output_lands_is_not_reported_as_nothing_written(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    from xcomposer_resize import output
+
+    out = tmp_path / "out"
+    real = os.rename
+
+    def rename_then_interrupt(a: Any, b: Any) -> None:
+        real(a, b)
+        if Path(b) == out:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C the instant the output is in place
+
+    monkeypatch.setattr(output.os, "rename", rename_then_interrupt)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["outputs"][0]["path"] == str(out)
+    assert (out / "model.safetensors").is_file()
+
+
+def test_ctrl_c_while_the_summary_prints_keeps_the_success(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import cli
+
+    def interrupted(result: Any) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_summary", interrupted)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 0 and r.err == ""
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_between_outputs_names_the_complete_one(
+    make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import convert as convert_module
+    from xcomposer_resize import resize
+
+    real = convert_module._write_target
+    calls = []
+
+    def second_is_interrupted(*a: Any, **k: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(convert_module, "_write_target", second_is_interrupted)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyboardInterrupt) as e:
+        resize(make_ckpt("clip-336"), [224, 490])
+    assert e.value.completed == (str(tmp_path / "clip-224"),)  # type: ignore[attr-defined]
+    from xcomposer_resize.cli import _stopped
+
+    assert _stopped(e.value).message == f"interrupted; {tmp_path / 'clip-224'} is complete; nothing else was written"
+
+
+# ------------------------------------------------------------------ errors blame the right side
+
+
+def as_restricted_user(*args: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", MARKED_XCR, *map(str, args)],
+        capture_output=True, text=True, timeout=120, preexec_fn=_without_dac_override,
+    )  # fmt: skip
+
+
+def test_an_unreadable_source_file_is_named_before_anything_is_copied(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt(fmt="sharded")
+    private = src / "tokenizer_config.json"
+    before = snapshot(src)
+    private.chmod(0o000)
+    try:
+        p = as_restricted_user("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    finally:
+        private.chmod(0o644)
+    assert p.returncode == 2
+    line = one_error_line(p.stderr)
+    assert f"cannot read {private}: Permission denied" in line and "--out" not in line
+    assert "COPYING" not in p.stderr, "found before a byte was copied"
+    assert not (tmp_path / "out").exists() and not [x for x in tmp_path.iterdir() if ".xcr-" in x.name]
+    assert snapshot(src) == before
+
+
+@pytest.mark.parametrize("victim", ["model-00002-of-00003.safetensors", "README.md", "preprocessor_config.json"])
+def test_unreadable_weights_card_or_processor_name_the_file(make_ckpt: Any, tmp_path: Path, victim: str) -> None:
+    src = make_ckpt(fmt="sharded")
+    (src / victim).chmod(0o000)
+    try:
+        p = as_restricted_user("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    finally:
+        (src / victim).chmod(0o644)
+    assert p.returncode == 2
+    assert f"cannot read {src / victim}: Permission denied" in one_error_line(p.stderr)
+    assert "COPYING" not in p.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_source_folder_that_cannot_be_listed_is_named(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    src.chmod(0o311)  # files can be opened by name, the folder cannot be listed
+    try:
+        p = as_restricted_user("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    finally:
+        src.chmod(0o755)
+    assert p.returncode == 2
+    assert f"cannot list the source folder {src}: Permission denied" in one_error_line(p.stderr)
+    assert "COPYING" not in p.stderr and not (tmp_path / "out").exists()
+
+
+def test_an_unreadable_bin_is_named_not_called_damaged(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt(fmt="bin")
+    (src / "pytorch_model.bin").chmod(0o000)
+    try:
+        p = as_restricted_user("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    finally:
+        (src / "pytorch_model.bin").chmod(0o644)
+    assert p.returncode == 2
+    assert f"cannot read {src / 'pytorch_model.bin'}: Permission denied" in one_error_line(p.stderr)
+
+
+def test_a_source_file_unreadable_after_the_check_is_still_blamed_on_the_source(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    from xcomposer_resize import convert as convert_module
+
+    src = make_ckpt()
+    victim = src / "vocab.json"
+    checked = []
+
+    def open_once(path: Any, *a: Any, **k: Any) -> Any:
+        if Path(path) == victim:
+            checked.append(path)
+            if len(checked) > 1:  # readable when checked, not when copied (permissions changed meanwhile)
+                raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *a, **k)
+
+    monkeypatch.setattr(convert_module, "open", open_once, raising=False)
+    monkeypatch.setattr("xcomposer_resize.sources.open", open_once, raising=False)
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert f"cannot read {victim}: Permission denied" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists() and not [x for x in tmp_path.iterdir() if ".xcr-" in x.name]
+
+
+# ------------------------------------------------------------------ a partly cached Hub model
+
+
+def test_a_partly_cached_model_offline_says_the_weights_are_missing(hub: HubServer, tmp_path: Path) -> None:
+    rid = f"tester/partly-{tmp_path.name[-10:]}"
+    hub.add(rid, build(tmp_path / "src", fmt="bin"))
+    env = {"HF_HUB_OFFLINE": "1"}
+    first = xcr_run("resize", "--model", rid, "--res", 500, "--out", tmp_path / "out")  # fetches metadata only
+    assert first.returncode == 2 and "pytorch_model.bin" not in hub.downloaded(rid)
+    p = xcr_run("resize", "--model", rid, "--res", 490, "--out", tmp_path / "out", env=env)
+    assert p.returncode == 1
+    line = one_error_line(p.stderr)
+    assert f"{rid} is only partly in the local cache (its weights were not downloaded" in line
+    assert "without HF_HUB_OFFLINE=1" in line and "has no weights" not in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sharded_model_missing_a_cached_shard_offline(hub: HubServer, tmp_path: Path) -> None:
+    from huggingface_hub import hf_hub_download
+
+    rid = f"tester/shards-{tmp_path.name[-10:]}"
+    src = build(tmp_path / "src", fmt="sharded")
+    hub.add(rid, src)
+    for name in ("config.json", "preprocessor_config.json", "model.safetensors.index.json",
+                 "model-00001-of-00003.safetensors"):  # fmt: skip
+        hf_hub_download(rid, name)
+    p = xcr_run("resize", "--model", rid, "--res", 490, "--out", tmp_path / "out", env={"HF_HUB_OFFLINE": "1"})
+    assert p.returncode == 1
+    assert "(2 of its 3 weight shards were not downloaded" in one_error_line(p.stderr)
