@@ -67,7 +67,7 @@ def test_two_runs_into_one_out_one_wins_the_other_says_so(make_ckpt: Any, tmp_pa
     winner = next(seed for seed, code, _, _ in results if code == 0)
     loser = next(r for r in results if r[1] == 1)
     assert loser[2] == "", "the loser's --json never names a folder holding someone else's output"
-    assert f"{out} was filled by another run while this one was writing" in one_error_line(loser[3])
+    assert f"{out} was created or changed by someone else while this run was writing" in one_error_line(loser[3])
     winner_json = json.loads(next(o for _, code, o, _ in results if code == 0))
     assert winner_json["outputs"][0]["path"] == str(out)
     assert f"src-{winner}" in (out / "README.md").read_text(), "the output is the winner's, whole"
@@ -90,7 +90,7 @@ def test_an_out_taken_at_landing_time_is_left_alone(
     monkeypatch.setattr(convert_module, "_verify", someone_else_lands)
     r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--json")
     assert r.code == 1 and r.out == ""
-    assert "was filled by another run" in one_error_line(r.err)
+    assert "was created or changed by someone else" in one_error_line(r.err)
     assert [p.name for p in out.iterdir()] == ["theirs.txt"]
     assert not litter(tmp_path)
 
@@ -405,3 +405,66 @@ def test_temporaries_of_long_names_stay_within_limits(tmp_path: Path) -> None:
     finally:
         staging.discard()
     assert not litter(tmp_path)
+
+
+def test_a_refused_run_cleans_nothing_and_only_xcr_names_are_cleaned(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (src / "m").mkdir()
+    look_alikes = [src / "m" / ".notes.xcr-tmp-keep", src / "m" / f".sub.xcr-old-{dead.pid}"]
+    for p in look_alikes:
+        p.mkdir()
+    before = snapshot(src)
+    r = xcr("resize", "--model", src, "--res", 490, "--out", src / "m" / "sub")
+    assert r.code == 2 and "inside the source folder" in one_error_line(r.err)
+    assert snapshot(src) == before and all(p.is_dir() for p in look_alikes), "a refused run touches nothing"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    keep = elsewhere / ".notes.xcr-tmp-keep"
+    keep.mkdir()
+    assert xcr("resize", "--model", src, "--res", 490, "--out", elsewhere / "out", "--quiet").code == 0
+    assert keep.is_dir(), "not a name xcr makes"
+
+
+def test_an_absolute_out_works_when_the_current_folder_is_gone(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    code = (
+        "import os, sys; folder = sys.argv.pop(1); os.chdir(folder); os.rmdir(folder); "
+        "from xcomposer_resize.cli import run; run()"
+    )
+    for name, out, expect in (("gone", str(tmp_path / "out"), 0), ("gone2", "relative-out", 2)):
+        (tmp_path / name).mkdir()
+        args = [str(tmp_path / name), "resize", "--model", str(src), "--res", "490", "--out", out]
+        p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+        assert p.returncode == expect, p.stderr
+        if expect:
+            assert "the current folder is gone" in one_error_line(p.stderr)
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_carried_files_keep_their_execute_bits_and_a_setgid_folder_its_group(
+    xcr: Any, make_ckpt: Any, tmp_path: Path
+) -> None:
+    src = make_ckpt(extra_files={"convert.sh": b"#!/bin/sh\n"})
+    (src / "convert.sh").chmod(0o755)
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    parent.chmod(0o2775)
+    assert xcr("resize", "--model", src, "--res", 490, "--out", parent / "out", "--quiet").code == 0
+    assert stat.S_IMODE((parent / "out" / "convert.sh").stat().st_mode) == 0o755
+    assert (parent / "out").stat().st_mode & stat.S_ISGID, "new folders in a setgid folder keep its group"
+
+
+def test_a_folder_named_like_a_cache_repo_is_not_a_cache(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    out = tmp_path / "models--experiments" / "clip-490"
+    assert xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--quiet").code == 0
+
+
+def test_a_dangling_processor_link_in_the_source_is_named(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    (src / "preprocessor_config.json").unlink()
+    (src / "preprocessor_config.json").symlink_to(tmp_path / "missing-blob")
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "preprocessor_config.json is a link to a file that does not exist" in one_error_line(r.err)

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -332,3 +333,133 @@ def test_a_sharded_model_missing_a_cached_shard_offline(hub: HubServer, tmp_path
     p = xcr_run("resize", "--model", rid, "--res", 490, "--out", tmp_path / "out", env={"HF_HUB_OFFLINE": "1"})
     assert p.returncode == 1
     assert "(2 of its 3 weight shards were not downloaded" in one_error_line(p.stderr)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_ctrl_c_at_landing_with_another_thread_running(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, force: bool
+) -> None:
+    """The kernel may hand the signal to any thread (rich's progress bar runs one): holding it back
+    must not depend on which."""
+    import signal
+    import threading
+
+    from xcomposer_resize import output
+
+    src = make_ckpt()
+    out = tmp_path / "out"
+    if force:
+        assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
+    real = os.rename
+    stop = threading.Event()
+    busy = threading.Thread(target=lambda: [stop.wait(0.001) for _ in iter(stop.is_set, True)], daemon=True)
+    busy.start()
+
+    def rename_then_interrupt(a: Any, b: Any) -> None:
+        real(a, b)
+        if Path(b) == out:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)  # and a second signal on top
+            time.sleep(0.05)  # let them arrive, in whichever thread, before landing is recorded
+
+    monkeypatch.setattr(output.os, "rename", rename_then_interrupt)
+    try:
+        for i in range(5):
+            r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force", "--json")
+            assert r.code == 0, (i, r.err)
+            assert json.loads((out / "config.json").read_text())["vision_config"]["image_size"] == 490
+            assert not [x for x in tmp_path.iterdir() if ".xcr-" in x.name]
+    finally:
+        stop.set()
+
+
+def test_ctrl_c_while_the_json_is_written_says_the_output_is_complete(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import cli
+
+    real = cli._write
+
+    def interrupted(stream: Any, text: str) -> Any:
+        if text.startswith("{"):
+            raise KeyboardInterrupt
+        return real(stream, text)
+
+    monkeypatch.setattr(cli, "_write", interrupted)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--json")
+    assert r.code == 130
+    assert f"interrupted; {tmp_path / 'out'} is complete; its --json result was not written" in one_error_line(r.err)
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_an_output_that_does_not_read_back_is_the_disks_fault(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import convert as convert_module
+    from xcomposer_resize.errors import InputError
+
+    def unreadable(path: Path) -> Any:
+        raise InputError(f"{path.name} is not a valid safetensors file: it was truncated while being read")
+
+    monkeypatch.setattr(convert_module, "read_header", unreadable)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 1
+    assert "the output did not read back as written" in one_error_line(r.err) and "disk may be failing" in r.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_source_folder_name_that_is_not_utf8(make_ckpt: Any, tmp_path: Path) -> None:
+    from xcomposer_resize import resize
+
+    src = make_ckpt()
+    odd = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/clip-\xff-336"))
+    src.rename(odd)
+    result = resize(odd, 490, tmp_path / "out")
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "clip-\ufffd-336" in card and result.outputs[0].path == str(tmp_path / "out")
+
+
+def test_a_config_with_a_lone_surrogate_escape_is_kept_escaped(make_ckpt: Any, tmp_path: Path) -> None:
+    from xcomposer_resize import resize
+
+    src = make_ckpt()
+    text = (src / "config.json").read_text().replace('"_name_or_path": "openai', '"_name_or_path": "\\ud800openai', 1)
+    (src / "config.json").write_text(text)
+    resize(src, 490, tmp_path / "out")
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["_name_or_path"].startswith("\ud800")
+
+
+HOSTILE_CARDS = {
+    "aliases": "---\nlicense: mit\na: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\ntags: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n---\nbody\n",
+    "bad date": "---\nlicense: mit\ndate: 2024-13-45\n---\nbody\n",
+    "deep": "---\nx: " + "[" * 3000 + "]" * 3000 + "\n---\nbody\n",
+    "huge": "---\nlicense: mit\nx: '" + "y" * (70 << 10) + "'\n---\nbody\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE_CARDS))
+def test_a_hostile_source_card_is_kept_as_text_not_expanded(make_ckpt: Any, tmp_path: Path, kind: str) -> None:
+    from huggingface_hub import ModelCard
+
+    from xcomposer_resize import resize
+
+    text = HOSTILE_CARDS[kind]
+    src = make_ckpt(extra_files={"README.md": text.encode()})
+    resize(src, 490, tmp_path / "out")
+    out = (tmp_path / "out" / "README.md").read_text()
+    assert len(out) < len(text) + 4000, "nothing was expanded"
+    card = ModelCard(out)
+    assert card.data.license is None and "xcomposer-resize" in card.data.tags
+
+
+def test_the_card_is_the_same_whatever_the_hash_seed(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt(extra_files={"README.md": b"---\nlicense: mit\ntags: !!set {b, a, c, d, e, f}\n---\nbody\n"})
+    cards = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"out{seed}"
+        p = xcr_run("resize", "--model", src, "--res", 490, "--out", out, "--quiet", env={"PYTHONHASHSEED": seed})
+        assert p.returncode == 0, p.stderr
+        cards.append((out / "README.md").read_bytes())
+    assert cards[0] == cards[1] == cards[2]
+    assert b"tags:\n- a\n- b\n- c\n" in cards[0]

@@ -142,22 +142,31 @@ def resize(
         revision=revision, token=token,
     )  # fmt: skip
     silent = quiet or json_out
+    landed: list[Any] = []  # outputs in place, recorded by the library the instant each lands
+    result = None
     try:
         with _Progress(silent) as progress:
-            result = convert(options, quiet=silent, on_progress=progress.update, on_note=progress.note)
+            result = convert(
+                options, quiet=silent, on_progress=progress.update, on_note=progress.note, on_landed=landed.append
+            )
     except KeyboardInterrupt as e:
-        raise _stopped(e) from None
+        if result is None:
+            raise _stopped(e, [o.path for o in landed]) from None
     # The output has landed: from here on only a --json result that cannot be written fails the run.
-    if json_out:
-        problem = _write(sys.stdout, json.dumps(result.to_json()) + "\n")
-        if problem:
-            paths = ", ".join(o.path for o in result.outputs)
-            raise OutputError(f"{paths} is complete, but the --json result could not be written to stdout: {problem}")
-    elif not quiet:
-        try:
+    assert result is not None
+    paths = ", ".join(o.path for o in result.outputs)
+    try:
+        if json_out:
+            problem = _write(sys.stdout, json.dumps(result.to_json()) + "\n")
+            if problem:
+                raise OutputError(
+                    f"{paths} is complete, but the --json result could not be written to stdout: {problem}"
+                )
+        elif not quiet:
             _write(sys.stdout, _summary(result))
-        except KeyboardInterrupt:  # Ctrl-C while printing: the output is complete, the run succeeded
-            pass
+    except KeyboardInterrupt as e:  # the output is complete: only a --json result cut short is a failure
+        if json_out:
+            raise _stopped(e, [o.path for o in result.outputs], what="its --json result was not written") from None
 
 
 def _summary(result: Any) -> str:
@@ -248,10 +257,12 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise SigTerm()
 
 
-def _stopped(e: KeyboardInterrupt) -> Interrupted:
-    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying what was left."""
-    completed = getattr(e, "completed", ())
-    left = f"{', '.join(completed)} is complete; nothing else was written" if completed else "nothing was written"
+def _stopped(
+    e: KeyboardInterrupt, completed: list[str] | None = None, what: str = "nothing else was written"
+) -> Interrupted:
+    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying what is complete."""
+    completed = completed or list(getattr(e, "completed", ()))
+    left = f"{', '.join(completed)} is complete; {what}" if completed else "nothing was written"
     if isinstance(e, SigTerm):
         return Terminated(f"terminated (SIGTERM); {left}")
     return Interrupted(f"interrupted; {left}")

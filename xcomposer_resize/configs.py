@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -125,8 +126,12 @@ def _resized(value: Any, res: int, what: str) -> Any:
 
 
 def dump_json(data: dict[str, Any]) -> bytes:
-    """JSON as transformers writes it: 2-space indent, key order kept, trailing newline."""
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    """JSON as transformers writes it: 2-space indent, key order kept, trailing newline. Text that
+    UTF-8 cannot hold (a lone surrogate from a `\\ud800` escape) is written escaped, as it came."""
+    try:
+        return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    except UnicodeEncodeError:
+        return (json.dumps(data, indent=2, ensure_ascii=True) + "\n").encode()
 
 
 # ---------------------------------------------------------------- the model card
@@ -168,22 +173,50 @@ class SourceCard:
     body: str
 
 
-def parse_card(text: str) -> SourceCard:
-    """Split a model card into front matter and body; unreadable front matter is kept as text."""
-    import yaml
+MAX_FRONT_MATTER = 64 << 10  # front matter larger than this is kept as text, not parsed
 
-    if text.startswith("---\n") or text.startswith("---\r\n"):
+
+def parse_card(text: str) -> SourceCard:
+    """Split a model card into front matter and body. Front matter that is not a plain YAML mapping
+    (unparsable, too large, with aliases, of values JSON cannot hold) is not used: the whole card is
+    then kept as text. Values are made plain (sets sorted, dates as text) so the output is
+    deterministic."""
+    if text.startswith(("---\n", "---\r\n")):
         end = text.find("\n---", 3)
         if end != -1:
             after = text.find("\n", end + 4)
             body = text[after + 1 :] if after != -1 else ""
-            try:
-                meta = yaml.safe_load(text[4:end])
-            except yaml.YAMLError:
-                meta = None
-            if isinstance(meta, dict):
-                return SourceCard({str(k): v for k, v in meta.items()}, body)
+            meta = _front_matter(text[4:end]) if end <= MAX_FRONT_MATTER else None
+            if meta is not None:
+                return SourceCard(meta, body)
     return SourceCard({}, text)
+
+
+def _front_matter(text: str) -> dict[str, Any] | None:
+    import yaml
+
+    class NoAliases(yaml.SafeLoader):  # an alias can expand a tiny card into gigabytes
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.YAMLError("aliases are not accepted")
+            return super().compose_node(parent, index)
+
+    try:
+        meta = yaml.load(text, Loader=NoAliases)  # a SafeLoader: builds plain data only
+        if not isinstance(meta, dict):
+            return None
+        plain = json.loads(json.dumps(meta, default=_plain, sort_keys=False))
+    except Exception:  # YAMLError, dates like 2024-13-45, deep nesting, keys JSON cannot hold
+        return None
+    return plain if isinstance(plain, dict) else None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (set, frozenset)):
+        return sorted(str(v) for v in value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not plain metadata")
 
 
 def method_text(mode: str, antialias: bool) -> str:
@@ -219,6 +252,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
 
     revision = f" at revision `{info.revision}`" if info.revision else ""
+    info = dataclasses.replace(info, source=_utf8(info.source))
     lines = [
         "---",
         front.rstrip("\n"),
@@ -252,4 +286,12 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         lines += [f"The source's own model card: [{info.repo_id}]({url}){below}.", ""]
     if body.strip():
         lines += ["## The source's model card", "", body, ""]
-    return "\n".join(lines)
+    return _utf8("\n".join(lines))
+
+
+def _utf8(text: str) -> str:
+    """`text` with what UTF-8 cannot hold (surrogate-escaped bytes of a file name) replaced."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")

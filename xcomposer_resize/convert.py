@@ -82,6 +82,9 @@ class OutputReport:
     grid: tuple[int, int]
 
 
+LandedFn = Callable[[OutputReport], None]
+
+
 @dataclass
 class Result:
     """What `resize` did; `to_json()` is the CLI's --json object."""
@@ -153,9 +156,15 @@ def resize(
 
 
 def convert(
-    options: Options, *, quiet: bool = True, on_progress: ProgressFn | None = None, on_note: NoteFn | None = None
+    options: Options,
+    *,
+    quiet: bool = True,
+    on_progress: ProgressFn | None = None,
+    on_note: NoteFn | None = None,
+    on_landed: LandedFn | None = None,
 ) -> Result:
-    """`resize()` for an already validated `Options` value."""
+    """`resize()` for an already validated `Options` value. `on_landed` is called with each output
+    the instant it is in place (before anything else can interrupt the run)."""
     started = time.perf_counter()
     note = on_note or (lambda _msg: None)
 
@@ -186,30 +195,35 @@ def convert(
         if on_progress:
             on_progress(done, total)
 
+    reports: list[OutputReport] = []  # what has landed, recorded the instant it landed
     written = 0
     rewritten: set[str] = set()
-    reports: list[OutputReport] = []
+
+    def record(target: Target, nbytes: int, names: tuple[str, ...]) -> None:
+        nonlocal written
+        g = target.grid(sizes.patch_size)
+        reports.append(OutputReport(str(target.shown), target.res, (g, g)))
+        written += nbytes
+        rewritten.update(names)
+        if on_landed:
+            on_landed(reports[-1])
+
     worker = _start_worker(plan)
     try:
         for i, target in enumerate(targets):
-            nbytes, names, interrupts = _write_target(plan, target, options, progress, worker)
-            written += nbytes
-            rewritten.update(names)
-            g = target.grid(sizes.patch_size)
-            reports.append(OutputReport(str(target.shown), target.res, (g, g)))
+            interrupts = _write_target(plan, target, options, progress, worker, functools.partial(record, target))
             if interrupts and i + 1 < len(targets):
                 raise interrupts[0]  # Ctrl-C while this output landed: stop before the next one
+        if worker:
+            worker.close()
     except BaseException as e:
         if worker:
             worker.kill()
-        if reports:
-            _mention_completed(e, [r.path for r in reports])
-        raise
-    if worker:
-        try:
-            worker.close()
-        except BaseException:  # every output is in place: nothing may turn this into a failure now
-            worker.kill()
+        if len(reports) < len(targets) or not isinstance(e, KeyboardInterrupt):
+            if reports:
+                _mention_completed(e, [r.path for r in reports])
+            raise
+        # every output landed and then came Ctrl-C or SIGTERM: the run is done, nothing may undo that
     return Result(
         source=source.display,
         revision=source.revision,
@@ -235,8 +249,9 @@ def _target(options: Options, source: Source, sizes: VisionSizes, width: int | N
     _check_res(res, sizes.patch_size, width, prefix)
     name = default_name(source.name, sizes.image_size, res)
     shown, final = output_paths(options.out, name)
-    clean_stale(final)  # first: a killed --force run's output is put back before it is judged
     check_output(final, shown, source.folder, options.force, suggest=name)
+    if clean_stale(final):  # a killed --force run's output was put back: judge the folder again
+        check_output(final, shown, source.folder, options.force, suggest=name)
     return Target(res, shown, final)
 
 
@@ -337,6 +352,10 @@ def _plan_files(plan: Plan) -> None:
         raise InputError(f"cannot list the source folder {folder}: {e.strerror or e}; check its permissions") from e
     for entry in entries:
         name = entry.name
+        if entry.is_symlink() and not entry.exists():
+            if name in REWRITTEN_FILES:
+                raise InputError(f"{entry} is a link to a file that does not exist; fix the link or remove it")
+            continue  # a dangling link that names nothing we need: nothing to carry
         if name in PROCESSOR_FILES and entry.is_file():
             data = read_json(entry)
             rewrite_processor(data, plan.targets[0].res, name)  # refuse a size form we cannot rewrite, now
@@ -396,9 +415,10 @@ def _write_target(
     options: Options,
     progress: Callable[[int], None],
     worker: Worker | None,
-) -> tuple[int, list[str], list[BaseException]]:
-    """Write one complete output folder and land it; return (bytes written, names of rewritten
-    tensors, interruptions held back while it landed)."""
+    landed: Callable[[int, tuple[str, ...]], None],
+) -> list[BaseException]:
+    """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names)`
+    records it the instant it is in place. Returns the interruptions held back while it landed."""
     ckpt = plan.checkpoint
     g = target.grid(plan.sizes.patch_size)
     computed: dict[str, Buffer] = {}
@@ -446,7 +466,8 @@ def _write_target(
             modes[src.name] = src
         _verify(tmp, ckpt, files, computed)
         _set_modes(tmp, modes)
-        staging.land(options.force, _folder_mode(plan.source.folder))
+        names = tuple(sorted(computed))
+        staging.land(options.force, _folder_mode(plan.source.folder), lambda: landed(written, names))
     except BaseException as e:
         if staging.landed:  # the output is in place: only what comes after can still fail
             raise
@@ -454,7 +475,7 @@ def _write_target(
         if isinstance(e, OSError):
             raise _os_error(e, target.shown) from e
         raise
-    return written, sorted(computed), staging.interrupts
+    return staging.interrupts
 
 
 def _needs_compute(tensors: list[OutTensor]) -> bool:
@@ -564,7 +585,7 @@ def _set_modes(folder: Path, sources: dict[str, Path]) -> None:
     umask = _umask()
     for name, src in sources.items():
         try:
-            mode = os.stat(src).st_mode & 0o666
+            mode = os.stat(src).st_mode & 0o777
         except OSError:
             mode = 0o600
         os.chmod(folder / name, (mode & ~umask) | 0o600)
@@ -580,7 +601,14 @@ def _folder_mode(source_folder: Path) -> int:
 
 def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
     """Re-read what was written: every header parses and matches the plan, and the rewritten
-    tensors read back byte for byte."""
+    tensors read back byte for byte. A failure is the output's (the disk's), never the source's."""
+    try:
+        _read_back(tmp, ckpt, files, computed)
+    except InputError as e:
+        raise OutputError(f"the output did not read back as written ({e.message}); the disk may be failing") from e
+
+
+def _read_back(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
     for shard, planned in zip(ckpt.shards, files, strict=True):
         path = tmp / shard.out_name
         got = read_header(path)

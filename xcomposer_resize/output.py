@@ -1,7 +1,7 @@
 """Where outputs go and how they land: path checks, temporary sibling folders, atomic rename.
 
 An output is written into a private temporary folder beside its final path
-(`.NAME.xcr-tmp-PID-XXXXXXXX`, mode 0700) and renamed into place only when complete, so a failed,
+(`.NAME.xcr-tmp-HOST-PID-XXXXXXXX`, mode 0700) and renamed into place only when complete, so a failed,
 interrupted or killed run leaves nothing at the output path. Landing is atomic against other
 writers: without `--force` the rename never replaces anything but an empty folder, so a run that
 finds its target taken at landing time fails and leaves the other run's output alone. With
@@ -22,9 +22,12 @@ import os
 import re
 import shutil
 import signal
+import socket
+import stat
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import OutputError, UsageError, arg
@@ -32,6 +35,7 @@ from .sources import is_weight_file
 
 TMP_TAG = ".xcr-tmp-"
 OLD_TAG = ".xcr-old-"
+HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]  # in temporary names: PIDs mean something only here
 TAG_BYTES = 100  # longer output names are shortened (with a hash) in the names of temporaries
 INNER_NAME_ALLOWANCE = 64  # room left in a path for the names of the files inside an output
 
@@ -57,12 +61,13 @@ def output_paths(out: str | None, default: str) -> tuple[Path, Path]:
     """(shown, final) for an `out` argument: `shown` is the path as the user named it (`~` expanded,
     made absolute), `final` the folder the output lands in (symbolic links followed, so a link to a
     folder, or to where one should be made, receives the output)."""
-    try:
-        cwd = os.getcwd()
-    except OSError as e:
-        raise UsageError(f"the current folder is gone ({e.strerror}); give {arg('out')} as an absolute path") from e
-    joined = os.path.join(cwd, os.path.expanduser(out if out is not None else default))
-    return Path(os.path.normpath(joined)), Path(os.path.realpath(joined))
+    given = os.path.expanduser(out if out is not None else default)
+    if not os.path.isabs(given):
+        try:
+            given = os.path.join(os.getcwd(), given)
+        except OSError as e:
+            raise UsageError(f"the current folder is gone ({e.strerror}); give {arg('out')} as an absolute path") from e
+    return Path(os.path.normpath(given)), Path(os.path.realpath(given))
 
 
 def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: str) -> None:
@@ -94,7 +99,7 @@ def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: s
             f"name a new folder inside it, e.g. {arg('out', str(shown / suggest))}"
         )
     cache = hub_cache_dir().resolve()
-    if final == cache or cache in final.parents or any(p.name.startswith("models--") for p in final.parents):
+    if final == cache or cache in final.parents or _in_cached_repo(final):
         raise UsageError(
             f"{arg('out', shown)} is inside a Hugging Face cache, which only huggingface_hub may write; "
             f"choose another {arg('out')}"
@@ -132,6 +137,18 @@ def replace_problem(final: Path, force: bool) -> str | None:
         f"{arg('force', True)} replaces only an empty folder, a checkpoint (config.json and weights) "
         f"or an earlier xcr output; choose another {arg('out')}"
     )
+
+
+def _in_cached_repo(path: Path) -> bool:
+    """Inside a `models--owner--name` folder of some Hugging Face cache (its snapshots/, blobs/ or
+    refs/, or one that already holds them)."""
+    parts = path.parts
+    for i, part in enumerate(parts[:-1]):
+        if part.startswith("models--") and (
+            parts[i + 1] in ("snapshots", "blobs", "refs") or (Path(*parts[: i + 1]) / "snapshots").is_dir()
+        ):
+            return True
+    return False
 
 
 def _existing_parent(path: Path) -> Path:
@@ -187,57 +204,76 @@ class Staging:
         self.created = created  # parent folders this run made, outermost first
         self.lock = lock
         self.landed = False
-        self.interrupts: list[BaseException] = []
+        self.interrupts: list[BaseException] = []  # Ctrl-C/SIGTERM held back while the output landed
 
     @classmethod
     def create(cls, out: Path) -> Staging:
-        """Make the missing parents of `out`, clean stale temporaries there, and make a temporary."""
-        created = _make_parents(out.parent)
-        try:
-            clean_stale(out)
-            path = Path(tempfile.mkdtemp(prefix=f".{_tag(out.name)}{TMP_TAG}{os.getpid()}-", dir=out.parent))
-        except BaseException:
-            _remove_created(created)
-            raise
-        return cls(out, path, created, _hold(path))
+        """Make the missing parents of `out`, clean stale temporaries there, and make a temporary.
+        Interruptions are held back until the temporary is known, so none can leak it."""
+        with deferred_signals() as pending:
+            created = _make_parents(out.parent)
+            staging = None
+            try:
+                clean_stale(out)
+                prefix = f".{_tag(out.name)}{TMP_TAG}{HOST}-{os.getpid()}-"
+                path = Path(tempfile.mkdtemp(prefix=prefix, dir=out.parent))
+                staging = cls(out, path, created, _hold(path))
+            except BaseException:
+                _remove_created(created)
+                raise
+        assert staging is not None
+        if pending:
+            staging.discard()
+            raise pending[0]
+        return staging
 
-    def land(self, force: bool, mode: int) -> None:
+    def land(self, force: bool, mode: int, on_landed: Callable[[], None] | None = None) -> None:
         """Rename the complete temporary to the output, with `mode` for the folder; atomic against
-        other runs. Raises OutputError when the output was taken meanwhile (and replaces nothing).
+        other runs. Raises OutputError when the output was created or changed meanwhile (and
+        replaces nothing).
 
-        Ctrl-C and SIGTERM are held back while the output lands: one that arrives meanwhile is kept
-        in `self.interrupts` instead of being raised, so that it cannot report a landed output as
-        "nothing was written". The caller decides what it means (stop before the next output).
+        Ctrl-C and SIGTERM are held back while the output lands and `on_landed` records it: one that
+        arrives then is kept in `self.interrupts` instead of being raised, so a landed output is
+        never reported as "nothing was written". The caller decides what it means.
         """
-        os.chmod(self.path, mode)
+        current = os.stat(self.path).st_mode
+        os.chmod(self.path, mode | (current & stat.S_ISGID))  # a setgid parent's group stays
+        old = None
         with _locked(self.out.parent), deferred_signals() as self.interrupts:
             if not force or not os.path.lexists(self.out):
                 try:
                     os.rename(self.path, self.out)  # replaces nothing but an empty folder
-                    self.landed = True
                 except OSError as e:
                     if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                        raise self._taken() from e
+                        raise self._changed() from e
                     raise
             else:
                 if replace_problem(self.out, force=True):
-                    raise self._taken()
-                old = self.out.parent / f".{_tag(self.out.name)}{OLD_TAG}{os.getpid()}"
+                    raise self._changed()
+                old = self.out.parent / f".{_tag(self.out.name)}{OLD_TAG}{HOST}-{os.getpid()}"
                 os.rename(self.out, old)
                 try:
                     os.rename(self.path, self.out)
-                    self.landed = True
                 except BaseException:
                     os.rename(old, self.out)
                     raise
-                with contextlib.suppress(OutputError):
-                    remove(old)  # landed: a leftover is removed by the next run, never a failure
+            self.landed = True
+            if on_landed:
+                on_landed()
         self._release()
+        if old is not None:
+            try:
+                remove(old)  # landed: a leftover is removed by the next run, never a failure
+            except OutputError:
+                pass
+            except KeyboardInterrupt as e:
+                self.interrupts.append(e)
 
-    def _taken(self) -> OutputError:
+    def _changed(self) -> OutputError:
         return OutputError(
-            f"{self.out} was filled by another run while this one was writing; it was left as it is and "
-            f"this run's output was discarded; pass {arg('force', True)} to replace it, or choose another {arg('out')}"
+            f"{self.out} was created or changed by someone else while this run was writing; it was left as it "
+            f"is and this run's output was discarded; pass {arg('force', True)} to replace it, "
+            f"or choose another {arg('out')}"
         )
 
     def discard(self) -> None:
@@ -291,13 +327,13 @@ def _hold(path: Path) -> int | None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
-        pass  # a file system without flock: the PID in the name still protects this run
+        pass  # a file system without flock: the host and PID in the name still protect this run
     return fd
 
 
 @contextlib.contextmanager
 def _locked(folder: Path) -> Iterator[None]:
-    """Serialise landings into `folder` between xcr processes (where the file system has flock)."""
+    """Serialise landings and clean-ups in `folder` between xcr processes (where flock works)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -313,62 +349,114 @@ def _locked(folder: Path) -> Iterator[None]:
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[list[BaseException]]:
-    """Hold SIGINT and SIGTERM back for the block. An interruption that arrived meanwhile is not
-    raised but appended to the yielded list. Only in the main thread (where Python runs handlers)."""
+    """Hold SIGINT and SIGTERM back for the block. Each that arrived meanwhile is handed to the
+    handler it would have met, after the block, and what that handler raises (KeyboardInterrupt,
+    SigTerm) is appended to the yielded list instead of propagating.
+
+    Python runs signal handlers in the main thread, whichever thread the kernel picked, so swapping
+    the handlers (not the thread's signal mask) covers threads such as rich's progress refresher.
+    Outside the main thread nothing is held back (Python would not raise there anyway).
+    """
     caught: list[BaseException] = []
-    if threading.current_thread() is not threading.main_thread():
+    signums = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or any(signal.getsignal(s) is None for s in signums):
         yield caught
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived: list[signal.Signals] = []
+    previous = {s: signal.signal(s, lambda signum, frame: arrived.append(signal.Signals(signum))) for s in signums}
     try:
         yield caught
     finally:
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # runs the pending handlers
-        except KeyboardInterrupt as e:
-            caught.append(e)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in arrived:
+            handler = previous[signum]
+            if callable(handler):
+                try:
+                    handler(signum, None)
+                except BaseException as e:
+                    caught.append(e)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)  # its default action, now that nothing is half done
 
 
-def clean_stale(out: Path) -> None:
+# `.NAME.xcr-tmp-HOST-PID-XXXXXXXX` (and `.NAME.xcr-tmp-PID` from xcr 0.1), `.NAME.xcr-old-HOST-PID`
+_TEMPORARY = re.compile(r"^\..+\.xcr-(?P<kind>tmp|old)-(?:(?P<host>[0-9a-f]{6})-)?(?P<pid>\d+)(?:-[a-z0-9_]{8})?$")
+OTHER_HOST_AGE = 24 * 3600  # a temporary of another host, on a file system without flock, is stale after this
+
+
+def clean_stale(out: Path) -> bool:
     """Remove temporaries in `out`'s folder left by runs that no longer exist (killed, power loss),
-    and put back an output that a killed --force run had renamed aside."""
-    try:
-        entries = list(out.parent.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        name = entry.name
-        if name.startswith(".") and TMP_TAG in name and _abandoned(entry, name.rsplit(TMP_TAG, 1)[1]):
-            with contextlib.suppress(OutputError):
-                remove(entry)
-    old_prefix = f".{_tag(out.name)}{OLD_TAG}"
-    for entry in entries:
-        if entry.name.startswith(old_prefix) and not _alive(entry.name[len(old_prefix) :]):
-            if not os.path.lexists(out):
-                with contextlib.suppress(OSError):
-                    os.rename(entry, out)  # put back; if that fails, leave it for the user
+    and put back the output that a killed --force run of `out` had moved aside. Returns whether
+    one was put back."""
+    restored = False
+    with _locked(out.parent):
+        try:
+            entries = list(out.parent.iterdir())
+        except OSError:
+            return False
+        olds = []
+        for entry in entries:
+            m = _TEMPORARY.match(entry.name)
+            if not m or not _abandoned(entry, m["host"], m["pid"], m["kind"] == "tmp"):
                 continue
+            if m["kind"] == "tmp":
+                with contextlib.suppress(OutputError):
+                    remove(entry)
+            elif entry.name.startswith(f".{_tag(out.name)}{OLD_TAG}"):
+                olds.append(entry)
+        olds.sort(key=lambda p: p.lstat().st_ctime, reverse=True)  # the newest was the output last
+        for entry in olds:
+            if not restored and not os.path.lexists(out):
+                try:
+                    os.rename(entry, out)
+                    restored = True
+                    continue
+                except OSError:
+                    continue  # cannot put it back: leave it for the user
             with contextlib.suppress(OutputError):
                 remove(entry)
+    return restored
 
 
-def _abandoned(path: Path, suffix: str) -> bool:
-    """True when no live process holds the temporary at `path` (`suffix` is "PID-XXXXXXXX")."""
-    if _alive(suffix.split("-", 1)[0]):
+def _abandoned(path: Path, host: str | None, pid: str, lockable: bool) -> bool:
+    """True when no live run owns the temporary at `path`: on this host, its process is gone; on
+    another host sharing the folder, nobody holds its flock (or, where flock does not work, it has
+    not changed for a day). A temporary held by a live run is never touched."""
+    held = _held(path) if lockable else None
+    if held:
         return False
+    if host is None or host == HOST:
+        return not _alive(pid)
+    if held is False:
+        return _age(path) > 60  # unheld, and not one being created right now
+    return _age(path) > OTHER_HOST_AGE
+
+
+def _held(path: Path) -> bool | None:
+    """Whether a live process holds the flock of `path`; None where that cannot be known."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        return False
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return False  # held: a live run on another host that shares this folder
+        return True
     except OSError:
-        return True  # no flock here: the dead PID decides
+        return None
     finally:
         os.close(fd)
-    return True
+    return False
+
+
+def _age(path: Path) -> float:
+    """Seconds since anything at the top of `path` last changed."""
+    try:
+        newest = max([path.lstat().st_mtime, *(p.lstat().st_mtime for p in path.iterdir())])
+    except OSError:
+        return 0.0
+    return time.time() - newest
 
 
 def _alive(pid_text: str) -> bool:

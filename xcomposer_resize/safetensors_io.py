@@ -282,15 +282,18 @@ def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, prog
 def read_bytes(path: Path, start: int, nbytes: int) -> bytearray:
     """`nbytes` of `path` from absolute offset `start`."""
     buf = bytearray(nbytes)
-    with open(path, "rb", buffering=0) as f:
-        f.seek(start)
-        view = memoryview(buf)
-        got = 0
-        while got < nbytes:
-            n = f.readinto(view[got:])
-            if not n:
-                raise InputError(f"{path.name} became shorter while it was being read; was it modified?")
-            got += n
+    try:
+        with open(path, "rb", buffering=0) as f:
+            f.seek(start)
+            view = memoryview(buf)
+            got = 0
+            while got < nbytes:
+                n = f.readinto(view[got:])
+                if not n:
+                    raise InputError(f"{path.name} became shorter while it was being read; was it modified?")
+                got += n
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
     return buf
 
 

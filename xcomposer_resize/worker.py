@@ -46,8 +46,8 @@ class Worker:
         """Start a worker that begins importing torch at once; None if no process can be started."""
         stderr = tempfile.TemporaryFile()  # never a pipe: nobody reads it until the worker fails
         try:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr
+            proc = subprocess.Popen(  # in "/": it needs no folder, and the caller's may be gone
+                [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd="/"
             )
         except OSError:
             stderr.close()
