@@ -351,8 +351,24 @@ def test_a_missing_image_size_that_disagrees_with_the_weights_says_why(
     r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
     assert r.code == 2
     line = one_error_line(r.err)
-    assert "does not state image_size, so transformers assumes 224 px" in line and "24×24 grid" in line
-    assert "patch_size" not in line.split("config.json")[1].split("px")[0]
+    assert "does not state the vision image_size, so transformers assumes 224 px with 14-px patches" in line
+    assert "holds a 24×24 grid of 14-px patches (336 px)" in line
+    assert line.endswith('set "image_size": 336, "patch_size": 14 in its vision config')
+
+
+def test_without_image_size_and_patch_size_no_hint_is_given_for_patches_the_weights_do_not_have(
+    xcr: Any, make_ckpt: Any, tmp_path: Path
+) -> None:
+    src = make_ckpt()
+    config = json.loads((src / "config.json").read_text())
+    for block in ("vision_config", "vision_config_dict"):
+        del config[block]["image_size"], config[block]["patch_size"]
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "does not state the vision image_size and patch_size, so transformers assumes 224 px with 32-px" in line
+    assert "multiple" not in line and line.endswith('set "image_size": 336, "patch_size": 14 in its vision config')
 
 
 def test_a_bare_name_that_is_neither_a_folder_nor_a_repo(xcr: Any, tmp_path: Path) -> None:

@@ -43,7 +43,9 @@ def test_unreadable_config(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
     src = make_ckpt()
     (src / "config.json").unlink()
     (src / "config.json").mkdir()  # unreadable as a file, even for root
-    fails_cleanly(convert(xcr, src, tmp_path), 2, "cannot read", tmp_path)
+    fails_cleanly(
+        convert(xcr, src, tmp_path), 2, "config.json is a folder, not a file; fix or re-download it", tmp_path
+    )
 
 
 def test_config_not_json(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
@@ -162,9 +164,7 @@ def test_plain_pickle_that_is_not_a_state_dict(xcr: Any, make_ckpt: Any, tmp_pat
 def test_output_parent_is_a_file(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     r = xcr("resize", "--model", make_ckpt(), "--res", "490", "--out", tmp_path / "afile" / "out")
-    assert r.code == 2 and f"{tmp_path / 'afile'} is a file, not a folder; choose another --out" in one_error_line(
-        r.err
-    )
+    assert r.code == 2 and f"{tmp_path / 'afile'} is not a folder; choose another --out" in one_error_line(r.err)
 
 
 # ------------------------------------------------------------------ faults

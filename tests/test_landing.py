@@ -109,7 +109,7 @@ def test_the_current_folder_is_refused_before_any_work(
     r = xcr("resize", "--model", src, "--res", 490, "--out", given.format(cwd=work))
     assert r.code == 2
     line = one_error_line(r.err)
-    assert "this command runs in" in line and "cannot replace it" in line
+    assert ("is the current folder" in line or "holds the current folder" in line) and "cannot replace it" in line
     assert "--out ./clip-vit-tiny-patch14-490-" in line, "names a folder that would work"
     assert not litter(tmp_path) and list(work.iterdir()) == []
 
@@ -468,3 +468,51 @@ def test_a_dangling_processor_link_in_the_source_is_named(xcr: Any, make_ckpt: A
     r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
     assert r.code == 2
     assert "preprocessor_config.json is a link to a file that does not exist" in one_error_line(r.err)
+
+
+def test_force_never_deletes_what_a_user_added_to_an_earlier_output(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    out = tmp_path / "o1"
+    assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
+    (out / "train.log").write_text("epoch 1")
+    (out / "checkpoints").mkdir()
+    before = snapshot(out)
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "is a checkpoint but also holds 2 entries (checkpoints/, train.log), which --force would delete" in line
+    assert snapshot(out) == before
+
+
+def test_without_force_force_is_suggested_only_where_it_would_work(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    unrelated = tmp_path / "unrel"
+    unrelated.mkdir()
+    (unrelated / "notes.txt").write_text("mine")
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", unrelated)
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "is not a checkpoint" in line and "pass --force" not in line
+
+
+def test_force_replaces_only_what_it_saw(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two --force runs into one --out: the second must not replace the first's fresh output."""
+    from xcomposer_resize import convert as convert_module
+
+    src = make_ckpt()
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
+    real = convert_module._verify
+
+    def another_force_run_lands_first(*a: Any, **k: Any) -> None:
+        monkeypatch.setattr(convert_module, "_verify", real)  # the other run verifies normally
+        os.rename(out, tmp_path / "gone")
+        assert xcr("resize", "--model", src, "--res", 336, "--out", out, "--quiet").code == 0
+        real(*a, **k)
+
+    monkeypatch.setattr(convert_module, "_verify", another_force_run_lands_first)
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force", "--json")
+    assert r.code == 1 and r.out == ""
+    assert "was created or changed by someone else" in one_error_line(r.err)
+    assert json.loads((out / "config.json").read_text())["vision_config"]["image_size"] == 336

@@ -210,9 +210,11 @@ def test_ctrl_c_between_outputs_names_the_complete_one(
     with pytest.raises(KeyboardInterrupt) as e:
         resize(make_ckpt("clip-336"), [224, 490])
     assert e.value.completed == (str(tmp_path / "clip-224"),)  # type: ignore[attr-defined]
-    from xcomposer_resize.cli import _stopped
+    from xcomposer_resize.errors import interruption
 
-    assert _stopped(e.value).message == f"interrupted; {tmp_path / 'clip-224'} is complete; nothing else was written"
+    assert (
+        interruption(e.value).message == f"interrupted; {tmp_path / 'clip-224'} is complete; nothing else was written"
+    )
 
 
 # ------------------------------------------------------------------ errors blame the right side
@@ -463,3 +465,205 @@ def test_the_card_is_the_same_whatever_the_hash_seed(make_ckpt: Any, tmp_path: P
         cards.append((out / "README.md").read_bytes())
     assert cards[0] == cards[1] == cards[2]
     assert b"tags:\n- a\n- b\n- c\n" in cards[0]
+
+
+# ------------------------------------------------------------------ what a stranger hit (round two)
+
+
+def test_a_signal_while_the_cli_is_imported_is_one_line(tmp_path: Path) -> None:
+    code = (
+        "import builtins, os, signal\n"
+        "real = builtins.__import__\n"
+        "def imp(name, *a, **k):\n"
+        "    if name == 'cli':\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imp\n"
+        "from xcomposer_resize._entry import run\n"
+        "run()\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", code, "resize", "--res", "490"], capture_output=True, text=True, timeout=60
+    )
+    assert p.returncode == 143
+    assert one_error_line(p.stderr) == "xcr: error: terminated (SIGTERM); nothing was written"
+
+
+def test_a_signal_while_typer_parses_is_not_a_quiet_130(xcr: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from xcomposer_resize import cli
+
+    def terminated(value: bool) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # typer turns an interruption here into a silent exit 130
+
+    monkeypatch.setattr(cli, "_version", terminated)
+    cli.app.registered_callback = None
+    cli.app.callback()(cli.root)  # re-register so the patched callback is used
+    try:
+        r = xcr("--version")
+    finally:
+        monkeypatch.undo()
+        cli.app.registered_callback = None
+        cli.app.callback()(cli.root)
+    assert r.code == 143
+    assert one_error_line(r.err) == "xcr: error: terminated (SIGTERM); nothing was written"
+
+
+def test_debug_adds_the_traceback_and_keeps_the_exit_code(make_ckpt: Any, tmp_path: Path) -> None:
+    p = xcr_run("resize", "--model", make_ckpt(), "--res", 500, "--out", tmp_path / "out", env={"XCR_DEBUG": "1"})
+    assert p.returncode == 2
+    assert "Traceback" in p.stderr and "UsageError" in p.stderr
+    assert (
+        p.stderr.strip().splitlines()[-1]
+        == "xcr: error: --res 500 is not a multiple of the patch size 14; use 490 or 504"
+    )
+
+
+def test_an_option_given_twice_is_refused(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    for args in (["--out", tmp_path / "a", "--out", tmp_path / "b"], ["--out=x", "-o", "y"]):
+        r = xcr("resize", "--model", make_ckpt(), "--res", 490, *args)
+        assert r.code == 2 and one_error_line(r.err) == "xcr: error: --out is given 2 times; give it once"
+    r = xcr("resize", "-m", make_ckpt(), "--model", make_ckpt(), "--res", 490)
+    assert r.code == 2 and "--model is given 2 times" in one_error_line(r.err)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(("name", "fragment"), [("config.json", "config.json is not a regular file"),
+                                                ("preprocessor_config.json", "preprocessor_config.json is not a regular file")])  # fmt: skip
+def test_a_fifo_the_conversion_must_read_is_refused_not_waited_on(
+    make_ckpt: Any, tmp_path: Path, name: str, fragment: str
+) -> None:
+    src = make_ckpt()
+    (src / name).unlink()
+    os.mkfifo(src / name)
+    p = xcr_run("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert p.returncode == 2 and fragment in one_error_line(unmarked(p.stderr))
+    assert not (tmp_path / "out").exists()
+
+
+def test_special_files_to_carry_are_left_out_with_a_note(make_ckpt: Any, tmp_path: Path) -> None:
+    from xcomposer_resize import resize
+
+    src = make_ckpt()
+    os.mkfifo(src / "tokenizer.json")
+    (src / "added_tokens.json").symlink_to(tmp_path / "never-downloaded")
+    notes: list[str] = []
+    resize(src, 490, tmp_path / "out", on_note=notes.append)
+    assert "tokenizer.json is not carried over: it is not a regular file (a FIFO, socket or device)" in notes
+    assert any(
+        n.startswith("added_tokens.json is not carried over: it is a link to a file that does not exist") for n in notes
+    )
+    assert not (tmp_path / "out" / "tokenizer.json").exists()
+
+
+def test_weights_that_are_a_dangling_link_are_named(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt(fmt="bin")
+    (src / "pytorch_model.bin").unlink()
+    (src / "pytorch_model.bin").symlink_to(tmp_path / "blob-never-fetched")
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "pytorch_model.bin is a link to a file that does not exist (an interrupted download?)" in line
+    assert "has no weights" not in line
+
+
+def test_a_cut_short_bin_is_called_damaged(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt(fmt="bin")
+    data = (src / "pytorch_model.bin").read_bytes()
+    (src / "pytorch_model.bin").write_bytes(data[: len(data) // 2])
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "pytorch_model.bin is a damaged torch zip archive (cut short?); re-download it" in one_error_line(r.err)
+
+
+def test_front_matter_that_cannot_be_used_is_noted(make_ckpt: Any, tmp_path: Path) -> None:
+    from xcomposer_resize import resize
+
+    src = make_ckpt(extra_files={"README.md": b"---\nlicense: mit\n  bad: [indent\n---\nbody\n"})
+    notes: list[str] = []
+    resize(src, 490, tmp_path / "out", on_note=notes.append)
+    assert any("front matter of the source's README.md is not used (it is not valid YAML" in n for n in notes)
+
+
+def test_an_old_output_that_cannot_be_deleted_is_reported(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import output
+    from xcomposer_resize.errors import OutputError
+
+    src = make_ckpt()
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
+    real = output.remove
+
+    def refuse_old(path: Path) -> None:
+        if ".xcr-old-" in path.name:
+            raise OutputError(f"cannot remove {path}: Permission denied")
+        real(path)
+
+    monkeypatch.setattr(output, "remove", refuse_old)
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force")
+    assert r.code == 0, r.err
+    assert "replaced the old output, but that could not be deleted" in r.err and ".xcr-old-" in r.err
+
+
+def test_a_zombie_is_not_alive() -> None:
+    from xcomposer_resize.output import _alive
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert _alive(str(p.pid))
+    p.kill()
+    time.sleep(0.5)  # killed, not yet reaped: a zombie
+    try:
+        assert not _alive(str(p.pid))
+    finally:
+        p.wait()
+
+
+def test_a_read_only_file_system_is_named(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import output
+
+    real = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, st: Any) -> None:
+            self.f_flag = st.f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(output.os, "statvfs", lambda p: ReadOnly(real(p)))
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert f"cannot write to {tmp_path}: it is on a read-only file system" in one_error_line(r.err)
+
+
+@pytest.mark.skipif(not Path("/proc/self").exists(), reason="needs /proc")
+def test_a_folder_that_cannot_be_made_does_not_show_a_temporary(xcr: Any, make_ckpt: Any) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", "/proc/xcr-test-out")
+    assert r.code in (1, 2)
+    line = one_error_line(r.err)
+    assert "xcr-tmp" not in line and "/proc/xcr-test-out" in line
+
+
+def test_empty_paths_say_what_to_give(xcr: Any, make_ckpt: Any) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", "")
+    assert r.code == 2 and one_error_line(r.err) == "xcr: error: --out is empty; give a folder path"
+    r = xcr("resize", "--model", "", "--res", 490)
+    assert r.code == 2 and "--model is empty; give a checkpoint folder or a Hub repo id" in one_error_line(r.err)
+
+
+def test_the_python_api_shows_paths_as_text_and_takes_bytes(make_ckpt: Any, tmp_path: Path) -> None:
+    from xcomposer_resize import XcrError, resize
+
+    with pytest.raises(XcrError) as e:
+        resize(make_ckpt(), 490, 5)  # type: ignore[arg-type]
+    assert str(e.value) == "out must be a folder path, not int 5"
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "x").write_text("x")
+    with pytest.raises(XcrError) as e:
+        resize(make_ckpt(), 490, out)
+    assert str(e.value).startswith(f"out='{out}' holds 1 entry (x) and is not a checkpoint")
+    result = resize(os.fsencode(str(make_ckpt())), 490, os.fsencode(str(tmp_path / "b")))  # type: ignore[arg-type]
+    assert result.outputs[0].path == str(tmp_path / "b")

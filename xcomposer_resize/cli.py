@@ -11,18 +11,20 @@ exception is `--json`, whose output is the result: if it cannot be written, the 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import enum
 import io
 import json
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
 from . import __version__
-from .errors import Interrupted, OutputError, SigTerm, Terminated, UsageError, XcrError, cli_spelling
+from .errors import OutputError, SigTerm, UsageError, XcrError, cli_spelling, interruption
 from .text import human_bytes, printable
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
@@ -132,26 +134,26 @@ def resize(
     from .convert import convert
     from .options import build_options
 
-    if len(res) > 1:
-        given = ", ".join(str(r) for r in res)
-        raise UsageError(f"--res is given {len(res)} times ({given}); give one resolution per run")
-    if json_out and _closed(sys.stdout):
-        raise UsageError("--json: standard output is closed, so the result would have nowhere to go")
-    options = build_options(
-        model, res[0], out, force=force, device=device.value, mode=mode.value, antialias=antialias,
-        revision=revision, token=token,
-    )  # fmt: skip
-    silent = quiet or json_out
     landed: list[Any] = []  # outputs in place, recorded by the library the instant each lands
     result = None
     try:
+        if len(res) > 1:
+            given = ", ".join(str(r) for r in res)
+            raise UsageError(f"--res is given {len(res)} times ({given}); give one resolution per run")
+        if json_out and _closed(sys.stdout):
+            raise UsageError("--json: standard output is closed, so the result would have nowhere to go")
+        options = build_options(
+            model, res[0], out, force=force, device=device.value, mode=mode.value, antialias=antialias,
+            revision=revision, token=token,
+        )  # fmt: skip
+        silent = quiet or json_out
         with _Progress(silent) as progress:
             result = convert(
                 options, quiet=silent, on_progress=progress.update, on_note=progress.note, on_landed=landed.append
             )
     except KeyboardInterrupt as e:
         if result is None:
-            raise _stopped(e, [o.path for o in landed]) from None
+            raise interruption(e, [o.path for o in landed]) from None
     # The output has landed: from here on only a --json result that cannot be written fails the run.
     assert result is not None
     paths = ", ".join(o.path for o in result.outputs)
@@ -166,7 +168,8 @@ def resize(
             _write(sys.stdout, _summary(result))
     except KeyboardInterrupt as e:  # the output is complete: only a --json result cut short is a failure
         if json_out:
-            raise _stopped(e, [o.path for o in result.outputs], what="its --json result was not written") from None
+            outputs = [o.path for o in result.outputs]
+            raise interruption(e, outputs, what="its --json result was not written") from None
 
 
 def _summary(result: Any) -> str:
@@ -253,60 +256,97 @@ def _progress_bar() -> Any:
     )  # fmt: skip
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise SigTerm()
+_RECEIVED: list[int] = []  # the signals that interrupted this run, in order
 
 
-def _stopped(
-    e: KeyboardInterrupt, completed: list[str] | None = None, what: str = "nothing else was written"
-) -> Interrupted:
-    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying what is complete."""
-    completed = completed or list(getattr(e, "completed", ()))
-    left = f"{', '.join(completed)} is complete; {what}" if completed else "nothing was written"
-    if isinstance(e, SigTerm):
-        return Terminated(f"terminated (SIGTERM); {left}")
-    return Interrupted(f"interrupted; {left}")
+def _on_signal(signum: int, frame: object) -> None:
+    """SIGINT → KeyboardInterrupt, SIGTERM → SigTerm (also a KeyboardInterrupt, so that every
+    clean-up runs and no `except Exception` swallows it); remembered for `main`."""
+    _RECEIVED.append(signum)
+    raise SigTerm() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def _signal_handlers() -> Iterator[None]:
+    """`_on_signal` for SIGINT and SIGTERM while the CLI runs (in the main thread only)."""
+    if not _main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            if handler is not None:
+                signal.signal(s, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; return the exit code. The only place errors turn into messages."""
+    """Run the CLI; return the exit code. The only place errors turn into messages.
+
+    `XCR_DEBUG=1` adds the traceback on stderr; the exit code and the message stay the same.
+    """
     debug = os.environ.get("XCR_DEBUG", "") not in ("", "0")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
-    try:
-        with cli_spelling():
-            rv = app(args=argv, prog_name="xcr", standalone_mode=False)
-        return rv if isinstance(rv, int) else 0
-    except XcrError as e:
-        if debug:
-            raise
-        _error(e.message)
-        return e.exit_code
-    except KeyboardInterrupt as e:  # before or after the command itself ran
-        if debug:
-            raise
-        stopped = _stopped(e)
-        _error(stopped.message)
-        return stopped.exit_code
-    except typer.Abort:
-        _error("aborted")
-        return 1
-    except typer.TyperException as e:  # click's usage errors: bad flag, bad value, missing option
-        if type(e).__name__ == "NoArgsIsHelpError":  # `xcr` alone: the help, as click shows it (typer
-            # vendors click, so the class is matched by name)
-            _write(sys.stderr, e.format_message() + "\n")
-            return 2
-        if debug:
-            raise
-        _error(f"{e.format_message()} (see xcr --help)")
-        return int(getattr(e, "exit_code", 2))
-    except Exception as e:
-        if debug:
-            raise
-        _error(f"unexpected {type(e).__name__}: {e}; rerun with XCR_DEBUG=1 and report it")
-        return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    _RECEIVED.clear()
+    with _signal_handlers():
+        try:
+            _refuse_repeated_options(sys.argv[1:] if argv is None else argv)
+            with cli_spelling():
+                rv = app(args=argv, prog_name="xcr", standalone_mode=False)
+            if rv == 130 and _RECEIVED:  # typer turned an interruption while parsing into a quiet 130
+                return _fail(interruption(SigTerm() if _RECEIVED[-1] == signal.SIGTERM else KeyboardInterrupt()))
+            return rv if isinstance(rv, int) else 0
+        except XcrError as e:
+            return _fail(e, debug)
+        except KeyboardInterrupt as e:  # before or after the command itself ran
+            return _fail(interruption(e), debug)
+        except typer.Abort:
+            return _fail(XcrError("aborted"), debug)
+        except typer.TyperException as e:  # click's usage errors: bad flag, bad value, missing option
+            if type(e).__name__ == "NoArgsIsHelpError":  # `xcr` alone: the help, as click shows it (typer
+                # vendors click, so the class is matched by name)
+                _write(sys.stderr, e.format_message() + "\n")
+                return 2
+            error = UsageError(f"{e.format_message()} (see xcr --help)")
+            error.exit_code = int(getattr(e, "exit_code", 2))
+            return _fail(error, debug)
+        except Exception as e:
+            message = f"unexpected {type(e).__name__}: {e}; rerun with XCR_DEBUG=1 and report it"
+            return _fail(XcrError(message), debug)
+
+
+def _refuse_repeated_options(argv: list[str]) -> None:
+    """A flag that takes one value, given twice, is an error: click would keep the last one silently."""
+    import typer.main
+
+    group: Any = typer.main.get_command(app)
+    command = next((group.commands[a] for a in argv if a in group.commands), None)
+    if command is None:
+        return
+    single = {o: p for p in command.params if not p.multiple and not getattr(p, "is_flag", False) for o in p.opts}
+    counts: dict[str, int] = {}
+    args = iter(argv[argv.index(command.name) + 1 :])
+    for a in args:
+        if a == "--":
+            break
+        param = single.get(a.split("=", 1)[0] if a.startswith("--") else a)
+        if param is not None:
+            counts[param.opts[0]] = counts.get(param.opts[0], 0) + 1
+            if "=" not in a:
+                next(args, None)  # its value, whatever it looks like
+    for flag, n in counts.items():
+        if n > 1:
+            raise UsageError(f"{flag} is given {n} times; give it once")
+
+
+def _fail(error: XcrError, debug: bool = False) -> int:
+    """Print `error` as one line (after the traceback, with XCR_DEBUG=1); return its exit code."""
+    if debug:
+        import traceback
+
+        _write(sys.stderr, traceback.format_exc())
+    _error(error.message)
+    return error.exit_code
 
 
 def run() -> NoReturn:

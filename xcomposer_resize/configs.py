@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import InputError
 from .families import Family
+from .text import readable
 
 # Processor files that may state an image size, as transformers names them: the image processor's
 # own file, and the processor file that transformers 5 writes with a nested `image_processor` block
@@ -23,16 +24,20 @@ SIZE_DICT_KEYS = ("shortest_edge", "longest_edge", "height", "width")
 class VisionSizes:
     """What the config says about the vision tower: input size and patch size in pixels.
 
-    `stated` is False when config.json leaves image_size out and transformers' default applies.
+    `missing` names the keys config.json leaves out, for which transformers' defaults apply.
     """
 
     image_size: int
     patch_size: int
-    stated: bool = True
+    missing: tuple[str, ...] = ()  # keys config.json leaves out, whose defaults apply
 
     @property
     def grid(self) -> int:
         return self.image_size // self.patch_size
+
+    @property
+    def stated(self) -> bool:
+        return not self.missing
 
 
 def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
@@ -45,13 +50,16 @@ def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
         raise InputError("config.json has no vision_config; is this a CLIP checkpoint?")
     image = _agreed(blocks, "image_size")
     patch = _agreed(blocks, "patch_size")
-    stated = image is not None
+    missing = tuple(k for k, v in (("image_size", image), ("patch_size", patch)) if v is None)
     image = image if image is not None else family.default_image_size
     patch = patch if patch is not None else family.default_patch_size
     if image % patch:
-        said = "says" if stated else "does not state image_size, so transformers assumes"
-        raise InputError(f"config.json {said} image_size {image}, which is not a multiple of patch_size {patch}")
-    return VisionSizes(image, patch, stated)
+        said = f"does not state {' and '.join(missing)}, so transformers assumes" if missing else "says"
+        raise InputError(
+            f"config.json {said} image_size {image}, which is not a multiple of patch_size {patch}; "
+            "fix its vision config"
+        )
+    return VisionSizes(image, patch, missing)
 
 
 def _agreed(blocks: list[dict[str, Any]], key: str) -> int | None:
@@ -167,10 +175,12 @@ class CardInfo:
 
 @dataclass(frozen=True)
 class SourceCard:
-    """The source's README.md, split into its YAML front matter and its text."""
+    """The source's README.md, split into its YAML front matter and its text; `problem` says why
+    front matter that is there could not be used."""
 
     metadata: dict[str, Any]
     body: str
+    problem: str | None = None
 
 
 MAX_FRONT_MATTER = 64 << 10  # front matter larger than this is kept as text, not parsed
@@ -186,13 +196,16 @@ def parse_card(text: str) -> SourceCard:
         if end != -1:
             after = text.find("\n", end + 4)
             body = text[after + 1 :] if after != -1 else ""
-            meta = _front_matter(text[4:end]) if end <= MAX_FRONT_MATTER else None
+            if end > MAX_FRONT_MATTER:
+                return SourceCard({}, text, f"it is over {MAX_FRONT_MATTER >> 10} KiB")
+            meta, problem = _front_matter(text[4:end])
             if meta is not None:
                 return SourceCard(meta, body)
+            return SourceCard({}, text, problem)
     return SourceCard({}, text)
 
 
-def _front_matter(text: str) -> dict[str, Any] | None:
+def _front_matter(text: str) -> tuple[dict[str, Any] | None, str]:
     import yaml
 
     class NoAliases(yaml.SafeLoader):  # an alias can expand a tiny card into gigabytes
@@ -204,11 +217,13 @@ def _front_matter(text: str) -> dict[str, Any] | None:
     try:
         meta = yaml.load(text, Loader=NoAliases)  # a SafeLoader: builds plain data only
         if not isinstance(meta, dict):
-            return None
+            return None, "it is not a YAML mapping"
         plain = json.loads(json.dumps(meta, default=_plain, sort_keys=False))
-    except Exception:  # YAMLError, dates like 2024-13-45, deep nesting, keys JSON cannot hold
-        return None
-    return plain if isinstance(plain, dict) else None
+    except yaml.YAMLError as e:
+        return None, f"it is not valid YAML: {' '.join(str(e).split())[:80]}"
+    except Exception as e:  # dates like 2024-13-45, deep nesting, keys JSON cannot hold
+        return None, f"it holds values xcr does not carry over ({type(e).__name__})"
+    return plain, ""
 
 
 def _plain(value: Any) -> Any:
@@ -252,7 +267,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
 
     revision = f" at revision `{info.revision}`" if info.revision else ""
-    info = dataclasses.replace(info, source=_utf8(info.source))
+    info = dataclasses.replace(info, source=readable(info.source))
     lines = [
         "---",
         front.rstrip("\n"),
@@ -286,12 +301,4 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         lines += [f"The source's own model card: [{info.repo_id}]({url}){below}.", ""]
     if body.strip():
         lines += ["## The source's model card", "", body, ""]
-    return _utf8("\n".join(lines))
-
-
-def _utf8(text: str) -> str:
-    """`text` with what UTF-8 cannot hold (surrogate-escaped bytes of a file name) replaced."""
-    try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
+    return readable("\n".join(lines))

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -32,7 +33,7 @@ from .errors import InputError, OutputError, UsageError, XcrError, arg
 from .families import Family, family_for
 from .interpolate import grid_side
 from .options import Options, build_options
-from .output import Staging, check_output, clean_stale, default_name, output_paths
+from .output import Staging, check_output, clean_stale, default_name, identity, output_paths
 from .safetensors_io import (
     DTYPE_SIZES,
     Buffer,
@@ -45,7 +46,7 @@ from .safetensors_io import (
     tensor_from_bytes,
     write_file,
 )
-from .sources import Checkpoint, SourceTensor, check_readable, is_weight_file, open_checkpoint, read_json
+from .sources import Checkpoint, SourceTensor, check_readable, is_weight_file, not_a_file, open_checkpoint, read_json
 from .text import human_bytes
 
 if TYPE_CHECKING:
@@ -65,11 +66,13 @@ NoteFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Target:
-    """One output: a resolution, the path as the user named it, and the folder it lands in."""
+    """One output: a resolution, the path as the user named it, the folder it lands in, and the
+    identity of what was there when it was checked (what --force may replace)."""
 
     res: int
     shown: Path
     final: Path
+    seen: tuple[int, int] | None = None
 
     def grid(self, patch: int) -> int:
         return self.res // patch
@@ -122,6 +125,7 @@ class Plan:
     processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # processor file name → its JSON
     card: SourceCard | None = None  # the source's README.md
     carried: list[Path] = field(default_factory=list)  # other top-level files, copied as they are
+    notes: list[str] = field(default_factory=list)  # what the user should know about the source
 
 
 def resize(
@@ -175,14 +179,23 @@ def convert(
     family = family_for(config)
     sizes = vision_sizes(config, family)
     width = _config_width(config, family)
-    targets = [_target(options, source, sizes, width, family.num_prefix_tokens, r) for r in options.resolutions]
-    if options.device == "cuda":
-        _check_cuda()
-
-    source.fetch_weights()
-    plan = _plan(source, family, config, sizes, targets)
-    if not sizes.stated:
-        note(f"config.json does not state the vision image_size; transformers assumes {sizes.image_size} px")
+    if sizes.stated:  # judge --res and --out now, before any weight is downloaded
+        targets = [_target(options, source, sizes, width, family.num_prefix_tokens, r) for r in options.resolutions]
+        if options.device == "cuda":
+            _check_cuda()
+        source.fetch_weights()
+        plan = _plan(source, family, config, sizes)
+    else:  # sizes assumed: first the weights must agree, or every --res hint would be wrong
+        source.fetch_weights()
+        plan = _plan(source, family, config, sizes)
+        note(f"config.json does not state the vision {' and '.join(sizes.missing)}; transformers assumes "
+             f"{sizes.image_size} px with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
+        targets = [_target(options, source, sizes, width, family.num_prefix_tokens, r) for r in options.resolutions]
+        if options.device == "cuda":
+            _check_cuda()
+    _plan_targets(plan, targets)
+    for message in plan.notes:
+        note(message)
     if any(t.grid(sizes.patch_size) == sizes.grid for t in targets):
         note(f"the position grid is already {sizes.grid}×{sizes.grid} at {sizes.image_size} px: writing it unchanged")
 
@@ -211,7 +224,7 @@ def convert(
     worker = _start_worker(plan)
     try:
         for i, target in enumerate(targets):
-            interrupts = _write_target(plan, target, options, progress, worker, functools.partial(record, target))
+            interrupts = _write_target(plan, target, options, progress, worker, functools.partial(record, target), note)
             if interrupts and i + 1 < len(targets):
                 raise interrupts[0]  # Ctrl-C while this output landed: stop before the next one
         if worker:
@@ -252,7 +265,7 @@ def _target(options: Options, source: Source, sizes: VisionSizes, width: int | N
     check_output(final, shown, source.folder, options.force, suggest=name)
     if clean_stale(final):  # a killed --force run's output was put back: judge the folder again
         check_output(final, shown, source.folder, options.force, suggest=name)
-    return Target(res, shown, final)
+    return Target(res, shown, final, identity(final))
 
 
 def _largest_grid(width: int, prefix: int) -> int:
@@ -306,7 +319,9 @@ def _check_cuda() -> None:
 # ---------------------------------------------------------------- plan
 
 
-def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes, targets: list[Target]) -> Plan:
+def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes) -> Plan:
+    """Open the weights, find the position table and check it against the config, read the
+    other files: everything but the targets."""
     ckpt = open_checkpoint(source.folder)
     names = ckpt.names
     pos_name = family.find(names, family.pos_suffix)
@@ -324,22 +339,49 @@ def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionS
     if grid is None:
         raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
     if grid != sizes.grid:
-        said = "says" if sizes.stated else "does not state image_size, so transformers assumes"
-        raise InputError(
-            f"config.json {said} {sizes.image_size} px with {sizes.patch_size}-px patches "
-            f"({sizes.grid}×{sizes.grid}) but {pos_name} holds a {grid}×{grid} grid; the config and the weights disagree"
-        )
-    for t in targets:
-        _check_cost(t.res, sizes.patch_size, width, prefix)
+        raise InputError(_disagreement(sizes, grid, _patch_of(ckpt, family), pos_name))
     ids = None
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:
         ids = ckpt.tensor(ids_name)
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
             raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
-    plan = Plan(source, family, config, sizes, targets, ckpt, pos, ids)
+    plan = Plan(source, family, config, sizes, [], ckpt, pos, ids)
     _plan_files(plan)
     return plan
+
+
+def _plan_targets(plan: Plan, targets: list[Target]) -> None:
+    """Add the targets, checked against the table's real width and the processor files' forms."""
+    for t in targets:
+        _check_cost(t.res, plan.sizes.patch_size, plan.pos.shape[1], plan.family.num_prefix_tokens)
+    for name, data in plan.processors.items():
+        rewrite_processor(data, targets[0].res, name)  # refuse a size form we cannot rewrite, now
+    plan.targets = targets
+
+
+def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
+    """The patch size the weights were made for: the patch embedding's kernel [C, 3, p, p]."""
+    name = family.find(ckpt.names, family.patch_suffix)
+    shape = ckpt.tensor(name).shape if name else ()
+    return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
+
+
+def _disagreement(sizes: VisionSizes, grid: int, patch: int | None, pos_name: str) -> str:
+    """What is wrong when the config's grid is not the weights', and what to write in the config."""
+    weights = f"{pos_name} holds a {grid}×{grid} grid"
+    fix = "fix config.json or use the weights it was made for"
+    if patch:
+        weights += f" of {patch}-px patches ({grid * patch} px)"
+        fix = f'set "image_size": {grid * patch}, "patch_size": {patch} in its vision config'
+    if sizes.missing:
+        said = f"does not state the vision {' and '.join(sizes.missing)}, so transformers assumes"
+    else:
+        said = "says"
+    return (
+        f"config.json {said} {sizes.image_size} px with {sizes.patch_size}-px patches ({sizes.grid}×{sizes.grid}) "
+        f"but {weights}; the config and the weights disagree: {fix}"
+    )
 
 
 def _plan_files(plan: Plan) -> None:
@@ -352,17 +394,23 @@ def _plan_files(plan: Plan) -> None:
         raise InputError(f"cannot list the source folder {folder}: {e.strerror or e}; check its permissions") from e
     for entry in entries:
         name = entry.name
-        if entry.is_symlink() and not entry.exists():
-            if name in REWRITTEN_FILES:
-                raise InputError(f"{entry} is a link to a file that does not exist; fix the link or remove it")
-            continue  # a dangling link that names nothing we need: nothing to carry
-        if name in PROCESSOR_FILES and entry.is_file():
-            data = read_json(entry)
-            rewrite_processor(data, plan.targets[0].res, name)  # refuse a size form we cannot rewrite, now
-            plan.processors[name] = data
-        elif name == CARD and entry.is_file():
+        if name == "config.json" or is_weight_file(name) or (entry.is_dir() and not entry.is_symlink()):
+            continue  # read already; weights of other formats; subfolders
+        what = not_a_file(entry)
+        if what and name in REWRITTEN_FILES:
+            raise InputError(f"{entry} is {what}; fix or remove it")
+        if what:
+            plan.notes.append(f"{name} is not carried over: it is {what}")
+        elif name in PROCESSOR_FILES:
+            plan.processors[name] = read_json(entry)
+        elif name == CARD:
             plan.card = parse_card(_read_text(entry))
-        elif name not in REWRITTEN_FILES and not is_weight_file(name) and entry.is_file():
+            if plan.card.problem:
+                plan.notes.append(
+                    f"the front matter of the source's README.md is not used ({plan.card.problem}): "
+                    "its license and other metadata are not in the new model card; the card's text is kept"
+                )
+        else:
             check_readable(entry)
             plan.carried.append(entry)
 
@@ -416,6 +464,7 @@ def _write_target(
     progress: Callable[[int], None],
     worker: Worker | None,
     landed: Callable[[int, tuple[str, ...]], None],
+    note: NoteFn,
 ) -> list[BaseException]:
     """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names)`
     records it the instant it is in place. Returns the interruptions held back while it landed."""
@@ -432,7 +481,9 @@ def _write_target(
     try:
         staging = Staging.create(target.final)
     except OSError as e:
-        raise _os_error(e, target.shown) from e
+        if e.errno == errno.ENAMETOOLONG:
+            raise _os_error(e, target.shown) from e
+        raise OutputError(f"cannot create {target.shown}: {e.strerror or e}; choose another {arg('out')}") from e
     tmp = staging.path
     written = 0
     modes: dict[str, Path] = {}  # output file → the source file whose permissions it takes
@@ -467,7 +518,7 @@ def _write_target(
         _verify(tmp, ckpt, files, computed)
         _set_modes(tmp, modes)
         names = tuple(sorted(computed))
-        staging.land(options.force, _folder_mode(plan.source.folder), lambda: landed(written, names))
+        staging.land(options.force, _folder_mode(plan.source.folder), target.seen, lambda: landed(written, names))
     except BaseException as e:
         if staging.landed:  # the output is in place: only what comes after can still fail
             raise
@@ -475,6 +526,9 @@ def _write_target(
         if isinstance(e, OSError):
             raise _os_error(e, target.shown) from e
         raise
+    if staging.leftover:
+        where, why = staging.leftover
+        note(f"{target.shown} replaced the old output, but that could not be deleted ({why}); it is left at {where}")
     return staging.interrupts
 
 
@@ -622,8 +676,6 @@ def _read_back(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], comput
 
 
 def _os_error(e: OSError, out: Path) -> XcrError:
-    import errno
-
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return OutputError(
             f"no space left on the device while writing {out}; free space or choose another {arg('out')}"

@@ -11,6 +11,7 @@ Messages name arguments the way the caller gave them: `--res 500` on the command
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from contextvars import ContextVar
 
@@ -22,6 +23,8 @@ def arg(name: str, value: object = _UNSET) -> str:
     """A parameter as the caller spells it: `arg("res", 500)` is `--res 500` from the CLI and
     `res=500` from Python; `arg("force", True)` is `--force` / `force=True`; `arg("out")` is
     `--out` / `out`."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
     if _CLI.get():
         flag = "--" + name.replace("_", "-")
         return flag if value is _UNSET or value is True else f"{flag} {value}"
@@ -96,3 +99,13 @@ class Terminated(Interrupted):
 class SigTerm(KeyboardInterrupt):
     """Raised by the CLI's SIGTERM handler. Like Ctrl-C's KeyboardInterrupt it is no Exception,
     so no `except Exception` on the way swallows it, and every clean-up runs."""
+
+
+def interruption(e: KeyboardInterrupt, completed: list[str] | None = None, what: str = "") -> Interrupted:
+    """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying which outputs are complete
+    (`completed`, or what the library attached to `e`) and `what` else happened."""
+    done = completed or list(getattr(e, "completed", ()))
+    left = f"{', '.join(done)} is complete; {what or 'nothing else was written'}" if done else "nothing was written"
+    if isinstance(e, SigTerm):
+        return Terminated(f"terminated (SIGTERM); {left}")
+    return Interrupted(f"interrupted; {left}")

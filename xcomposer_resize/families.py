@@ -22,6 +22,7 @@ class Family:
         model_types: `config.json` `model_type` values of this family.
         pos_suffix: name suffix of the position table [prefix + g*g, C].
         ids_suffix: name suffix of the optional int position-id buffer [1, prefix + g*g].
+        patch_suffix: name suffix of the patch embedding's kernel [C, 3, p, p] (the patch size p).
         exclude_prefixes: names starting with these are never the vision table (text towers).
         num_prefix_tokens: rows before the grid (CLIP: the class token).
         default_image_size, default_patch_size: what transformers assumes when config.json
@@ -32,6 +33,7 @@ class Family:
     model_types: tuple[str, ...]
     pos_suffix: str
     ids_suffix: str
+    patch_suffix: str
     exclude_prefixes: tuple[str, ...]
     num_prefix_tokens: int
     default_image_size: int
@@ -68,6 +70,7 @@ CLIP = Family(
     model_types=("clip", "clip_vision_model"),
     pos_suffix="embeddings.position_embedding.weight",
     ids_suffix="embeddings.position_ids",
+    patch_suffix="embeddings.patch_embedding.weight",
     exclude_prefixes=("text_model.",),
     num_prefix_tokens=1,
     default_image_size=224,  # transformers' CLIPVisionConfig

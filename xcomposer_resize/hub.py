@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import HubError, InputError, RepoIdError, arg
 from .sources import BIN, BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX, is_plain_name, is_weight_file
+from .text import readable
 
 METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken")
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
@@ -54,7 +55,9 @@ def resolve_source(model: str, revision: str | None = None, token: str | None = 
         if not path.is_dir():
             raise InputError(f"{model} is a file; pass the checkpoint folder that holds config.json")
         if revision is not None:
-            raise InputError(f"{arg('revision')} applies to Hub repo ids, but {model} is a local folder")
+            raise InputError(
+                f"{arg('revision')} applies to Hub repo ids, but {model} is a local folder; leave {arg('revision')} out"
+            )
         return local_source(path)
     if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
         raise InputError(f"{model} does not exist; give a checkpoint folder or a Hub repo id like owner/name")
@@ -95,7 +98,10 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     try:
         validate_repo_id(repo_id)
     except HFValidationError as e:
-        raise RepoIdError(f"{repo_id!r} is neither an existing folder nor a valid Hub repo id (owner/name)") from e
+        raise RepoIdError(
+            f"'{readable(repo_id)}' is neither an existing folder nor a valid Hub repo id (owner/name); "
+            "check the spelling"
+        ) from e
     if quiet:
         disable_progress_bars()
 

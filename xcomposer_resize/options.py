@@ -94,13 +94,12 @@ def _resolutions(res: object) -> tuple[int, ...]:
 
 
 def _path_or_id(name: str, value: object) -> str:
-    if not isinstance(value, (str, os.PathLike)):
-        raise UsageError(f"{arg(name)} must be a path (or a Hub repo id), not {type(value).__name__} {value!r}")
-    text = os.fspath(value)
-    if not isinstance(text, str):  # a bytes path
-        text = os.fsdecode(text)
+    what = "a checkpoint folder or a Hub repo id" if name == "model" else "a folder path"
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise UsageError(f"{arg(name)} must be {what}, not {type(value).__name__} {value!r}")
+    text = os.fsdecode(os.fspath(value))
     if not text.strip():
-        raise UsageError(f"{arg(name)} is empty")
+        raise UsageError(f"{arg(name)} is empty; give {what}")
     if "\0" in text:
         raise UsageError(f"{arg(name)} contains a NUL character")
     return text

@@ -86,9 +86,7 @@ def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: s
     except OSError:
         cwd = None
     if cwd is not None and (final == cwd or final in cwd.parents):
-        where = (
-            "the folder this command runs in" if final == cwd else "a folder that holds the one this command runs in"
-        )
+        where = "the current folder" if final == cwd else "a folder that holds the current folder"
         raise UsageError(
             f"{arg('out', shown)} is {where}; xcr lands its output by renaming a finished folder into place, "
             f"which cannot replace it; name a new folder, e.g. {arg('out', './' + suggest)}"
@@ -109,34 +107,65 @@ def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: s
         if problem:
             raise UsageError(problem.format(out=arg("out", shown)))
     if not parent.is_dir():
-        raise UsageError(f"cannot create {shown}: {parent} is a file, not a folder; choose another {arg('out')}")
+        raise UsageError(f"cannot create {shown}: {parent} is not a folder; choose another {arg('out')}")
+    if _read_only(parent):
+        raise UsageError(f"cannot write to {parent}: it is on a read-only file system; choose another {arg('out')}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write to {parent}: permission denied; choose another {arg('out')}")
 
 
+# What a checkpoint folder is made of: weights, configs, tokenizer and card files. A folder that
+# holds anything else (a log, a subfolder of checkpoints) is never deleted by --force.
+CHECKPOINT_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken", ".py", ".jinja", ".gitattributes")
+
+
 def replace_problem(final: Path, force: bool) -> str | None:
     """Why an existing `final` may not be replaced, as a message with an `{out}` field; None if
-    it may: an empty folder always, a checkpoint or an earlier xcr output with --force."""
+    it may: an empty folder always; with --force a checkpoint or an earlier xcr output that holds
+    nothing else."""
     if final.is_symlink() or not (final.is_dir() or final.is_file()):
         return f"{{out}} exists and is neither a folder nor a file; choose another {arg('out')}"
     if final.is_file():
         return f"{{out}} is a file; xcr writes a folder and never replaces a file; choose another {arg('out')}"
     try:
-        names = sorted(p.name for p in final.iterdir())
+        entries = sorted(final.iterdir())
     except OSError as e:
         return f"{{out}} exists and cannot be listed ({e.strerror}); choose another {arg('out')}"
-    if not names:
+    if not entries:
         return None
-    if not force:
-        return f"{{out}} already exists and is not empty; pass {arg('force', True)} to replace it"
+    names = [p.name for p in entries]
+    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if not _checkpoint_file(p)]
     if "config.json" in names and any(is_weight_file(n) for n in names):
-        return None
-    shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+        if foreign:
+            return (
+                f"{{out}} is a checkpoint but also holds {_some(foreign)}, which {arg('force', True)} would "
+                f"delete; move {'it' if len(foreign) == 1 else 'them'} out, or choose another {arg('out')}"
+            )
+        return None if force else f"{{out}} already holds a checkpoint; pass {arg('force', True)} to replace it"
     return (
-        f"{{out}} holds {len(names)} entr{'y' if len(names) == 1 else 'ies'} ({shown}) and is not a checkpoint; "
-        f"{arg('force', True)} replaces only an empty folder, a checkpoint (config.json and weights) "
-        f"or an earlier xcr output; choose another {arg('out')}"
+        f"{{out}} holds {_some(names)} and is not a checkpoint; {arg('force', True)} replaces only an empty "
+        f"folder, a checkpoint (config.json and weights) or an earlier xcr output; choose another {arg('out')}"
     )
+
+
+def _checkpoint_file(path: Path) -> bool:
+    name = path.name
+    return path.is_file() and (is_weight_file(name) or name.endswith(CHECKPOINT_SUFFIXES))
+
+
+def _some(names: list[str]) -> str:
+    shown = ", ".join(names[:3]) + (", …" if len(names) > 3 else "")
+    return f"{len(names)} entr{'y' if len(names) == 1 else 'ies'} ({shown})"
+
+
+def identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of what is at `path` now, or None when nothing is: what --force was asked
+    to replace, to be compared at landing time."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
 
 
 def _in_cached_repo(path: Path) -> bool:
@@ -156,6 +185,13 @@ def _existing_parent(path: Path) -> Path:
         if os.path.lexists(p):
             return p
     return Path("/")
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def _is_mount(path: Path) -> bool:
@@ -205,6 +241,7 @@ class Staging:
         self.lock = lock
         self.landed = False
         self.interrupts: list[BaseException] = []  # Ctrl-C/SIGTERM held back while the output landed
+        self.leftover: tuple[Path, str] | None = None  # a replaced output that could not be deleted, and why
 
     @classmethod
     def create(cls, out: Path) -> Staging:
@@ -227,10 +264,13 @@ class Staging:
             raise pending[0]
         return staging
 
-    def land(self, force: bool, mode: int, on_landed: Callable[[], None] | None = None) -> None:
+    def land(
+        self, force: bool, mode: int, seen: tuple[int, int] | None, on_landed: Callable[[], None] | None = None
+    ) -> None:
         """Rename the complete temporary to the output, with `mode` for the folder; atomic against
         other runs. Raises OutputError when the output was created or changed meanwhile (and
-        replaces nothing).
+        replaces nothing). `seen` is the identity of what was at the output when the run checked it:
+        --force replaces that, never something that appeared meanwhile (another run's output).
 
         Ctrl-C and SIGTERM are held back while the output lands and `on_landed` records it: one that
         arrives then is kept in `self.interrupts` instead of being raised, so a landed output is
@@ -248,7 +288,7 @@ class Staging:
                         raise self._changed() from e
                     raise
             else:
-                if replace_problem(self.out, force=True):
+                if identity(self.out) != seen or replace_problem(self.out, force=True):
                     raise self._changed()
                 old = self.out.parent / f".{_tag(self.out.name)}{OLD_TAG}{HOST}-{os.getpid()}"
                 os.rename(self.out, old)
@@ -263,9 +303,9 @@ class Staging:
         self._release()
         if old is not None:
             try:
-                remove(old)  # landed: a leftover is removed by the next run, never a failure
-            except OutputError:
-                pass
+                remove(old)
+            except OutputError as e:  # landed: a leftover is reported, never a failure
+                self.leftover = (old, e.message)
             except KeyboardInterrupt as e:
                 self.interrupts.append(e)
 
@@ -460,6 +500,7 @@ def _age(path: Path) -> float:
 
 
 def _alive(pid_text: str) -> bool:
+    """Whether process `pid_text` of this host is running (a zombie, killed and not yet reaped, is not)."""
     if not pid_text.isdigit():
         return False
     pid = int(pid_text)
@@ -471,7 +512,11 @@ def _alive(pid_text: str) -> bool:
         return False
     except (PermissionError, OverflowError):
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 def remove(path: Path) -> None:

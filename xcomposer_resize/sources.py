@@ -75,14 +75,29 @@ class Checkpoint:
         return [t.name for s in self.shards for t in s.tensors]
 
 
+def not_a_file(path: Path) -> str | None:
+    """What `path` is when something is there but not a regular file (a FIFO would block a read
+    forever; a dangling link is a file an interrupted download never fetched); else None."""
+    if not os.path.lexists(path) or path.is_file():
+        return None
+    if path.is_symlink() and not path.exists():
+        return "a link to a file that does not exist (an interrupted download?)"
+    if path.is_dir():
+        return "a folder, not a file"
+    return "not a regular file (a FIFO, socket or device)"
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or an InputError naming the file."""
+    what = not_a_file(path)
+    if what:
+        raise InputError(f"{path} is {what}; fix or re-download it")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise InputError(f"{path.parent} has no {path.name}; is it a Hugging Face model folder?") from e
     except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}") from e
+        raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{path} is not valid JSON ({e}); fix or re-download it") from e
     if not isinstance(data, dict):
@@ -107,6 +122,10 @@ def is_weight_file(name: str) -> bool:
 def open_checkpoint(folder: Path) -> Checkpoint:
     """Find and validate the weights in `folder`: safetensors (single or sharded) when present,
     otherwise pytorch_model.bin (single or sharded)."""
+    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN):
+        what = not_a_file(folder / name)
+        if what:
+            raise InputError(f"{folder / name} is {what}; re-download the checkpoint")
     if (folder / SAFETENSORS_INDEX).is_file():
         return _sharded(folder, SAFETENSORS_INDEX, "safetensors")
     if (folder / SAFETENSORS).is_file():
@@ -189,8 +208,10 @@ def load_bin(path: Path) -> dict[str, Any]:
 
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as f:
-            magic = f.read(2)
-        if magic not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):  # legacy torch.save pickles
+            magic = f.read(4)
+        if magic == b"PK\x03\x04":  # a zip archive's first member, but no readable end: cut short
+            raise InputError(f"{path.name} is a damaged torch zip archive (cut short?); re-download it")
+        if magic[:2] not in (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"):  # legacy torch.save pickles
             raise InputError(f"{path.name} is not a PyTorch checkpoint (neither a torch zip archive nor a pickle)")
     try:
         try:

@@ -37,3 +37,12 @@ def printable(text: str, encoding: str | None) -> str:
         except UnicodeEncodeError:
             out.append(ASCII_FALLBACKS.get(ch, "?"))
     return "".join(out)
+
+
+def readable(text: str) -> str:
+    """`text` with what UTF-8 cannot hold (surrogate-escaped bytes of a file name or an argument in
+    a C locale, lone surrogates) replaced by U+FFFD, for messages and files that must be UTF-8."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")

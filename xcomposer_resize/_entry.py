@@ -1,0 +1,35 @@
+"""The console script `xcr`: signal handlers first, then the CLI.
+
+Importing the CLI (typer, click) takes a moment; Ctrl-C or SIGTERM in that moment would otherwise
+end the process with a traceback from an import, or silently. With the handlers installed before
+anything heavy is imported, the worst case is the same one-line message as later.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import NoReturn
+
+from .errors import SigTerm, interruption
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    raise SigTerm() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def run() -> NoReturn:
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        from .cli import run as cli_run
+    except KeyboardInterrupt as e:
+        stopped = interruption(e)
+        try:
+            sys.stderr.write(f"xcr: error: {stopped.message}\n")
+            sys.stderr.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+        os._exit(stopped.exit_code)
+    cli_run()
