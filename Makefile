@@ -9,7 +9,16 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 DEMO_SRC := demo/clip-vit-tiny-patch14-336
 DEMO_OUT := demo-out/clip-vit-tiny-patch14-490
 
-.PHONY: install dev demo test lint typecheck fuzz bench demo-checkpoint clean
+# `make variants`: the InternLM-XComposer variants that need a converted tower, from VARIANTS_SRC into
+# VARIANTS_OUT/<preset>. xcr itself decides what is current (same source commit or files, same options):
+# a second `make variants` rewrites nothing, and a source that moved on is converted again.
+# internlm-xcomposer2-4khd-7b is not among them: it runs the tower at 336 px as it is.
+VARIANTS_SRC ?= openai/clip-vit-large-patch14-336
+VARIANTS_OUT ?= out
+VARIANTS ?= internlm-xcomposer2-7b internlm-xcomposer2-vl-7b internlm-xcomposer2d5-7b
+XCR_FLAGS ?=
+
+.PHONY: install dev demo test lint typecheck fuzz bench demo-checkpoint cli-doc clean variants $(VARIANTS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +42,11 @@ demo: $(VENV)/.dev         ## resize the tiny shipped checkpoint 336 -> 490 px, 
 	@echo "--- loaded with transformers:"
 	$(BIN)/python -m tests.check_demo $(DEMO_SRC) $(DEMO_OUT)
 
+variants: $(VARIANTS)  ## the XComposer variants' towers in $(VARIANTS_OUT)/ (make -j works)
+
+$(VARIANTS): $(VENV)/.runtime
+	$(BIN)/xcr resize --model $(VARIANTS_SRC) --preset $@ --out $(VARIANTS_OUT)/$@ $(XCR_FLAGS)
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check xcomposer_resize tests benchmarks
 	$(BIN)/ruff format --check xcomposer_resize tests benchmarks
@@ -48,6 +62,9 @@ fuzz: $(VENV)/.dev         ## many more property-based examples than CI runs
 
 bench: $(VENV)/.dev        ## benchmarks; writes docs/performance.md
 	$(BIN)/python benchmarks/bench.py --write docs/performance.md
+
+cli-doc: $(VENV)/.dev      ## regenerate docs/cli.md from the commands' help
+	$(BIN)/python -m tests.make_cli_doc docs/cli.md
 
 demo-checkpoint: $(VENV)/.dev  ## regenerate the shipped tiny checkpoint
 	$(BIN)/python -m tests.make_demo $(DEMO_SRC)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,12 +36,14 @@ class Request:
     method: str
     path: str
     auth: str | None
+    range: str | None = None  # the Range header: "bytes=0-100000" reads a safetensors header only
 
 
 class HubServer:
     def __init__(self) -> None:
         self.repos: dict[str, Repo] = {}
         self.requests: list[Request] = []
+        self.hooks: list[Callable[[Request], None]] = []
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -63,11 +66,12 @@ class HubServer:
         return sha
 
     def downloaded(self, repo_id: str) -> list[str]:
-        """Files of `repo_id` fetched with GET (not HEAD)."""
+        """Files of `repo_id` fetched whole with GET (not HEAD, not a header's byte range)."""
         prefix = f"/{repo_id}/resolve/"
         out = []
         for r in self.requests:
-            if r.method == "GET" and r.path.startswith(prefix):
+            closed_range = r.range is not None and re.fullmatch(r"bytes=\d+-\d+", r.range)
+            if r.method == "GET" and r.path.startswith(prefix) and not closed_range:
                 out.append(r.path[len(prefix) :].split("/", 1)[1])
         return out
 
@@ -92,7 +96,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, body: bool) -> None:
         path = unquote(urlsplit(self.path).path)
         with self.hub.lock:
-            self.hub.requests.append(Request(self.command, path, self.headers.get("Authorization")))
+            request = Request(self.command, path, self.headers.get("Authorization"), self.headers.get("Range"))
+            self.hub.requests.append(request)
+        for hook in list(self.hub.hooks):  # tests change the repos between requests (a branch moving on)
+            hook(request)
         m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if m:
             repo_id, rev = m.group(1), m.group(2) or "main"
@@ -163,20 +170,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self, local: Path, sha: str, body: bool) -> None:
         data = local.read_bytes()
         etag = '"' + hashlib.sha256(data).hexdigest() + '"'
-        start, status = 0, 200
-        m = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", ""))
-        if m and body:
-            start, status = min(int(m.group(1)), len(data)), 206
+        start, end, status = 0, len(data), 200
+        m = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
+        if m and body:  # `bytes=N-` (resumed downloads) and `bytes=N-M` (safetensors headers)
+            start = min(int(m.group(1)), len(data))
+            end = min(int(m.group(2)) + 1, len(data)) if m.group(2) else len(data)
+            status = 206
         self.send_response(status)
         self.send_header("X-Repo-Commit", sha)
         self.send_header("ETag", etag)
         self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Length", str(len(data) - start))
+        self.send_header("Content-Length", str(end - start))
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
         self.end_headers()
         if body:
-            self.wfile.write(data[start:])
+            self.wfile.write(data[start:end])
 
     def _error(self, status: int, code: str, message: str) -> None:
         raw = json.dumps({"error": message}).encode()

@@ -45,7 +45,7 @@ def test_json_is_one_object_on_stdout(xcr: Any, make_ckpt: Any, tmp_path: Path) 
     assert r.code == 0 and r.err == ""
     data = json.loads(r.out)
     assert set(data) >= {"source", "outputs", "tensors_rewritten", "bytes_written", "seconds"}
-    assert data["outputs"] == [{"path": str(tmp_path / "out"), "res": 224, "grid": [16, 16]}]
+    assert data["outputs"] == [{"path": str(tmp_path / "out"), "res": 224, "grid": [16, 16], "up_to_date": False}]
     assert data["tensors_rewritten"] == [
         "vision_model.embeddings.position_embedding.weight",
         "vision_model.embeddings.position_ids",
@@ -300,11 +300,21 @@ def test_no_arguments_shows_the_normal_help(how: str) -> None:
     assert len(lines) > 5
 
 
-def test_res_given_twice_is_refused(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+def test_several_res_need_a_res_placeholder_in_out(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
     r = xcr("resize", "--model", make_ckpt(), "--res", 224, "--res", 490, "--out", tmp_path / "out")
     assert r.code == 2
-    assert one_error_line(r.err) == "xcr: error: --res is given 2 times (224, 490); give one resolution per run"
+    assert one_error_line(r.err) == (
+        "xcr: error: --out names one folder; with several resolutions it must hold {res}, e.g. --out ckpt/clip-{res}"
+    )
     assert not (tmp_path / "out").exists()
+
+
+def test_res_or_preset_is_needed(xcr: Any, make_ckpt: Any) -> None:
+    r = xcr("resize", "--model", make_ckpt())
+    assert (
+        r.code == 2
+        and one_error_line(r.err) == "xcr: error: give --res N (repeatable) or --preset NAME (see xcr presets)"
+    )
 
 
 def test_a_huge_res_says_the_largest_that_works(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
@@ -435,7 +445,7 @@ def test_out_with_a_tilde_is_expanded(make_ckpt: Any, tmp_path: Path) -> None:
         ({"res": 490, "mode": "lanczos"}, "mode must be one of bicubic, bilinear, nearest, area, not 'lanczos'"),
         ({"res": 490, "force": "yes"}, "force must be True or False, not 'yes'"),
         ({"res": 490, "mode": "nearest", "antialias": True}, "antialias=True works only with mode bicubic or bilinear"),
-        ({"res": [224, 490], "out": "x"}, "out names one folder; with several resolutions leave it out"),
+        ({"res": [224, 490], "out": "x"}, "out names one folder; with several resolutions it must hold {res}"),
         ({"res": 490, "token": 5}, "token must be a non-empty string or None, not int"),
     ],
 )

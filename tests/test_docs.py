@@ -59,3 +59,9 @@ def test_bench_script_runs_on_a_tiny_replica(tmp_path: Path) -> None:
     for row in ("| cp -r |", "| xcr resize |", "| transformers round trip |", "xcr --help", "xcr resize --help"):
         assert row in text
     assert "Machine:" in text and "make bench" in text
+
+
+def test_the_cli_reference_is_current() -> None:
+    from tests.make_cli_doc import reference
+
+    assert (REPO / "docs" / "cli.md").read_text() == reference(), "docs/cli.md is stale: run make cli-doc"

@@ -27,7 +27,7 @@ from . import __version__
 from .errors import OutputError, SigTerm, UsageError, XcrError, cli_spelling, interruption
 from .text import human_bytes, printable
 
-DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
+DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"  # presets.DEFAULT_MODEL, here without importing it
 
 app = typer.Typer(
     name="xcr",
@@ -45,6 +45,13 @@ class Device(str, enum.Enum):
     cuda = "cuda"
 
 
+class DType(str, enum.Enum):
+    keep = "keep"
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
 class Mode(str, enum.Enum):
     bicubic = "bicubic"
     bilinear = "bilinear"
@@ -56,6 +63,22 @@ def _version(value: bool) -> None:
     if value:
         _write(sys.stdout, f"xcr {__version__}\n")
         raise typer.Exit()
+
+
+# options shared by the commands that read a source
+Revision = Annotated[
+    str | None,
+    typer.Option("--revision", metavar="REV", help="Hub branch, tag or commit (default main).", show_default=False),
+]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        metavar="TOKEN",
+        help="Hub token (default: HF_TOKEN or the saved login). Never printed or saved.",
+        show_default=False,
+    ),
+]
 
 
 @app.callback()
@@ -70,22 +93,45 @@ def root(
 @app.command()
 def resize(
     res: Annotated[
-        list[int],
+        list[int] | None,
         typer.Option(
             "--res",
             "-r",
-            help="Target input size in pixels: a multiple of the patch size (14 for ViT-L/14), e.g. 224 or 490.",
+            metavar="PIXELS",
+            help="Target input size in pixels: a multiple of the patch size (14 for ViT-L/14), e.g. 224 or 490. "
+            "Repeat it for several outputs from one read of the source.",
             show_default=False,
         ),
-    ],
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint folder, or Hub repo id.")] = DEFAULT_MODEL,
+    ] = None,
+    preset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--preset",
+            "-p",
+            metavar="NAME",
+            help="Instead of --res: the resolution of an InternLM-XComposer variant (see xcr presets). Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="PATH|REPO",
+            help=f"Checkpoint folder, or Hub repo id. Default: {DEFAULT_MODEL}.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         str | None,
         typer.Option(
             "--out",
             "-o",
-            help="Output folder (~ is expanded; a link to a folder is followed). Default: the source's name "
-            "with its resolution replaced, in the current folder.",
+            metavar="DIR",
+            help="Output folder (~ is expanded; a link to a folder is followed); with several resolutions it "
+            "must hold {res}, e.g. ckpt/clip-{res}. Default: the source's name with its resolution replaced, "
+            "in the current folder.",
             show_default=False,
         ),
     ] = None,
@@ -94,6 +140,27 @@ def resize(
         typer.Option(
             "--force",
             help="Replace an existing checkpoint or earlier output (only once the new one is complete).",
+        ),
+    ] = False,
+    dtype: Annotated[
+        DType,
+        typer.Option(
+            "--dtype",
+            help="Cast every floating tensor of the output; the table is still resampled in float32 and cast once.",
+        ),
+    ] = DType.keep,
+    vision_only: Annotated[
+        bool,
+        typer.Option(
+            "--vision-only",
+            help="Write only the vision tower, with a vision config that CLIPVisionModel loads (XComposer, LLaVA).",
+        ),
+    ] = False,
+    with_projection: Annotated[
+        bool,
+        typer.Option(
+            "--with-projection",
+            help="With --vision-only: keep visual_projection, for CLIPVisionModelWithProjection.",
         ),
     ] = False,
     device: Annotated[
@@ -116,17 +183,12 @@ def resize(
             "--antialias", help="Antialiased bicubic/bilinear (timm's and open_clip's default; changes numbers)."
         ),
     ] = False,
-    revision: Annotated[
-        str | None, typer.Option("--revision", help="Hub branch, tag or commit (default main).", show_default=False)
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="Hub token (default: HF_TOKEN or the saved login). Never printed or saved.",
-            show_default=False,
-        ),
-    ] = None,
+    fsync: Annotated[
+        bool,
+        typer.Option("--fsync", help="Flush every file and the folder to the disk before and after the output lands."),
+    ] = False,
+    revision: Revision = None,
+    token: Token = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; no progress.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
@@ -137,14 +199,14 @@ def resize(
     landed: list[Any] = []  # outputs in place, recorded by the library the instant each lands
     result = None
     try:
-        if len(res) > 1:
-            given = ", ".join(str(r) for r in res)
-            raise UsageError(f"--res is given {len(res)} times ({given}); give one resolution per run")
+        if not res and not preset:
+            raise UsageError("give --res N (repeatable) or --preset NAME (see xcr presets)")
         if json_out and _closed(sys.stdout):
             raise UsageError("--json: standard output is closed, so the result would have nowhere to go")
         options = build_options(
-            model, res[0], out, force=force, device=device.value, mode=mode.value, antialias=antialias,
-            revision=revision, token=token,
+            model, res or None, out, preset=preset or None, force=force, device=device.value, mode=mode.value,
+            antialias=antialias, revision=revision, token=token, dtype=dtype.value, vision_only=vision_only,
+            with_projection=with_projection, fsync=fsync,
         )  # fmt: skip
         silent = quiet or json_out
         with _Progress(silent) as progress:
@@ -156,7 +218,7 @@ def resize(
             raise interruption(e, [o.path for o in landed]) from None
     # The output has landed: from here on only a --json result that cannot be written fails the run.
     assert result is not None
-    paths = ", ".join(o.path for o in result.outputs)
+    paths = ", ".join(o.path for o in result.outputs) or "nothing"
     try:
         if json_out:
             problem = _write(sys.stdout, json.dumps(result.to_json()) + "\n")
@@ -172,32 +234,126 @@ def resize(
             raise interruption(e, outputs, what="its --json result was not written") from None
 
 
+@app.command()
+def presets(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON list on stdout.")] = False,
+) -> None:
+    """List the InternLM-XComposer variants and the resolution each runs its CLIP tower at."""
+    from . import presets as table
+
+    if json_out:
+        problem = _write(sys.stdout, json.dumps(table.as_json()) + "\n")
+        if problem:
+            raise OutputError(f"the presets could not be written to stdout: {problem}")
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    grid = Table(box=None, pad_edge=False, show_edge=False)
+    for column in ("preset", "res", "grid", "note"):
+        grid.add_column(column, overflow="fold")
+    for p in table.PRESETS:
+        grid.add_row(p.name, str(p.res), f"{p.grid}×{p.grid}", escape(p.note))
+    _write(sys.stdout, _render([grid], sys.stdout) + f"source of every preset: {table.DEFAULT_MODEL}\n")
+
+
+@app.command()
+def inspect(
+    model: Annotated[
+        str, typer.Argument(metavar="PATH|REPO", help="Checkpoint folder, or Hub repo id.", show_default=False)
+    ],
+    revision: Revision = None,
+    token: Token = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Show what xcr sees in a checkpoint (grid, table, sizes, files) without converting; for a Hub
+    repo, without downloading weights."""
+    from .inspection import inspect as look
+
+    try:
+        found = look(model, revision=revision, token=token)
+    except KeyboardInterrupt as e:
+        raise interruption(e) from None
+    if json_out:
+        problem = _write(sys.stdout, json.dumps(found.to_json()) + "\n")
+        if problem:
+            raise OutputError(f"the --json result could not be written to stdout: {problem}")
+        return
+    _write(sys.stdout, _inspection(found))
+
+
+def _inspection(found: Any) -> str:
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = Table(box=None, show_header=False, pad_edge=False)
+    rows.add_column(style="bold")
+    rows.add_column(overflow="fold")
+    t = found.table
+    g, p = found.grid, found.patch_size
+    stated = "" if found.stated else " (not in config.json: transformers' defaults)"
+    rows.add_row("source", escape(found.source) + (f" @ {found.revision[:12]}" if found.revision else ""))
+    rows.add_row(
+        "family", f"{found.family} ({found.model_type}; {', '.join(found.architectures) or 'no architectures'})"
+    )
+    rows.add_row("input", f"{found.image_size} px, {p}-px patches, a {g[0]}×{g[1]} grid{stated}")
+    if t:
+        implied = "" if t.known_from == "weights" else " (implied by config.json: the weights are not on this machine)"
+        rows.add_row(
+            "position table", f"{escape(t.name)} {t.dtype} {t.shape}, {found.prefix_tokens} prefix row{implied}"
+        )
+    rows.add_row("position ids", escape(found.position_ids or "none"))
+    a = found.accepted_res
+    rows.add_row("--res accepted", f"multiples of {a['multiple_of']} from {a['min']} to {a['max']}")
+    if found.parameters is not None:
+        kinds = ", ".join(f"{d} {n:,}" for d, n in sorted(found.dtypes.items()))
+        rows.add_row("parameters", f"{found.parameters:,} ({kinds})")
+    files = ", ".join(f"{escape(w['name'])} ({_size(w['bytes'])})" for w in found.weight_files) or "none"
+    where = "on this machine" if found.weights_local else "not downloaded"
+    sharding = "sharded, " if found.sharded else ""
+    rows.add_row("weights", f"{found.weights_format or 'none'}, {sharding}{where}: {files}")
+    for name, sizes in found.processors.items():
+        rows.add_row(escape(name), escape(", ".join(f"{k} {json.dumps(v)}" for k, v in sizes.items()) or "no sizes"))
+    if found.download is not None:
+        d = found.download
+        rows.add_row("a conversion downloads", f"{len(d['files'])} files, {_size(d['bytes'])} (weights and metadata)")
+    rows.add_row("files", f"{len(found.files)}, {_size(sum(f['bytes'] or 0 for f in found.files))}")
+    return _render([rows], sys.stdout)
+
+
+def _size(n: int | None) -> str:
+    return "size unknown" if n is None else human_bytes(n)
+
+
 def _summary(result: Any) -> str:
     from rich.markup import escape
 
-    rewritten = ", ".join(result.tensors_rewritten) or "none (grid unchanged)"
-    lines = [
-        f"[green]✓[/green] {escape(o.path)}  [dim]{o.res} px, {o.grid[0]}×{o.grid[1]} grid[/dim]"
-        for o in result.outputs
-    ]
+    if not result.outputs:
+        return _render(["nothing to write: no conversion is needed (see the note above)"], sys.stdout)
+    lines = []
+    for o in result.outputs:
+        done = " (up to date)" if o.up_to_date else ""
+        lines.append(f"[green]✓[/green] {escape(o.path)}  [dim]{o.res} px, {o.grid[0]}×{o.grid[1]} grid{done}[/dim]")
     lines.append(f"  from {escape(result.source)}" + (f" @ {result.revision[:12]}" if result.revision else ""))
-    lines.append(f"  rewritten: {escape(rewritten)}")
-    lines.append(f"  {human_bytes(result.bytes_written)} in {result.seconds:.1f} s")
+    if result.bytes_written:
+        lines.append(f"  rewritten: {escape(', '.join(result.tensors_rewritten) or 'none (grid unchanged)')}")
+        lines.append(f"  {human_bytes(result.bytes_written)} in {result.seconds:.1f} s")
     return _render(lines, sys.stdout)
 
 
-def _render(lines: list[str], stream: IO[str] | None) -> str:
-    """rich markup → text for `stream`: colours only on a terminal, no line wrapping."""
+def _render(lines: list[Any], stream: IO[str] | None) -> str:
+    """rich markup (or renderables) → text for `stream`: colours only on a terminal, no wrapping."""
     from rich.console import Console
 
     tty = _isatty(stream)
     buf = io.StringIO()
     console = Console(
-        file=buf, force_terminal=tty, color_system="auto" if tty else None, highlight=False, soft_wrap=True
-    )
+        file=buf, force_terminal=tty, color_system="auto" if tty else None, highlight=False, soft_wrap=True,
+        width=200 if not tty else None,
+    )  # fmt: skip
     for line in lines:
         console.print(line)
-    return buf.getvalue()
+    return "".join(line.rstrip() + "\n" for line in buf.getvalue().splitlines())
 
 
 class _Progress:

@@ -90,6 +90,23 @@ def rewrite_config(config: dict[str, Any], family: Family, sizes: VisionSizes, r
     return out
 
 
+DTYPE_KEYS = ("torch_dtype", "dtype")  # transformers 4 writes the first, 5 the second (and reads both)
+
+
+def set_dtype(config: dict[str, Any], dtype: str) -> dict[str, Any]:
+    """A copy of `config` that states `dtype` ("float16", ...) wherever it states a dtype (the top
+    level and the sub-configs that give one); at the top level at least, as `torch_dtype`."""
+    out = copy.deepcopy(config)
+    blocks = [out, *(v for v in out.values() if isinstance(v, dict))]
+    for block in blocks:
+        for key in DTYPE_KEYS:
+            if block.get(key) is not None:
+                block[key] = dtype
+    if not any(out.get(key) for key in DTYPE_KEYS):
+        out["torch_dtype"] = dtype
+    return out
+
+
 def rewrite_processor(data: dict[str, Any], res: int, filename: str) -> dict[str, Any]:
     """A copy of a processor file with every image size set to `res`, each in the form it had.
 
@@ -170,7 +187,11 @@ class CardInfo:
     antialias: bool
     tensors: tuple[str, ...]
     version: str
-    vision_only: bool = False
+    vision_only: bool = False  # the output holds the vision tower only
+    architecture: str | None = None  # of a vision-only output
+    dtype: str | None = None  # a dtype every floating tensor was cast to (None: kept)
+    source_dtype: str | None = None
+    record: dict[str, Any] | None = None  # what made the output (record.py), in the front matter
 
 
 @dataclass(frozen=True)
@@ -243,7 +264,8 @@ def method_text(mode: str, antialias: bool) -> str:
 
 def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     """README.md for the output: Hugging Face YAML metadata inherited from the source's card where
-    it still holds, what was done, and the source's card below. Deterministic."""
+    it still holds, what was done, what made it (the record, last in the front matter), and the
+    source's card below. Deterministic."""
     import yaml
 
     meta: dict[str, Any] = {}
@@ -264,6 +286,8 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         if tag not in tags:
             tags.append(tag)
     meta["tags"] = tags
+    if info.record is not None:
+        meta["xcomposer_resize"] = info.record
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
 
     revision = f" at revision `{info.revision}`" if info.revision else ""
@@ -286,9 +310,16 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         f"| grid | {info.old_grid}×{info.old_grid} → {info.new_grid}×{info.new_grid} |",
         f"| method | {method_text(info.mode, info.antialias)}; class token copied; float32 compute |",
         f"| tensors rewritten | {', '.join(f'`{t}`' for t in info.tensors) or 'none'} |",
+        *([f"| tower | the vision tower only (`{info.architecture}`) |"] if info.vision_only else []),
+        *([f"| dtype | every floating tensor cast to {info.dtype} (from {info.source_dtype}) |"] if info.dtype else []),
         f"| tool | xcomposer-resize {info.version} |",
         "",
-        "Every other tensor is byte-identical to the source. `config.json` and the processor files "
+        (
+            "Every other tensor is byte-identical to the source. "
+            if not info.dtype
+            else "Every other tensor holds the source's values, cast as `tensor.to(dtype)` casts them. "
+        )
+        + "`config.json` and the processor files "
         "state the new resolution, so `from_pretrained` loads it at "
         f"{info.new_res} px with no edits. With the default method the position table equals what "
         "InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding` compute.",

@@ -1,4 +1,4 @@
-"""The one orchestration: source → plan → write to a temporary folder → verify → land.
+"""The one orchestration: source → plan → for each target: write a temporary folder → verify → land.
 
 `resize()` is the library's entry point; the CLI is a thin face over it.
 """
@@ -16,24 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from . import __version__, record
 from .configs import (
-    PROCESSOR_FILES,
     CardInfo,
-    SourceCard,
     VisionSizes,
     dump_json,
     model_card,
-    parse_card,
     rewrite_config,
     rewrite_processor,
+    set_dtype,
     vision_sizes,
 )
 from .errors import InputError, OutputError, UsageError, XcrError, arg
 from .families import Family, family_for
-from .interpolate import grid_side
 from .options import Options, build_options
-from .output import Staging, check_output, clean_stale, default_name, identity, output_paths
+from .output import Staging, check_existing, check_place, clean_stale, default_name, identity, output_paths
+from .plan import CARD, Plan, check_processors, make_plan, out_tensors, planned_bytes
 from .safetensors_io import (
     DTYPE_SIZES,
     Buffer,
@@ -44,9 +42,10 @@ from .safetensors_io import (
     read_header,
     tensor_bytes,
     tensor_from_bytes,
+    torch_dtype,
     write_file,
 )
-from .sources import Checkpoint, SourceTensor, check_readable, is_weight_file, not_a_file, open_checkpoint, read_json
+from .sources import SourceTensor, read_json
 from .text import human_bytes
 
 if TYPE_CHECKING:
@@ -55,10 +54,7 @@ if TYPE_CHECKING:
     from .hub import Source
     from .worker import Worker
 
-DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"
 MAX_TABLE_BYTES = 2 << 30  # refuse position tables larger than this (float32)
-CARD = "README.md"
-REWRITTEN_FILES = ("config.json", *PROCESSOR_FILES, CARD)
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 NoteFn = Callable[[str], None]
@@ -66,13 +62,16 @@ NoteFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Target:
-    """One output: a resolution, the path as the user named it, the folder it lands in, and the
-    identity of what was there when it was checked (what --force may replace)."""
+    """One output: a resolution, the path as the user named it, the folder it lands in, the
+    identity of what was there when it was checked (what --force may replace), what its record
+    will say, and whether it is already there (up to date)."""
 
     res: int
     shown: Path
     final: Path
     seen: tuple[int, int] | None = None
+    want: dict[str, Any] = field(default_factory=dict)
+    up_to_date: bool = False
 
     def grid(self, patch: int) -> int:
         return self.res // patch
@@ -83,6 +82,7 @@ class OutputReport:
     path: str
     res: int
     grid: tuple[int, int]
+    up_to_date: bool = False  # already there from an earlier run: nothing was rewritten
 
 
 LandedFn = Callable[[OutputReport], None]
@@ -98,64 +98,64 @@ class Result:
     tensors_rewritten: list[str]
     bytes_written: int
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "revision": self.revision,
-            "outputs": [{"path": o.path, "res": o.res, "grid": list(o.grid)} for o in self.outputs],
+            "outputs": [
+                {"path": o.path, "res": o.res, "grid": list(o.grid), "up_to_date": o.up_to_date} for o in self.outputs
+            ],
             "tensors_rewritten": self.tensors_rewritten,
             "bytes_written": self.bytes_written,
             "seconds": round(self.seconds, 3),
+            "notes": self.notes,
         }
 
 
-@dataclass
-class Plan:
-    """Everything known about the source before a byte is written."""
-
-    source: Source
-    family: Family
-    config: dict[str, Any]
-    sizes: VisionSizes
-    targets: list[Target]
-    checkpoint: Checkpoint
-    pos: SourceTensor  # the position table [prefix + g*g, C]
-    ids: SourceTensor | None  # the position-id buffer [1, prefix + g*g], when the checkpoint has one
-    processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # processor file name → its JSON
-    card: SourceCard | None = None  # the source's README.md
-    carried: list[Path] = field(default_factory=list)  # other top-level files, copied as they are
-    notes: list[str] = field(default_factory=list)  # what the user should know about the source
-
-
 def resize(
-    model: str | os.PathLike[str] = DEFAULT_MODEL,
-    res: int | Sequence[int] = 490,
+    model: str | os.PathLike[str] | None = None,
+    res: int | Sequence[int] | None = None,
     out: str | os.PathLike[str] | None = None,
     *,
+    preset: str | Sequence[str] | None = None,
     force: bool = False,
     device: str = "cpu",
     mode: str = "bicubic",
     antialias: bool = False,
     revision: str | None = None,
     token: str | None = None,
+    dtype: str = "keep",
+    vision_only: bool = False,
+    with_projection: bool = False,
+    fsync: bool = False,
     quiet: bool = True,
     on_progress: ProgressFn | None = None,
     on_note: NoteFn | None = None,
 ) -> Result:
     """Convert `model` (a folder, or a Hub repo id) to each resolution in `res` (pixels).
 
-    Writes one folder per resolution (`out`, or a name derived from the source's), each a
-    complete checkpoint whose config and processor files state the new resolution. Raises
-    XcrError subclasses; nothing is left behind for an output that fails.
+    Writes one folder per resolution (`out`, which holds `{res}` when there are several, or a name
+    derived from the source's), each a complete checkpoint whose config and processor files state
+    the new resolution, each landed on its own. An output already made by an earlier run with the
+    same source and options is left as it is ("up to date"). Raises XcrError subclasses; nothing
+    is left behind for an output that fails.
+
+    `res` or `preset` (names from `xcr presets`) chooses the resolutions (default 490); `model`
+    defaults to the presets' source, openai/clip-vit-large-patch14-336. `dtype` casts every
+    floating tensor (keep, float32, float16, bfloat16); `vision_only` writes the vision tower alone
+    (`with_projection`: with visual_projection); `fsync` flushes the output to the disk.
 
     `device` defaults to "cpu": CPU bicubic is the one transformers and XComposer compute, bit for
     bit; CUDA's kernel differs by up to one ulp when upsampling (measured on an H100), and the
     table is small enough that the GPU saves nothing. "auto" picks CUDA when present.
     """
     options = build_options(
-        model, res, out, force=force, device=device, mode=mode, antialias=antialias, revision=revision, token=token
-    )
+        model, res, out, preset=preset, force=force, device=device, mode=mode, antialias=antialias,
+        revision=revision, token=token, dtype=dtype, vision_only=vision_only, with_projection=with_projection,
+        fsync=fsync,
+    )  # fmt: skip
     return convert(options, quiet=quiet, on_progress=on_progress, on_note=on_note)
 
 
@@ -170,7 +170,17 @@ def convert(
     """`resize()` for an already validated `Options` value. `on_landed` is called with each output
     the instant it is in place (before anything else can interrupt the run)."""
     started = time.perf_counter()
-    note = on_note or (lambda _msg: None)
+    notes: list[str] = []
+
+    def note(message: str) -> None:
+        notes.append(message)
+        if on_note:
+            on_note(message)
+
+    for message in options.notes:
+        note(message)
+    if not options.resolutions:  # presets that need no conversion
+        return Result(options.model, None, [], [], 0, time.perf_counter() - started, notes)
 
     from .hub import resolve_source
 
@@ -179,27 +189,38 @@ def convert(
     family = family_for(config)
     sizes = vision_sizes(config, family)
     width = _config_width(config, family)
-    if sizes.stated:  # judge --res and --out now, before any weight is downloaded
-        targets = [_target(options, source, sizes, width, family.num_prefix_tokens, r) for r in options.resolutions]
-        if options.device == "cuda":
-            _check_cuda()
+    fingerprint = record.fingerprint(source)
+    plan = None
+    if not sizes.stated:  # sizes assumed: first the weights must agree, or every --res hint would be wrong
         source.fetch_weights()
-        plan = _plan(source, family, config, sizes)
-    else:  # sizes assumed: first the weights must agree, or every --res hint would be wrong
-        source.fetch_weights()
-        plan = _plan(source, family, config, sizes)
+        plan = make_plan(source, family, config, sizes, options)
         note(f"config.json does not state the vision {' and '.join(sizes.missing)}; transformers assumes "
              f"{sizes.image_size} px with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
-        targets = [_target(options, source, sizes, width, family.num_prefix_tokens, r) for r in options.resolutions]
-        if options.device == "cuda":
-            _check_cuda()
-    _plan_targets(plan, targets)
+    targets = _targets(options, source, sizes, width, family.num_prefix_tokens, fingerprint)
+    if options.device == "cuda":
+        _check_cuda()
+    reports = [
+        OutputReport(str(t.shown), t.res, (t.grid(sizes.patch_size),) * 2, True) for t in targets if t.up_to_date
+    ]
+    for r in reports:  # complete already: what an interruption now must not report as lost
+        if on_landed:
+            on_landed(r)
+    todo = [t for t in targets if not t.up_to_date]
+    if not todo:
+        return Result(source.display, source.revision, reports, [], 0, time.perf_counter() - started, notes)
+
+    if plan is None:
+        source.fetch_weights()
+        plan = make_plan(source, family, config, sizes, options)
+    for t in todo:
+        _check_cost(t.res, sizes.patch_size, plan.pos.shape[1], family.num_prefix_tokens)
+    check_processors(plan, todo[0].res)
     for message in plan.notes:
         note(message)
-    if any(t.grid(sizes.patch_size) == sizes.grid for t in targets):
+    if any(t.grid(sizes.patch_size) == sizes.grid for t in todo):
         note(f"the position grid is already {sizes.grid}×{sizes.grid} at {sizes.image_size} px: writing it unchanged")
 
-    total = sum(_planned_bytes(plan, t) for t in targets)
+    total = sum(planned_bytes(plan, t.grid(sizes.patch_size)) for t in todo)
     done = 0
 
     def progress(n: int) -> None:
@@ -208,11 +229,10 @@ def convert(
         if on_progress:
             on_progress(done, total)
 
-    reports: list[OutputReport] = []  # what has landed, recorded the instant it landed
     written = 0
     rewritten: set[str] = set()
 
-    def record(target: Target, nbytes: int, names: tuple[str, ...]) -> None:
+    def landed(target: Target, nbytes: int, names: tuple[str, ...]) -> None:
         nonlocal written
         g = target.grid(sizes.patch_size)
         reports.append(OutputReport(str(target.shown), target.res, (g, g)))
@@ -221,11 +241,11 @@ def convert(
         if on_landed:
             on_landed(reports[-1])
 
-    worker = _start_worker(plan)
+    worker = _start_worker(plan, todo)
     try:
-        for i, target in enumerate(targets):
-            interrupts = _write_target(plan, target, options, progress, worker, functools.partial(record, target), note)
-            if interrupts and i + 1 < len(targets):
+        for i, target in enumerate(todo):
+            interrupts = _write_target(plan, target, progress, worker, functools.partial(landed, target), note)
+            if interrupts and i + 1 < len(todo):
                 raise interrupts[0]  # Ctrl-C while this output landed: stop before the next one
         if worker:
             worker.close()
@@ -237,6 +257,8 @@ def convert(
                 _mention_completed(e, [r.path for r in reports])
             raise
         # every output landed and then came Ctrl-C or SIGTERM: the run is done, nothing may undo that
+    order = {str(t.shown): i for i, t in enumerate(targets)}
+    reports.sort(key=lambda r: order[r.path])
     return Result(
         source=source.display,
         revision=source.revision,
@@ -244,6 +266,7 @@ def convert(
         tensors_rewritten=sorted(rewritten),
         bytes_written=written,
         seconds=time.perf_counter() - started,
+        notes=notes,
     )
 
 
@@ -258,14 +281,39 @@ def _mention_completed(e: BaseException, paths: list[str]) -> None:
 # ---------------------------------------------------------------- checks before any work
 
 
-def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int, res: int) -> Target:
+def _targets(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int,
+             fingerprint: str) -> list[Target]:  # fmt: skip
+    targets = [_target(options, source, sizes, width, prefix, r, fingerprint) for r in options.resolutions]
+    seen: dict[Path, int] = {}
+    for t in targets:
+        if t.final in seen:
+            raise UsageError(
+                f"{arg('res', seen[t.final])} and {arg('res', t.res)} would both be written to {t.final}; "
+                f"give {arg('out')} a {{res}} that tells them apart"
+            )
+        seen[t.final] = t.res
+    return targets
+
+
+def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int, res: int,
+            fingerprint: str) -> Target:  # fmt: skip
     _check_res(res, sizes.patch_size, width, prefix)
     name = default_name(source.name, sizes.image_size, res)
-    shown, final = output_paths(options.out, name)
-    check_output(final, shown, source.folder, options.force, suggest=name)
-    if clean_stale(final):  # a killed --force run's output was put back: judge the folder again
-        check_output(final, shown, source.folder, options.force, suggest=name)
-    return Target(res, shown, final, identity(final))
+    shown, final = output_paths(options.out_for(res), name)
+    check_place(final, shown, source.folder, suggest=name)
+    clean_stale(final)  # after the checks: a refused run touches nothing
+    want = record.wanted(options, fingerprint, res)
+    if not options.force and final.is_dir() and not final.is_symlink() and any(final.iterdir()):
+        verdict = record.check(final, want)
+        if verdict.up_to_date:
+            return Target(res, shown, final, identity(final), want, up_to_date=True)
+        if verdict.reason:
+            raise UsageError(
+                f"{arg('out', shown)} holds an earlier xcr output that {verdict.reason}; "
+                f"pass {arg('force', True)} to replace it"
+            )
+    check_existing(final, shown, options.force)
+    return Target(res, shown, final, identity(final), want)
 
 
 def _largest_grid(width: int, prefix: int) -> int:
@@ -316,151 +364,12 @@ def _check_cuda() -> None:
         )
 
 
-# ---------------------------------------------------------------- plan
-
-
-def _plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes) -> Plan:
-    """Open the weights, find the position table and check it against the config, read the
-    other files: everything but the targets."""
-    ckpt = open_checkpoint(source.folder)
-    names = ckpt.names
-    pos_name = family.find(names, family.pos_suffix)
-    if pos_name is None:
-        raise InputError(
-            f"no vision position table (*{family.pos_suffix}) among the {len(names)} tensors "
-            f"(first: {', '.join(names[:3]) or 'none'}); is this a {family.name} vision checkpoint?"
-        )
-    pos = ckpt.tensor(pos_name)
-    prefix = family.num_prefix_tokens
-    if pos.dtype not in ("F16", "BF16", "F32", "F64") or len(pos.shape) != 2:
-        raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float [rows, channels] table")
-    rows, width = pos.shape
-    grid = grid_side(rows - prefix)
-    if grid is None:
-        raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
-    if grid != sizes.grid:
-        raise InputError(_disagreement(sizes, grid, _patch_of(ckpt, family), pos_name))
-    ids = None
-    ids_name = family.find(names, family.ids_suffix)
-    if ids_name is not None:
-        ids = ckpt.tensor(ids_name)
-        if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
-            raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
-    plan = Plan(source, family, config, sizes, [], ckpt, pos, ids)
-    _plan_files(plan)
-    return plan
-
-
-def _plan_targets(plan: Plan, targets: list[Target]) -> None:
-    """Add the targets, checked against the table's real width and the processor files' forms."""
-    for t in targets:
-        _check_cost(t.res, plan.sizes.patch_size, plan.pos.shape[1], plan.family.num_prefix_tokens)
-    for name, data in plan.processors.items():
-        rewrite_processor(data, targets[0].res, name)  # refuse a size form we cannot rewrite, now
-    plan.targets = targets
-
-
-def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
-    """The patch size the weights were made for: the patch embedding's kernel [C, 3, p, p]."""
-    name = family.find(ckpt.names, family.patch_suffix)
-    shape = ckpt.tensor(name).shape if name else ()
-    return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
-
-
-def _disagreement(sizes: VisionSizes, grid: int, patch: int | None, pos_name: str) -> str:
-    """What is wrong when the config's grid is not the weights', and what to write in the config."""
-    weights = f"{pos_name} holds a {grid}×{grid} grid"
-    fix = "fix config.json or use the weights it was made for"
-    if patch:
-        weights += f" of {patch}-px patches ({grid * patch} px)"
-        fix = f'set "image_size": {grid * patch}, "patch_size": {patch} in its vision config'
-    if sizes.missing:
-        said = f"does not state the vision {' and '.join(sizes.missing)}, so transformers assumes"
-    else:
-        said = "says"
-    return (
-        f"config.json {said} {sizes.image_size} px with {sizes.patch_size}-px patches ({sizes.grid}×{sizes.grid}) "
-        f"but {weights}; the config and the weights disagree: {fix}"
-    )
-
-
-def _plan_files(plan: Plan) -> None:
-    """Read the processor files and the model card, and find the files to carry over, checking
-    now that every one of them can be read: a source problem is found before gigabytes move."""
-    folder = plan.source.folder
-    try:
-        entries = sorted(folder.iterdir())
-    except OSError as e:
-        raise InputError(f"cannot list the source folder {folder}: {e.strerror or e}; check its permissions") from e
-    for entry in entries:
-        name = entry.name
-        if name == "config.json" or is_weight_file(name) or (entry.is_dir() and not entry.is_symlink()):
-            continue  # read already; weights of other formats; subfolders
-        what = not_a_file(entry)
-        if what and name in REWRITTEN_FILES:
-            raise InputError(f"{entry} is {what}; fix or remove it")
-        if what:
-            plan.notes.append(f"{name} is not carried over: it is {what}")
-        elif name in PROCESSOR_FILES:
-            plan.processors[name] = read_json(entry)
-        elif name == CARD:
-            plan.card = parse_card(_read_text(entry))
-            if plan.card.problem:
-                plan.notes.append(
-                    f"the front matter of the source's README.md is not used ({plan.card.problem}): "
-                    "its license and other metadata are not in the new model card; the card's text is kept"
-                )
-        else:
-            check_readable(entry)
-            plan.carried.append(entry)
-
-
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
-
-
 # ---------------------------------------------------------------- write one target
-
-
-def _new_shapes(plan: Plan, target: Target) -> dict[str, tuple[int, ...]]:
-    """Tensors whose shape changes for `target` → their new shape (empty when the grid is the same)."""
-    g = target.grid(plan.sizes.patch_size)
-    if g == plan.sizes.grid:
-        return {}
-    rows = plan.family.num_prefix_tokens + g * g
-    shapes: dict[str, tuple[int, ...]] = {plan.pos.name: (rows, plan.pos.shape[1])}
-    if plan.ids is not None:
-        shapes[plan.ids.name] = (1, rows) if len(plan.ids.shape) == 2 else (rows,)
-    return shapes
-
-
-def _out_tensors(plan: Plan, target: Target, compute: Callable[[str], Any]) -> list[list[OutTensor]]:
-    shapes = _new_shapes(plan, target)
-    files = []
-    for shard in plan.checkpoint.shards:
-        tensors = []
-        for t in shard.tensors:
-            if t.name in shapes:
-                tensors.append(OutTensor(t.name, t.dtype, shapes[t.name], functools.partial(compute, t.name)))
-            elif isinstance(t.data, FileRange):
-                tensors.append(OutTensor(t.name, t.dtype, t.shape, t.data))
-            else:
-                tensors.append(OutTensor(t.name, t.dtype, t.shape, functools.partial(tensor_bytes, t.data)))
-        files.append(tensors)
-    return files
-
-
-def _planned_bytes(plan: Plan, target: Target) -> int:
-    return sum(sum(t.nbytes for t in f) for f in _out_tensors(plan, target, lambda _n: b""))
 
 
 def _write_target(
     plan: Plan,
     target: Target,
-    options: Options,
     progress: Callable[[int], None],
     worker: Worker | None,
     landed: Callable[[int, tuple[str, ...]], None],
@@ -468,16 +377,16 @@ def _write_target(
 ) -> list[BaseException]:
     """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names)`
     records it the instant it is in place. Returns the interruptions held back while it landed."""
-    ckpt = plan.checkpoint
+    options = plan.options
     g = target.grid(plan.sizes.patch_size)
     computed: dict[str, Buffer] = {}
 
     def compute(name: str) -> Buffer:
         if not computed:
-            computed.update(_resampled(plan, g, options, worker))
+            computed.update(_resampled(plan, g, worker))
         return computed[name]
 
-    files = _out_tensors(plan, target, compute)
+    files = out_tensors(plan, g, compute)
     try:
         staging = Staging.create(target.final)
     except OSError as e:
@@ -485,40 +394,44 @@ def _write_target(
             raise _os_error(e, target.shown) from e
         raise OutputError(f"cannot create {target.shown}: {e.strerror or e}; choose another {arg('out')}") from e
     tmp = staging.path
-    written = 0
-    modes: dict[str, Path] = {}  # output file → the source file whose permissions it takes
+    sizes: dict[str, int] = {}  # every file written (but the card) → its size, for the record
+    modes: dict[str, Path] = {}  # every file and subfolder written → the source whose permissions it takes
     try:
         weight_map: dict[str, str] = {}
-        # shards made only of copied bytes first: the one that needs torch waits for its import last
-        pairs = sorted(zip(ckpt.shards, files, strict=True), key=lambda p: _needs_compute(p[1]))
-        for shard, tensors in pairs:
-            written += write_file(tmp / shard.out_name, tensors, progress)
-            weight_map.update({t.name: shard.out_name for t in tensors})
-            modes[shard.out_name] = shard.source
-        if ckpt.index_name:
+        # files made only of copied bytes first: the one that needs torch waits for its import last
+        pairs = sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1]))
+        for f, tensors in pairs:
+            sizes[f.name] = write_file(tmp / f.name, tensors, progress)
+            weight_map.update({t.name: f.name for t in tensors})
+            modes[f.name] = f.source
+        if plan.index_name:
             index = {
-                "metadata": {**ckpt.index_metadata, "total_size": sum(t.nbytes for f in files for t in f)},
+                "metadata": {**plan.checkpoint.index_metadata, "total_size": sum(t.nbytes for f in files for t in f)},
                 "weight_map": dict(sorted(weight_map.items())),
             }
-            written += _write(tmp / ckpt.index_name, dump_json(index))
-            modes[ckpt.index_name] = ckpt.shards[0].source
-        config_path = plan.source.folder / "config.json"
-        config = rewrite_config(plan.config, plan.family, plan.sizes, target.res)
-        written += _write(tmp / "config.json", dump_json(config))
-        modes["config.json"] = config_path
-        for name, data in plan.processors.items():
-            written += _write(tmp / name, dump_json(rewrite_processor(data, target.res, name)))
-            modes[name] = plan.source.folder / name
-        card = model_card(_card(plan, target, options, sorted(computed)), plan.card)
-        written += _write(tmp / CARD, card.encode())
-        modes[CARD] = plan.source.folder / CARD if plan.card is not None else config_path
-        for src in plan.carried:
-            written += _copy(src, tmp / src.name)
-            modes[src.name] = src
-        _verify(tmp, ckpt, files, computed)
-        _set_modes(tmp, modes)
+            sizes[plan.index_name] = _write(tmp / plan.index_name, dump_json(index))
+            modes[plan.index_name] = plan.files[0].source
+        folder = plan.source.folder
+        sizes["config.json"] = _write(tmp / "config.json", dump_json(_config(plan, target.res)))
+        modes["config.json"] = folder / "config.json"
+        for rel, data in plan.processors.items():
+            sizes[rel] = _write(_place(tmp, rel, folder, modes), dump_json(rewrite_processor(data, target.res, rel)))
+            modes[rel] = folder / rel
+        for src, rel in plan.carried:
+            sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
+            modes[rel] = src
         names = tuple(sorted(computed))
-        staging.land(options.force, _folder_mode(plan.source.folder), target.seen, lambda: landed(written, names))
+        tables = {name: record.digest(bytes(computed[name])) for name in names}
+        rec = record.make(target.want, plan.source.repo_id or plan.source.name, plan.source.revision, __version__,
+                          sizes, tables)  # fmt: skip
+        card = model_card(_card(plan, target, names, rec), plan.card)
+        written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
+        modes[CARD] = folder / CARD if plan.card is not None else folder / "config.json"
+        _verify(tmp, plan, files, computed)
+        _set_modes(tmp, modes)
+        staging.land(
+            options.force, _folder_mode(folder), target.seen, lambda: landed(written, names), fsync=options.fsync
+        )
     except BaseException as e:
         if staging.landed:  # the output is in place: only what comes after can still fail
             raise
@@ -532,27 +445,51 @@ def _write_target(
     return staging.interrupts
 
 
+def _config(plan: Plan, res: int) -> dict[str, Any]:
+    """config.json of an output at `res`: the vision sizes, the vision tower alone, the dtype."""
+    config, sizes = plan.config, plan.sizes
+    if plan.options.vision_only:
+        config = plan.family.vision_only_config(config, plan.options.with_projection)
+    config = rewrite_config(config, plan.family, sizes, res)
+    return set_dtype(config, plan.options.dtype) if plan.options.dtype != "keep" else config
+
+
+def _place(tmp: Path, rel: str, source: Path, modes: dict[str, Path]) -> Path:
+    """`tmp / rel`, its subfolders made (taking their source folders' permissions)."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        sub = "/".join(parts[:i])
+        if sub not in modes:
+            (tmp / sub).mkdir(exist_ok=True)
+            modes[sub] = source / sub
+    return tmp / rel
+
+
 def _needs_compute(tensors: list[OutTensor]) -> bool:
-    return any(not isinstance(t.source, FileRange) for t in tensors)
+    return any(callable(t.source) for t in tensors)
 
 
-def _start_worker(plan: Plan) -> Worker | None:
+def _start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
     """A worker process that imports torch while this one copies, when that helps: torch is not
-    imported here yet, and the table lies in a file. None means resample in this process."""
-    changes = any(t.grid(plan.sizes.patch_size) != plan.sizes.grid for t in plan.targets)
-    if not changes or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
+    imported here yet, nothing here will need it (a --dtype cast does), and the table lies in a
+    file. None means resample in this process."""
+    changes = any(t.grid(plan.sizes.patch_size) != plan.sizes.grid for t in targets)
+    casts = any(plan.out_dtype(t) != t.dtype for f in plan.files for t in f.tensors)
+    if not changes or casts or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
         return None
     from .worker import Worker
 
     return Worker.start()
 
 
-def _resampled(plan: Plan, g: int, options: Options, worker: Worker | None) -> dict[str, Buffer]:
-    """The bytes of the new position table (and ids) for grid g, in the stored dtypes."""
-    s, prefix, pos = plan.sizes, plan.family.num_prefix_tokens, plan.pos
+def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
+    """The bytes of the new position table (in the output's dtype) and ids for grid g."""
+    s, prefix, pos, options = plan.sizes, plan.family.num_prefix_tokens, plan.pos, plan.options
+    out_dtype = plan.out_dtype(pos)
     if worker is not None and isinstance(pos.data, FileRange):
         request = {
             "dtype": pos.dtype,
+            "out_dtype": out_dtype,
             "shape": list(pos.shape),
             "new_grid": [g, g],
             "old_grid": [s.grid, s.grid],
@@ -565,9 +502,8 @@ def _resampled(plan: Plan, g: int, options: Options, worker: Worker | None) -> d
     else:
         from .interpolate import resample_grid
 
-        new = resample_grid(
-            _load(pos), (g, g), prefix, (s.grid, s.grid), options.mode, options.antialias, options.device
-        )
+        new = resample_grid(_load(pos), (g, g), prefix, (s.grid, s.grid), options.mode, options.antialias,
+                            options.device, torch_dtype(out_dtype))  # fmt: skip
         table = tensor_bytes(new.contiguous())
     rows = prefix + g * g
     out = {pos.name: table}
@@ -583,8 +519,9 @@ def _load(t: SourceTensor) -> torch.Tensor:
     return t.data
 
 
-def _card(plan: Plan, target: Target, options: Options, rewritten: list[str]) -> CardInfo:
-    s = plan.sizes
+def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str, Any]) -> CardInfo:
+    s, options = plan.sizes, plan.options
+    vision_only = options.vision_only or plan.config.get("model_type") == plan.family.vision_model_type
     return CardInfo(
         source=plan.source.repo_id or plan.source.name,
         repo_id=plan.source.repo_id,
@@ -596,10 +533,20 @@ def _card(plan: Plan, target: Target, options: Options, rewritten: list[str]) ->
         patch_size=s.patch_size,
         mode=options.mode,
         antialias=options.antialias,
-        tensors=tuple(rewritten),
+        tensors=rewritten,
         version=__version__,
-        vision_only=plan.config.get("model_type") == "clip_vision_model",
+        vision_only=vision_only,
+        architecture=plan.family.vision_architectures[options.with_projection] if options.vision_only else None,
+        dtype=options.dtype if options.dtype != "keep" else None,
+        source_dtype=_dtype_words(plan),
+        record=rec,
     )
+
+
+def _dtype_words(plan: Plan) -> str:
+    names = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    found = sorted({names[t.dtype] for f in plan.files for t in f.tensors if t.dtype in names})
+    return ", ".join(found) or "no floating tensors"
 
 
 def _write(path: Path, data: bytes) -> int:
@@ -633,16 +580,18 @@ def _umask() -> int:
 
 
 def _set_modes(folder: Path, sources: dict[str, Path]) -> None:
-    """Give every output file the permissions its source file has, as cp does (the umask applies),
-    so private or gated weights never become readable by more people by being converted. The
-    owner keeps read and write."""
+    """Give every output file and subfolder the permissions its source has, as cp does (the umask
+    applies), so private or gated weights never become readable by more people by being
+    converted. The owner keeps read and write (and search, on folders)."""
     umask = _umask()
     for name, src in sources.items():
+        path = folder / name
+        owner = 0o700 if path.is_dir() else 0o600
         try:
             mode = os.stat(src).st_mode & 0o777
         except OSError:
-            mode = 0o600
-        os.chmod(folder / name, (mode & ~umask) | 0o600)
+            mode = owner
+        os.chmod(path, (mode & ~umask) | owner)
 
 
 def _folder_mode(source_folder: Path) -> int:
@@ -653,26 +602,22 @@ def _folder_mode(source_folder: Path) -> int:
     return (mode & ~_umask()) | 0o700
 
 
-def _verify(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
+def _verify(tmp: Path, plan: Plan, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
     """Re-read what was written: every header parses and matches the plan, and the rewritten
     tensors read back byte for byte. A failure is the output's (the disk's), never the source's."""
     try:
-        _read_back(tmp, ckpt, files, computed)
+        for f, planned in zip(plan.files, files, strict=True):
+            path = tmp / f.name
+            got = read_header(path)
+            if got.metadata != {"format": "pt"} or [(t.name, t.dtype, t.shape) for t in got.tensors] != [
+                (t.name, t.dtype, t.shape) for t in planned
+            ]:
+                raise OutputError(f"{path.name} was not written as planned; the disk may be failing")
+            for t in got.tensors:
+                if t.name in computed and read_bytes(path, t.start, t.nbytes) != bytes(computed[t.name]):
+                    raise OutputError(f"{t.name} did not read back as written; the disk may be failing")
     except InputError as e:
         raise OutputError(f"the output did not read back as written ({e.message}); the disk may be failing") from e
-
-
-def _read_back(tmp: Path, ckpt: Checkpoint, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
-    for shard, planned in zip(ckpt.shards, files, strict=True):
-        path = tmp / shard.out_name
-        got = read_header(path)
-        if got.metadata != {"format": "pt"} or [(t.name, t.dtype, t.shape) for t in got.tensors] != [
-            (t.name, t.dtype, t.shape) for t in planned
-        ]:
-            raise OutputError(f"{path.name} was not written as planned; the disk may be failing")
-        for t in got.tensors:
-            if t.name in computed and read_bytes(path, t.start, t.nbytes) != bytes(computed[t.name]):
-                raise OutputError(f"{t.name} did not read back as written; the disk may be failing")
 
 
 def _os_error(e: OSError, out: Path) -> XcrError:

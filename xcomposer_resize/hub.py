@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import HubError, InputError, RepoIdError, arg
-from .sources import BIN, BIN_INDEX, SAFETENSORS, SAFETENSORS_INDEX, is_plain_name, is_weight_file
+from .sources import BIN, BIN_INDEX, EXPORT_FOLDERS, SAFETENSORS, SAFETENSORS_INDEX, is_plain_name, is_weight_file
 from .text import readable
 
 METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken")
@@ -36,6 +36,7 @@ class Source:
     repo_id: str | None = None
     revision: str | None = None  # resolved commit sha, for hub sources
     fetch: Callable[[], None] | None = field(default=None, repr=False)
+    listing: list[str] | None = None  # a hub repo's files at that commit, when the Hub answered
 
     def fetch_weights(self) -> None:
         """Download the weights (hub sources); local folders already have them."""
@@ -44,8 +45,11 @@ class Source:
             self.fetch = None
 
 
-def resolve_source(model: str, revision: str | None = None, token: str | None = None, quiet: bool = True) -> Source:
-    """A local folder (an existing path wins), or a Hub repo id whose metadata is fetched now."""
+def resolve_source(
+    model: str, revision: str | None = None, token: str | None = None, quiet: bool = True, need_weights: bool = True
+) -> Source:
+    """A local folder (an existing path wins), or a Hub repo id whose metadata is fetched now.
+    `need_weights`: offline, a cached snapshot without its weights will do (for `inspect`)."""
     path = Path(model).expanduser()
     try:
         exists = path.exists()
@@ -62,9 +66,9 @@ def resolve_source(model: str, revision: str | None = None, token: str | None = 
     if model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model:
         raise InputError(f"{model} does not exist; give a checkpoint folder or a Hub repo id like owner/name")
     if "/" in model:
-        return hub_source(model, revision, token, quiet)
+        return hub_source(model, revision, token, quiet, need_weights)
     try:  # a bare name: a folder the user mistyped, or a Hub repo without an owner (gpt2)
-        return hub_source(model, revision, token, quiet)
+        return hub_source(model, revision, token, quiet, need_weights)
     except RepoNotFoundError as e:
         raise InputError(
             f"no folder or Hub repo named {model}: it is not a folder here and the Hub has no such repository; "
@@ -89,7 +93,7 @@ def local_source(path: Path) -> Source:
     return Source(resolved, str(resolved), name, repo_id, revision)
 
 
-def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: bool) -> Source:
+def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: bool, need_weights: bool = True) -> Source:
     """Fetch the metadata files of `repo_id` now; the weights when `fetch_weights` is called."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HFValidationError
@@ -110,28 +114,38 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     except Exception as e:
         if not _is_offline(e):
             raise hub_error(e, repo_id, revision) from e
-        return _cached_source(repo_id, revision)
+        return _cached_source(repo_id, revision, need_weights)
     sha = info.sha or revision or "main"
     files = sorted(s.rfilename for s in (info.siblings or []))
 
-    def download(names: list[str]) -> Path:
+    def download(names: list[str], ref: str = sha) -> Path:
+        """Download `names` at `ref` (the listing's commit: the files and the model card can never
+        disagree, even if the branch moves meanwhile); return the snapshot folder."""
         from huggingface_hub import hf_hub_download
 
         folder = None
         for name in names:
             try:
-                got = hf_hub_download(repo_id, name, revision=revision or "main", token=token)
+                got = hf_hub_download(repo_id, name, revision=ref, token=token)
             except Exception as e:
                 raise hub_error(e, repo_id, revision) from e
-            folder = Path(got).parent
+            folder = Path(got).parents[len(Path(name).parts) - 1]
         assert folder is not None
         return folder
 
-    meta = [f for f in files if _is_metadata(f)]
+    meta = [f for f in files if is_metadata(f)]
     if "config.json" not in meta:
         raise HubError(f"{repo_id} has no config.json at {revision or 'main'}; is it a transformers model?")
-    folder = download(meta)
-    source = Source(folder, repo_id, repo_id.split("/")[-1], repo_id, sha)
+    # config.json by the name the user gave, so huggingface_hub records the branch → commit ref that an
+    # offline re-run looks up; it must come from the listed commit, or the branch moved under us
+    folder = download(["config.json"], ref=revision or "main")
+    if info.sha and folder.name != info.sha:
+        raise HubError(
+            f"{repo_id}@{revision or 'main'} moved to another commit while xcr was reading it "
+            f"({info.sha[:12]} → {folder.name[:12]}); run again"
+        )
+    download([f for f in meta if f != "config.json"])
+    source = Source(folder, repo_id, repo_id.split("/")[-1], repo_id, sha, listing=files)
 
     def fetch() -> None:
         weights = pick_weights(files)
@@ -169,14 +183,16 @@ def _shards_of(index_path: Path, repo_id: str) -> list[str]:
     return shards
 
 
-def _is_metadata(name: str) -> bool:
-    """Small top-level files the output carries over: configs, tokenizer, model card."""
-    if "/" in name or is_weight_file(name):
+def is_metadata(name: str) -> bool:
+    """Small files the output carries over (configs, tokenizer, model card), in subfolders too, but
+    not in hidden folders or the folders of other weight formats (onnx/, ...)."""
+    *folders, base = name.split("/")
+    if is_weight_file(base) or any(f.startswith(".") or f in EXPORT_FOLDERS for f in folders):
         return False
-    return name == ".gitattributes" or name.endswith(METADATA_SUFFIXES)
+    return base == ".gitattributes" or base.endswith(METADATA_SUFFIXES)
 
 
-def _cached_source(repo_id: str, revision: str | None) -> Source:
+def _cached_source(repo_id: str, revision: str | None, need_weights: bool = True) -> Source:
     """Offline (HF_HUB_OFFLINE=1) or unreachable: use the snapshot already in the cache, if it
     holds what a conversion reads (config.json and one complete set of weights)."""
     from huggingface_hub import snapshot_download
@@ -189,7 +205,7 @@ def _cached_source(repo_id: str, revision: str | None) -> Source:
     except Exception as e:
         raise HubError(f"{name} is not in the local cache and {why}; {how}") from e
     missing = _missing_from_snapshot(folder)
-    if missing:
+    if missing and (need_weights or "config.json" in missing):
         raise HubError(
             f"{name} is only partly in the local cache ({missing} not downloaded, e.g. after an interrupted run) "
             f"and {why}; {how} to download them"

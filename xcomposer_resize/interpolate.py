@@ -24,6 +24,7 @@ def resample_grid(
     mode: str = "bicubic",
     antialias: bool = False,
     device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Resample a position table from `old_grid` to `new_grid`.
 
@@ -37,10 +38,12 @@ def resample_grid(
         antialias: only for bicubic/bilinear; changes numbers even when upsampling.
         device: where to interpolate (None: where `pos` lives; "auto": CUDA when available, else
             CPU). The result comes back on `pos`'s device.
+        dtype: the result's dtype (None: `pos`'s). The float32 result is cast to it once, so a
+            bfloat16 table resampled to float32 is never rounded to bfloat16 on the way.
 
     Returns:
-        [P + H*W, C] (or [1, P + H*W, C] for a batched input) in `pos`'s dtype. When the grid is
-        unchanged, `pos` itself is returned untouched.
+        [P + H*W, C] (or [1, P + H*W, C] for a batched input). When the grid is unchanged, `pos`
+        itself is returned untouched (cast to `dtype` when one is given).
     """
     import torch
     import torch.nn.functional as F
@@ -62,7 +65,7 @@ def resample_grid(
     if num_prefix_tokens + old_grid[0] * old_grid[1] != rows:
         raise ValueError(f"{rows} rows do not hold {num_prefix_tokens} prefix rows + a {old_grid} grid")
     if tuple(new_grid) == tuple(old_grid):
-        return pos
+        return pos if dtype is None else pos.to(dtype)
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -72,7 +75,7 @@ def resample_grid(
     kwargs = {"align_corners": False, "antialias": antialias} if mode in ANTIALIAS_MODES else {}
     grid = F.interpolate(grid, size=tuple(new_grid), mode=mode, **kwargs)
     grid = grid.permute(0, 2, 3, 1).reshape(new_grid[0] * new_grid[1], channels)
-    out = torch.cat((prefix, grid), dim=0).to(device=table.device, dtype=table.dtype)
+    out = torch.cat((prefix, grid), dim=0).to(device=table.device, dtype=dtype or table.dtype)
     return out.unsqueeze(0) if batched else out
 
 

@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import record
 from .errors import OutputError, UsageError, arg
 from .sources import is_weight_file
 
@@ -71,9 +72,24 @@ def output_paths(out: str | None, default: str) -> tuple[Path, Path]:
 
 
 def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: str) -> None:
-    """Refuse, before any work, outputs that cannot be written or would destroy something:
+    """`check_place`, then `check_existing`."""
+    check_place(final, shown, source, suggest)
+    check_existing(final, shown, force)
+
+
+def check_existing(final: Path, shown: Path, force: bool) -> None:
+    """Refuse existing content at the output (without --force), or content that is not a
+    checkpoint (with it)."""
+    if os.path.lexists(final):
+        problem = replace_problem(final, force)
+        if problem:
+            raise UsageError(problem.format(out=arg("out", shown)))
+
+
+def check_place(final: Path, shown: Path, source: Path, suggest: str) -> None:
+    """Refuse, before any work, places an output cannot be written to or would destroy something:
     names beyond the file system's limits, the current folder, mount points, the source, a hub
-    cache, existing content (without --force), or content that is not a checkpoint (with it)."""
+    cache, a parent that is not a writable folder."""
     parent = _existing_parent(final)
     _check_length(final, parent)
     src = source.resolve()
@@ -102,10 +118,6 @@ def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: s
             f"{arg('out', shown)} is inside a Hugging Face cache, which only huggingface_hub may write; "
             f"choose another {arg('out')}"
         )
-    if os.path.lexists(final):
-        problem = replace_problem(final, force)
-        if problem:
-            raise UsageError(problem.format(out=arg("out", shown)))
     if not parent.is_dir():
         raise UsageError(f"cannot create {shown}: {parent} is not a folder; choose another {arg('out')}")
     if _read_only(parent):
@@ -134,7 +146,8 @@ def replace_problem(final: Path, force: bool) -> str | None:
     if not entries:
         return None
     names = [p.name for p in entries]
-    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if not _checkpoint_file(p)]
+    ours = record.owned(final)  # what an earlier xcr output wrote, subfolders included
+    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if p.name not in ours and not _checkpoint_file(p)]
     if "config.json" in names and any(is_weight_file(n) for n in names):
         if foreign:
             return (
@@ -265,12 +278,19 @@ class Staging:
         return staging
 
     def land(
-        self, force: bool, mode: int, seen: tuple[int, int] | None, on_landed: Callable[[], None] | None = None
+        self,
+        force: bool,
+        mode: int,
+        seen: tuple[int, int] | None,
+        on_landed: Callable[[], None] | None = None,
+        fsync: bool = False,
     ) -> None:
         """Rename the complete temporary to the output, with `mode` for the folder; atomic against
         other runs. Raises OutputError when the output was created or changed meanwhile (and
         replaces nothing). `seen` is the identity of what was at the output when the run checked it:
         --force replaces that, never something that appeared meanwhile (another run's output).
+        `fsync`: every file and folder of the temporary is flushed to the disk before the rename,
+        and the parent folder after it, so a landed output survives a power loss.
 
         Ctrl-C and SIGTERM are held back while the output lands and `on_landed` records it: one that
         arrives then is kept in `self.interrupts` instead of being raised, so a landed output is
@@ -278,6 +298,8 @@ class Staging:
         """
         current = os.stat(self.path).st_mode
         os.chmod(self.path, mode | (current & stat.S_ISGID))  # a setgid parent's group stays
+        if fsync:
+            sync_tree(self.path)
         old = None
         with _locked(self.out.parent), deferred_signals() as self.interrupts:
             if not force or not os.path.lexists(self.out):
@@ -301,6 +323,9 @@ class Staging:
             if on_landed:
                 on_landed()
         self._release()
+        if fsync:
+            with contextlib.suppress(OSError):
+                _sync(self.out.parent)
         if old is not None:
             try:
                 remove(old)
@@ -328,6 +353,22 @@ class Staging:
             with contextlib.suppress(OSError):
                 os.close(self.lock)
             self.lock = None
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file and folder under `folder`, the folders after what they hold."""
+    for root, _dirs, files in os.walk(folder, topdown=False):
+        for name in files:
+            _sync(Path(root) / name)
+        _sync(Path(root))
+
+
+def _sync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _make_parents(folder: Path) -> list[Path]:

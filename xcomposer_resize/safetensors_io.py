@@ -158,17 +158,29 @@ class FileRange:
 
 
 Buffer = bytes | bytearray | memoryview
+FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+CAST_CHUNK = 32 << 20  # source bytes converted at a time: memory stays flat for any tensor size
+
+
+@dataclass(frozen=True)
+class Cast:
+    """The output tensor holds the values of `source` (`dtype` values in a file, or a tensor)
+    converted to the output's dtype by torch, chunk by chunk."""
+
+    source: FileRange | Any  # FileRange, or a torch.Tensor
+    dtype: str
 
 
 @dataclass(frozen=True)
 class OutTensor:
-    """One tensor of an output file: its bytes come from a FileRange, or from a callable that
-    returns them when first needed (after every FileRange of the file has been copied)."""
+    """One tensor of an output file: its bytes come from a FileRange (copied), a Cast (converted
+    while copying), or a callable that returns them when first needed (after everything else of
+    the file has been written)."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
-    source: FileRange | Callable[[], Buffer]
+    source: FileRange | Cast | Callable[[], Buffer]
 
     @property
     def nbytes(self) -> int:
@@ -196,8 +208,9 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
     """Write `tensors` in order to a new safetensors file at `path`; return its size.
 
     Runs of tensors that come from consecutive bytes of one source file are copied in one
-    kernel-side copy (copy_file_range, then sendfile, then a buffered copy as fallbacks).
-    Tensors with computed bytes are written last, so the (slow) computation can overlap the copy.
+    kernel-side copy (copy_file_range, then sendfile, then a buffered copy as fallbacks); cast
+    tensors are converted chunk by chunk. Tensors with computed bytes are written last, so the
+    (slow) computation can overlap the copy.
     """
     head = encode_header(tensors)
     offsets = []
@@ -235,9 +248,13 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                         raise InputError(f"cannot read {src_path}: {e.strerror or e}; check its permissions") from e
                     fds[src_path] = stack.enter_context(src_file).fileno()
                 copy_range(fds[src_path], dst, src_start, dst_start, length, progress)
-        # 2. write computed tensors at their offsets
+        # 2. convert cast tensors, chunk by chunk
         for t, off in zip(tensors, offsets, strict=True):
-            if isinstance(t.source, FileRange):
+            if isinstance(t.source, Cast):
+                write_cast(dst, off, t, t.source, progress)
+        # 3. write computed tensors at their offsets
+        for t, off in zip(tensors, offsets, strict=True):
+            if isinstance(t.source, (FileRange, Cast)):
                 continue
             data = memoryview(t.source()).cast("B")
             if len(data) != t.nbytes:
@@ -249,6 +266,48 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                 progress(len(data))
         os.ftruncate(dst, total)  # no-op unless a zero-length tensor is last
     return total
+
+
+def write_cast(dst: int, offset: int, t: OutTensor, cast: Cast, progress: Progress | None = None) -> None:
+    """Write `cast.source` converted to `t.dtype` at `offset` of file descriptor `dst`, one chunk
+    at a time (torch's conversion: round to nearest even, as `tensor.to(dtype)`)."""
+    import torch
+
+    numel = math.prod(t.shape)
+    src_size, dst_size = DTYPE_SIZES[cast.dtype], DTYPE_SIZES[t.dtype]
+    step = max(1, CAST_CHUNK // src_size)
+    to = torch_dtype(t.dtype)
+    with contextlib.ExitStack() as stack:
+        if isinstance(cast.source, FileRange):
+            try:
+                src = stack.enter_context(open(cast.source.path, "rb", buffering=0))
+            except OSError as e:
+                raise InputError(f"cannot read {cast.source.path}: {e.strerror or e}; check its permissions") from e
+            flat = None
+        else:
+            flat = cast.source.reshape(-1)
+        for i in range(0, numel, step):
+            n = min(step, numel - i)
+            if flat is None:
+                raw = bytearray(n * src_size)
+                view = memoryview(raw)
+                got = 0
+                while got < len(raw):
+                    k = os.preadv(src.fileno(), [view[got:]], cast.source.start + i * src_size + got)
+                    if not k:
+                        raise InputError(
+                            f"{cast.source.path.name} became shorter while it was being read; was it modified?"
+                        )
+                    got += k
+                chunk = torch.frombuffer(raw, dtype=torch_dtype(cast.dtype)).to(to)
+            else:
+                chunk = flat[i : i + n].to(to)
+            data = tensor_bytes(chunk)
+            done = 0
+            while done < len(data):
+                done += os.pwrite(dst, data[done : done + BUFFER_CHUNK], offset + i * dst_size + done)
+            if progress:
+                progress(n * dst_size)
 
 
 def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, progress: Progress | None = None) -> None:

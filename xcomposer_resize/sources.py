@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -295,3 +295,32 @@ def _mmap_locator(path: Path) -> Callable[[int], int | None] | None:
         return None
 
     return locate
+
+
+# Subfolders whose files are never carried over: other export formats of the weights (their
+# configs would describe the old size), and hidden folders (.git, huggingface_hub's .cache).
+EXPORT_FOLDERS = ("onnx", "openvino", "coreml", "tflite", "tf", "flax", "mlx", "gguf")
+
+
+def walk(folder: Path) -> Iterator[tuple[Path, str]]:
+    """Every entry under `folder` that a conversion looks at, as (path, name relative to `folder`
+    with `/`): the top-level entries, and those of subfolders, recursively, but not hidden
+    folders nor EXPORT_FOLDERS. Folders themselves are not yielded; a link to a folder is
+    yielded (as an entry that is not a file), never followed."""
+
+    def visit(current: Path, prefix: str) -> Iterator[tuple[Path, str]]:
+        try:
+            entries = sorted(current.iterdir())
+        except OSError as e:
+            raise InputError(
+                f"cannot list the source folder {current}: {e.strerror or e}; check its permissions"
+            ) from e
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_dir() and not entry.is_symlink():
+                if not entry.name.startswith(".") and entry.name not in EXPORT_FOLDERS:
+                    yield from visit(entry, rel + "/")
+            else:
+                yield entry, rel
+
+    yield from visit(folder, "")

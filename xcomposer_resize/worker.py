@@ -108,7 +108,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     import torch  # noqa: F401  # first, while the parent copies
 
     from .interpolate import resample_grid
-    from .safetensors_io import tensor_bytes, tensor_from_bytes
+    from .safetensors_io import tensor_bytes, tensor_from_bytes, torch_dtype
 
     while line := stdin.readline():
         try:
@@ -123,6 +123,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
                 req["mode"],
                 req["antialias"],
                 req["device"],
+                torch_dtype(req.get("out_dtype", req["dtype"])),
             )
             out = bytes(tensor_bytes(new.contiguous()))
             header = {"nbytes": len(out), "shape": list(new.shape)}

@@ -1,0 +1,215 @@
+"""`xcr inspect`: what xcr sees in a checkpoint, without converting it.
+
+For a folder everything comes from the files (configs, and the weights' headers: no tensor is
+read). For a Hub repo id only metadata is fetched: the small files, the file listing with sizes,
+and, for safetensors weights, their headers through HTTP range requests. Weights already in the
+cache are read like a folder's. A `pytorch_model.bin` that is not cached cannot be looked into
+without downloading it: then the table is what config.json implies, marked as such.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
+from .errors import HubError
+from .families import family_for
+from .sources import open_checkpoint, read_json, walk
+
+if TYPE_CHECKING:
+    from .hub import Source
+
+MAX_TABLE_BYTES = 2 << 30  # as convert.MAX_TABLE_BYTES
+
+
+@dataclass
+class Table:
+    """The vision position table: its name, shape and dtype, and where that was learned: from the
+    weights' own header ("weights"), or implied by config.json ("config")."""
+
+    name: str
+    shape: list[int]
+    dtype: str
+    known_from: str
+
+
+@dataclass
+class Inspection:
+    """What `xcr inspect` reports; `to_json()` is its --json object."""
+
+    source: str
+    revision: str | None
+    family: str
+    model_type: str
+    architectures: list[str]
+    image_size: int
+    patch_size: int
+    grid: list[int]
+    prefix_tokens: int
+    stated: bool  # config.json states image_size and patch_size (else transformers' defaults)
+    accepted_res: dict[str, int]  # multiple_of, min, max
+    table: Table | None
+    position_ids: str | None
+    parameters: int | None
+    dtypes: dict[str, int]  # dtype → parameters stored in it
+    weights_format: str | None
+    weight_files: list[dict[str, Any]]  # name, bytes
+    sharded: bool
+    weights_local: bool  # the weights are on this machine (a folder, or in the cache)
+    download: dict[str, Any] | None  # Hub: what a conversion would download {files, bytes}
+    files: list[dict[str, Any]]  # every file of the source: name, bytes (None when unknown)
+    processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # file → its image sizes
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def inspect(model: str, revision: str | None = None, token: str | None = None) -> Inspection:
+    """Inspect `model` (a folder or a Hub repo id) without converting or downloading weights."""
+    from .hub import is_metadata, pick_weights, resolve_source
+
+    source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
+    config = read_json(source.folder / "config.json")
+    family = family_for(config)
+    sizes = vision_sizes(config, family)
+    sizes_by_name = _listing(source, token)
+    names = sorted(sizes_by_name)
+    weights = pick_weights([n for n in names if "/" not in n]) or []
+    if weights and weights[0].endswith(".index.json"):
+        weights = weights + _shards(source, weights[0], token)
+    local = bool(weights) and all((source.folder / w).is_file() for w in weights)
+    tensors = _tensors(source, weights, local, token)
+    table = ids = None
+    parameters = None
+    dtypes: dict[str, int] = {}
+    if tensors is not None:
+        pos_name = family.find(list(tensors), family.pos_suffix)
+        if pos_name:
+            dtype, shape = tensors[pos_name]
+            table = Table(pos_name, list(shape), dtype, "weights")
+        ids = family.find(list(tensors), family.ids_suffix)
+        for dtype, shape in tensors.values():
+            dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape)
+        parameters = sum(dtypes.values())
+    else:  # a .bin not on this machine: what config.json implies
+        width = next((b.get("hidden_size") for b in family.vision_config_blocks(config) if b.get("hidden_size")), None)
+        if isinstance(width, int):
+            rows = family.num_prefix_tokens + sizes.grid**2
+            table = Table(family.pos_suffix, [rows, width], _config_dtype(config), "config")
+    width = table.shape[-1] if table else 1024
+    largest = math.isqrt(max(MAX_TABLE_BYTES // (4 * width) - family.num_prefix_tokens, 0)) * sizes.patch_size
+    download = None
+    if source.repo_id and source.listing is not None:
+        wanted = [n for n in names if is_metadata(n)] + weights
+        download = {"files": wanted, "bytes": sum(sizes_by_name.get(n) or 0 for n in wanted)}
+    return Inspection(
+        source=source.display,
+        revision=source.revision,
+        family=family.name,
+        model_type=str(config.get("model_type")),
+        architectures=[str(a) for a in config.get("architectures") or []],
+        image_size=sizes.image_size,
+        patch_size=sizes.patch_size,
+        grid=[sizes.grid, sizes.grid],
+        prefix_tokens=family.num_prefix_tokens,
+        stated=sizes.stated,
+        accepted_res={"multiple_of": sizes.patch_size, "min": sizes.patch_size, "max": largest},
+        table=table,
+        position_ids=ids,
+        parameters=parameters,
+        dtypes=dtypes,
+        weights_format=("safetensors" if weights[0].endswith(("safetensors", "safetensors.index.json")) else "bin")
+        if weights
+        else None,
+        weight_files=[{"name": w, "bytes": sizes_by_name.get(w)} for w in weights if not w.endswith(".index.json")],
+        sharded=bool(weights) and weights[0].endswith(".index.json"),
+        weights_local=local,
+        download=download,
+        files=[{"name": n, "bytes": sizes_by_name[n]} for n in names],
+        processors=_processors(source),
+    )
+
+
+def _listing(source: Source, token: str | None) -> dict[str, int | None]:
+    """Every file of the source → its size: a folder's own files; a repo's listing at its commit."""
+    if source.listing is None:  # a folder (or a cached snapshot, offline)
+        out: dict[str, int | None] = {}
+        for path, rel in walk(source.folder):
+            try:
+                out[rel] = path.stat().st_size
+            except OSError:
+                out[rel] = None
+        return out
+    from huggingface_hub import HfApi
+
+    from .hub import hub_error
+
+    try:
+        tree = HfApi().list_repo_tree(source.repo_id or "", revision=source.revision, recursive=True, token=token)
+        return {e.path: getattr(e, "size", None) for e in tree if getattr(e, "size", None) is not None}
+    except Exception as e:
+        raise hub_error(e, source.repo_id or "", source.revision) from e
+
+
+def _shards(source: Source, index: str, token: str | None) -> list[str]:
+    """The shards an index names (the index is small: downloaded when not there)."""
+    from .hub import _shards_of
+
+    path = source.folder / index
+    if not path.is_file():
+        from huggingface_hub import hf_hub_download
+
+        from .hub import hub_error
+
+        try:
+            path = type(path)(hf_hub_download(source.repo_id or "", index, revision=source.revision, token=token))
+        except Exception as e:
+            raise hub_error(e, source.repo_id or "", source.revision) from e
+    return _shards_of(path, source.repo_id or source.display)
+
+
+def _tensors(
+    source: Source, weights: list[str], local: bool, token: str | None
+) -> dict[str, tuple[str, tuple[int, ...]]] | None:
+    """Every tensor's (dtype, shape), from headers; None when that needs a download (.bin)."""
+    if local:
+        ckpt = open_checkpoint(source.folder)
+        return {t.name: (t.dtype, t.shape) for s in ckpt.shards for t in s.tensors}
+    files = [w for w in weights if w.endswith(".safetensors")]
+    if not files or not source.repo_id:
+        return None
+    from huggingface_hub import HfApi
+
+    from .hub import hub_error
+
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name in files:
+        try:
+            meta = HfApi().parse_safetensors_file_metadata(source.repo_id, name, revision=source.revision, token=token)
+        except Exception as e:
+            raise HubError(
+                f"cannot read the header of {name} in {source.repo_id}: {hub_error(e, source.repo_id, source.revision)}"
+            ) from e
+        out.update({k: (v.dtype, tuple(v.shape)) for k, v in meta.tensors.items()})
+    return out
+
+
+def _config_dtype(config: dict[str, Any]) -> str:
+    words = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+    return words.get(str(config.get("torch_dtype") or config.get("dtype") or "float32"), "F32")
+
+
+def _processors(source: Source) -> dict[str, dict[str, Any]]:
+    """The image sizes each processor file states, as they are written."""
+    out: dict[str, dict[str, Any]] = {}
+    for path, rel in walk(source.folder):
+        if path.name in PROCESSOR_FILES and path.is_file():
+            data = read_json(path)
+            blocks = [("", data)] + [
+                (f"{k}.", v) for k, v in data.items() if k.endswith("processor") and isinstance(v, dict)
+            ]
+            found = {prefix + key: b[key] for prefix, b in blocks for key in SIZE_KEYS if b.get(key) is not None}
+            out[rel] = found
+    return out

@@ -1,0 +1,246 @@
+"""The plan of a conversion: everything known before a byte is written.
+
+`make_plan` opens the weights (headers and records only), finds the position table and checks it
+against the config, reads the files to rewrite, lists the files to carry, and lays out the output's
+weight files for the options (a vision-only subset, a dtype). `out_tensors` then says, for one
+target, where every output tensor's bytes come from: copied, cast, or computed.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .configs import PROCESSOR_FILES, SourceCard, VisionSizes, parse_card, rewrite_processor
+from .errors import InputError
+from .families import Family
+from .interpolate import grid_side
+from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
+from .sources import SAFETENSORS, Checkpoint, SourceTensor, check_readable, is_weight_file, not_a_file, walk
+
+if TYPE_CHECKING:
+    from .hub import Source
+    from .options import Options
+
+CARD = "README.md"
+REWRITTEN_FILES = ("config.json", *PROCESSOR_FILES, CARD)
+DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
+SINGLE_FILE_BYTES = 5 * 10**9  # a vision-only output up to this size is one model.safetensors
+
+
+@dataclass(frozen=True)
+class OutFile:
+    """One weight file of the output: its name, the source tensors it holds in order, and the
+    source file whose permissions it takes."""
+
+    name: str
+    tensors: tuple[SourceTensor, ...]
+    source: Path
+
+
+@dataclass
+class Plan:
+    """Everything known about the source and the output's layout before a byte is written."""
+
+    source: Source
+    family: Family
+    config: dict[str, Any]
+    sizes: VisionSizes
+    options: Options
+    checkpoint: Checkpoint
+    pos: SourceTensor  # the position table [prefix + g*g, C]
+    ids: SourceTensor | None  # the position-id buffer [1, prefix + g*g], when the checkpoint has one
+    files: list[OutFile] = field(default_factory=list)  # the output's weight files
+    index_name: str | None = None  # the output's index file, when it has several weight files
+    processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # relative name → processor JSON
+    card: SourceCard | None = None  # the source's README.md
+    carried: list[tuple[Path, str]] = field(default_factory=list)  # (source file, relative name), copied
+    notes: list[str] = field(default_factory=list)  # what the user should know about the source
+
+    def out_dtype(self, t: SourceTensor) -> str:
+        """The dtype `t` has in the output: --dtype for floating tensors, its own otherwise."""
+        if self.options.dtype == "keep" or t.dtype not in FLOAT_DTYPES:
+            return t.dtype
+        return DTYPE_NAMES[self.options.dtype]
+
+    @property
+    def tensor_names(self) -> list[str]:
+        return [t.name for f in self.files for t in f.tensors]
+
+
+def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes, options: Options) -> Plan:
+    """Open the weights, find the position table and check it against the config, lay out the
+    output, read the other files: everything but the targets."""
+    from .sources import open_checkpoint
+
+    ckpt = open_checkpoint(source.folder)
+    names = ckpt.names
+    pos_name = family.find(names, family.pos_suffix)
+    if pos_name is None:
+        raise InputError(
+            f"no vision position table (*{family.pos_suffix}) among the {len(names)} tensors "
+            f"(first: {', '.join(names[:3]) or 'none'}); is this a {family.name} vision checkpoint?"
+        )
+    pos = ckpt.tensor(pos_name)
+    prefix = family.num_prefix_tokens
+    if pos.dtype not in FLOAT_DTYPES or len(pos.shape) != 2:
+        raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float [rows, channels] table")
+    rows, _width = pos.shape
+    grid = grid_side(rows - prefix)
+    if grid is None:
+        raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
+    if grid != sizes.grid:
+        raise InputError(_disagreement(sizes, grid, _patch_of(ckpt, family), pos_name))
+    ids = None
+    ids_name = family.find(names, family.ids_suffix)
+    if ids_name is not None:
+        ids = ckpt.tensor(ids_name)
+        if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
+            raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
+    plan = Plan(source, family, config, sizes, options, ckpt, pos, ids)
+    _lay_out(plan)
+    _plan_files(plan)
+    return plan
+
+
+def _lay_out(plan: Plan) -> None:
+    """The output's weight files: the source's, less the tensors a vision-only output drops (a
+    vision-only output that fits in one file is one `model.safetensors`). When tensors are
+    dropped or cast, each file holds its widest dtypes first, which keeps every tensor aligned."""
+    ckpt, options = plan.checkpoint, plan.options
+    keep = functools.partial(plan.family.is_vision_tensor, projection=options.with_projection)
+    files = []
+    for shard in ckpt.shards:
+        tensors = tuple(t for t in shard.tensors if not options.vision_only or keep(t.name))
+        if tensors:
+            files.append(OutFile(shard.out_name, tensors, shard.source))
+    index = ckpt.index_name
+    if options.vision_only and index:
+        size = sum(_nbytes(plan, t) for f in files for t in f.tensors)
+        if size <= SINGLE_FILE_BYTES or len(files) == 1:
+            files = [OutFile(SAFETENSORS, tuple(t for f in files for t in f.tensors), files[0].source)]
+            index = None
+        elif len(files) < len(ckpt.shards):  # renumber: model-00001-of-0000N
+            files = [
+                OutFile(f"model-{i:05d}-of-{len(files):05d}.safetensors", f.tensors, f.source)
+                for i, f in enumerate(files, 1)
+            ]
+    if options.vision_only or options.dtype != "keep":
+        files = [OutFile(f.name, tuple(sorted(f.tensors, key=lambda t: -DTYPE_SIZES[plan.out_dtype(t)])), f.source)
+                 for f in files]  # fmt: skip
+    plan.files, plan.index_name = files, index
+
+
+def _nbytes(plan: Plan, t: SourceTensor) -> int:
+    return t.nbytes // DTYPE_SIZES[t.dtype] * DTYPE_SIZES[plan.out_dtype(t)]
+
+
+def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
+    """The patch size the weights were made for: the patch embedding's kernel [C, 3, p, p]."""
+    name = family.find(ckpt.names, family.patch_suffix)
+    shape = ckpt.tensor(name).shape if name else ()
+    return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
+
+
+def _disagreement(sizes: VisionSizes, grid: int, patch: int | None, pos_name: str) -> str:
+    """What is wrong when the config's grid is not the weights', and what to write in the config."""
+    weights = f"{pos_name} holds a {grid}×{grid} grid"
+    fix = "fix config.json or use the weights it was made for"
+    if patch:
+        weights += f" of {patch}-px patches ({grid * patch} px)"
+        fix = f'set "image_size": {grid * patch}, "patch_size": {patch} in its vision config'
+    if sizes.missing:
+        said = f"does not state the vision {' and '.join(sizes.missing)}, so transformers assumes"
+    else:
+        said = "says"
+    return (
+        f"config.json {said} {sizes.image_size} px with {sizes.patch_size}-px patches ({sizes.grid}×{sizes.grid}) "
+        f"but {weights}; the config and the weights disagree: {fix}"
+    )
+
+
+def _plan_files(plan: Plan) -> None:
+    """Read the processor files (in subfolders too) and the model card, and list the files to carry
+    over, checking now that every one can be read: a source problem is found before gigabytes move.
+    Weights of any format, hidden folders and the folders of other formats (onnx/, ...) are left out."""
+    for entry, rel in walk(plan.source.folder):
+        name = entry.name
+        if rel == "config.json" or is_weight_file(name):
+            continue  # read already; weights of other formats
+        what = not_a_file(entry)
+        rewritten = rel in REWRITTEN_FILES or name in PROCESSOR_FILES
+        if what and rewritten:
+            raise InputError(f"{entry} is {what}; fix or remove it")
+        if what:
+            plan.notes.append(f"{rel} is not carried over: it is {what}")
+        elif name in PROCESSOR_FILES:
+            from .sources import read_json
+
+            plan.processors[rel] = read_json(entry)
+        elif rel == CARD:
+            plan.card = parse_card(_read_text(entry))
+            if plan.card.problem:
+                plan.notes.append(
+                    f"the front matter of the source's README.md is not used ({plan.card.problem}): "
+                    "its license and other metadata are not in the new model card; the card's text is kept"
+                )
+        else:
+            check_readable(entry)
+            plan.carried.append((entry, rel))
+
+
+def check_processors(plan: Plan, res: int) -> None:
+    """Refuse, before any work, a processor file whose size form xcr cannot rewrite."""
+    for rel, data in plan.processors.items():
+        rewrite_processor(data, res, rel)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
+
+
+def new_shapes(plan: Plan, grid: int) -> dict[str, tuple[int, ...]]:
+    """Tensors whose shape changes for a `grid`×`grid` output → their new shape (none when the grid
+    is the same)."""
+    if grid == plan.sizes.grid:
+        return {}
+    rows = plan.family.num_prefix_tokens + grid * grid
+    shapes: dict[str, tuple[int, ...]] = {plan.pos.name: (rows, plan.pos.shape[1])}
+    if plan.ids is not None:
+        shapes[plan.ids.name] = (1, rows) if len(plan.ids.shape) == 2 else (rows,)
+    return shapes
+
+
+def out_tensors(plan: Plan, grid: int, compute: Callable[[str], Any]) -> list[list[OutTensor]]:
+    """For each output weight file, its tensors and where their bytes come from: copied from the
+    source file (FileRange), converted while copying (Cast), or computed (`compute(name)`)."""
+    shapes = new_shapes(plan, grid)
+    files = []
+    for f in plan.files:
+        tensors = []
+        for t in f.tensors:
+            dtype = plan.out_dtype(t)
+            if t.name in shapes:
+                source: Any = functools.partial(compute, t.name)
+                tensors.append(OutTensor(t.name, dtype, shapes[t.name], source))
+                continue
+            if dtype != t.dtype:
+                source = Cast(t.data, t.dtype)
+            elif isinstance(t.data, FileRange):
+                source = t.data
+            else:
+                source = functools.partial(tensor_bytes, t.data)
+            tensors.append(OutTensor(t.name, dtype, t.shape, source))
+        files.append(tensors)
+    return files
+
+
+def planned_bytes(plan: Plan, grid: int) -> int:
+    """Bytes of tensor data one output of `grid` holds (what the progress bar counts)."""
+    return sum(sum(t.nbytes for t in f) for f in out_tensors(plan, grid, lambda _n: b""))

@@ -1,0 +1,163 @@
+"""What made an output, recorded inside it, and the check that makes re-runs cheap.
+
+Every output's model card (README.md) holds in its front matter, under `xcomposer_resize:`, what
+made it: the source (a Hub repo id at a commit, or a fingerprint of a folder's files: names, sizes,
+modification times), the resolution and every option that shapes the bytes, the size of every file
+written, and the SHA-256 of every rewritten tensor. A later run with the same source, resolution
+and options finds that record, checks the output is complete (every file there with its size,
+every safetensors header valid, every rewritten tensor reading back to its digest) and rewrites
+nothing: Make and CI caches stay warm. The check reads headers and the few rewritten tensors,
+never the weights, and needs no state outside the output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+from .safetensors_io import read_bytes, read_header
+from .sources import walk
+
+if TYPE_CHECKING:
+    from .hub import Source
+    from .options import Options
+
+KEY = "xcomposer_resize"
+FORMAT = 1
+CARD = "README.md"
+# the options that shape an output's bytes, beside the source and the resolution
+SHAPING = ("mode", "antialias", "dtype", "vision_only", "with_projection", "device")
+
+
+def fingerprint(source: Source) -> str:
+    """Who the source is: `repo@commit` for a Hub snapshot (content-addressed); for a folder, a hash
+    of its files' names, sizes and modification times (a changed or replaced file changes it)."""
+    if source.repo_id and source.revision:
+        return f"{source.repo_id}@{source.revision}"
+    digest = hashlib.sha256()
+    for path, rel in walk(source.folder):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        digest.update(os.fsencode(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n"))
+    return "files:" + digest.hexdigest()[:32]
+
+
+def wanted(options: Options, source_fingerprint: str, res: int) -> dict[str, Any]:
+    """What an output of this run for `res` records, before the files are known."""
+    return {
+        "source_fingerprint": source_fingerprint,
+        "res": res,
+        "mode": options.mode,
+        "antialias": options.antialias,
+        "dtype": options.dtype,
+        "vision_only": options.vision_only,
+        "with_projection": options.with_projection,
+        "device": resolved_device(options.device),
+    }
+
+
+def resolved_device(device: str) -> str:
+    """The device "auto" stands for here (torch is imported only for "auto")."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make(want: dict[str, Any], source: str, revision: str | None, version: str,
+         files: dict[str, int], tables: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """The record a finished output carries in its card."""
+    return {"format": FORMAT, "tool": f"xcomposer-resize {version}", "source": source, "revision": revision,
+            **want, "files": dict(sorted(files.items())), "tables": dict(sorted(tables.items()))}  # fmt: skip
+
+
+def digest(data: bytes | bytearray | memoryview) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def read(folder: Path) -> dict[str, Any] | None:
+    """The record in `folder`'s model card, or None when it has none (not an xcr output)."""
+    from .configs import parse_card
+
+    card = folder / CARD
+    try:
+        if not card.is_file() or card.stat().st_size > 16 << 20:
+            return None
+        meta = parse_card(card.read_text(encoding="utf-8", errors="replace")).metadata
+    except OSError:
+        return None
+    rec = meta.get(KEY)
+    return rec if isinstance(rec, dict) and rec.get("format") == FORMAT else None
+
+
+def owned(folder: Path) -> set[str]:
+    """The top-level names in `folder` that an xcr output wrote (its recorded files and its card)."""
+    rec = read(folder)
+    files = rec.get("files") if rec else None
+    if not isinstance(files, dict):
+        return set()
+    return {CARD, *(str(name).split("/")[0] for name in files)}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What an existing folder is to this run: `up_to_date`, or an xcr output that differs
+    (`reason` says how), or not an xcr output at all (`reason` None)."""
+
+    up_to_date: bool
+    reason: str | None = None
+
+
+def check(folder: Path, want: dict[str, Any]) -> Verdict:
+    """Whether `folder` already holds exactly what this run would write (see the module doc)."""
+    rec = read(folder)
+    if rec is None:
+        return Verdict(False)
+    if rec.get("source_fingerprint") != want["source_fingerprint"]:
+        made = f"{rec.get('source')}" + (f" at {str(rec['revision'])[:12]}" if rec.get("revision") else "")
+        return Verdict(False, f"was made from another source ({made}) or from files that changed since")
+    if rec.get("res") != want["res"]:
+        return Verdict(False, f"is for {rec.get('res')} px, not {want['res']}")
+    for key in SHAPING:
+        if rec.get(key) != want[key]:
+            return Verdict(False, f"was made with {key} {rec.get(key)!r}, not {want[key]!r}")
+    problem = _incomplete(folder, rec)
+    if problem:
+        return Verdict(False, f"is incomplete or damaged: {problem}")
+    return Verdict(True)
+
+
+def _incomplete(folder: Path, rec: dict[str, Any]) -> str | None:
+    files, tables = rec.get("files"), rec.get("tables")
+    if not isinstance(files, dict) or not isinstance(tables, dict):
+        return "its record lists no files"
+    for name, size in files.items():
+        path = folder / str(name)
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, not {size}"
+    entries = {}
+    for name in files:
+        if str(name).endswith(".safetensors"):
+            try:
+                entries.update({t.name: (folder / str(name), t) for t in read_header(folder / str(name)).tensors})
+            except InputError as e:
+                return e.message
+    for tensor, want in tables.items():
+        if tensor not in entries:
+            return f"{tensor} is not in its weights"
+        path, t = entries[tensor]
+        try:
+            if digest(read_bytes(path, t.start, t.nbytes)) != want:
+                return f"{tensor} does not read back as written"
+        except InputError as e:
+            return e.message
+    return None
