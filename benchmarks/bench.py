@@ -285,6 +285,54 @@ def measure(cases: list[Case], work: Path, runs: int, caches: list[str], tiny: b
     return rows
 
 
+def measure_forms(case: Case, work: Path, runs: int, tiny: bool) -> list[dict[str, object]]:
+    """The output forms of issue 10 on one source (in the page cache): several resolutions in one run
+    against separate runs, --dtype casts, --vision-only, --fsync, and an up-to-date re-run."""
+    base = [sys.executable, "-m", "xcomposer_resize", "resize", "--model", str(case.source), "--quiet"]
+    out = work / "forms"
+
+    def xcr(*args: str, force: bool = True) -> list[str]:
+        return [*base, *args, *(["--force"] if force else [])]
+
+    forms: dict[str, list[list[str]]] = {
+        "--res 490": [xcr("--res", "490", "--out", str(out / "a"))],
+        "--res 224 --res 490 --res 560 (one run)": [
+            xcr("--res", "224", "--res", "490", "--res", "560", "--out", str(out / "m-{res}"))
+        ],
+        "--res 224, --res 490, --res 560 (three runs)": [
+            xcr("--res", r, "--out", str(out / f"s-{r}")) for r in ("224", "490", "560")
+        ],
+        "--res 490 --dtype bfloat16": [xcr("--res", "490", "--dtype", "bfloat16", "--out", str(out / "bf16"))],
+        "--res 490 --dtype float16": [xcr("--res", "490", "--dtype", "float16", "--out", str(out / "fp16"))],
+        "--res 490 --vision-only": [xcr("--res", "490", "--vision-only", "--out", str(out / "vision"))],
+        "--res 490 --fsync": [xcr("--res", "490", "--fsync", "--out", str(out / "fsync"))],
+        "--res 490, output up to date": [xcr("--res", "490", "--out", str(work / "up-to-date"), force=False)],
+    }
+    run(forms["--res 490, output up to date"][0])  # made once; every measured run finds it up to date
+    got: dict[str, list[tuple[float, int]]] = {k: [] for k in forms}
+    for _ in range(runs):
+        for name, commands in forms.items():
+            shutil.rmtree(out, ignore_errors=True)
+            prepare(work, case.source, "warm", tiny)
+            samples = [run(c) for c in commands]
+            got[name].append((sum(w for w, _ in samples), max(r for _, r in samples)))
+    single = statistics.median(w for w, _ in got["--res 490"])
+    return [
+        {"case": case.name, "cache": "warm", "command": f"xcr resize {name}", "wall": statistics.median(w for w, _ in s),
+         "ratio": statistics.median(w for w, _ in s) / single, "rss": max(r for _, r in s)}
+        for name, s in got.items()
+    ]  # fmt: skip
+
+
+def forms_table(rows: list[dict[str, object]]) -> str:
+    lines = ["| source | command | wall (median) | vs `--res 490` | peak RSS |", "| --- | --- | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['command']} | {r['wall']:.2f} s | {r['ratio']:.2f}× | {r['rss'] / 2**20:,.0f} MiB |"
+        )
+    return "\n".join(lines)
+
+
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| source | source in page cache | command | wall (median) | vs `cp -r` | peak RSS |",
@@ -335,9 +383,10 @@ def main() -> None:
         if not caches or set(caches) - {"warm", "cold"}:
             parser.error("--cache takes warm, cold or warm,cold")
         rows = measure(cases, work, args.runs, caches, args.tiny)
+        forms = measure_forms(cases[0], work, args.runs, args.tiny)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = table(rows)
+    text = table(rows) + "\n\nOutput forms (issue 10), the same source in the page cache:\n\n" + forms_table(forms)
     print(text)
     if args.write:
         write(args.write, text, args.runs)
