@@ -11,7 +11,8 @@ DEMO_OUT := demo-out/clip-vit-tiny-patch14-490
 
 # `make variants`: the InternLM-XComposer variants that need a converted tower, from VARIANTS_SRC into
 # VARIANTS_OUT/<preset>. xcr itself decides what is current (same source commit or files, same options):
-# a second `make variants` rewrites nothing, and a source that moved on is converted again.
+# a second `make variants` rewrites nothing; a source that moved on is refused (exit 2, saying so) until
+# `make variants XCR_FLAGS=--force`.
 # internlm-xcomposer2-4khd-7b is not among them: it runs the tower at 336 px as it is.
 VARIANTS_SRC ?= openai/clip-vit-large-patch14-336
 VARIANTS_OUT ?= out

@@ -318,14 +318,14 @@ def test_res_or_preset_is_needed(xcr: Any, make_ckpt: Any) -> None:
 
 
 def test_a_huge_res_says_the_largest_that_works(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
-    from xcomposer_resize.convert import _check_res
+    from xcomposer_resize.options import check_res
 
     r = xcr("resize", "--model", make_ckpt(), "--res", 1_000_000, "--out", tmp_path / "out")
     assert r.code == 2
     line = one_error_line(r.err)
     largest = int(line.rsplit("at most ", 1)[1])
     assert "--res 1000000 means a 71428×71428 grid" in line and largest % 14 == 0
-    _check_res(largest, 14, 32, 1)  # the size it names is accepted
+    check_res(largest, 14, 32, 1)  # the size it names is accepted
     r = xcr("resize", "--model", make_ckpt(), "--res", largest + 5, "--out", tmp_path / "out")
     assert r.code == 2, "not a multiple: only a suggestion that would be accepted"
     assert one_error_line(r.err).endswith(f"use {largest}")

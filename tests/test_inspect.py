@@ -27,7 +27,7 @@ def test_inspect_a_folder(xcr: Any, make_ckpt: Any) -> None:
     from tests.test_convert import tensors
 
     every = tensors(src)
-    assert data["parameters"] == sum(t.numel() for t in every.values())
+    assert data["parameters"] == sum(t.numel() for t in every.values() if t.dtype.is_floating_point)
     assert data["dtypes"] == {"F32": sum(t.numel() for t in every.values() if t.dtype.is_floating_point),
                               "I64": sum(t.numel() for t in every.values() if not t.dtype.is_floating_point)}  # fmt: skip
     assert data["sharded"] is True and data["weights_format"] == "safetensors" and data["weights_local"] is True
@@ -77,3 +77,17 @@ def test_inspect_bad_input(xcr: Any, tmp_path: Path, target: str) -> None:
     path = str(tmp_path / target) if target == "nothing-here" else target
     r = xcr("inspect", path)
     assert r.code == 2 and one_error_line(r.err)
+
+
+def test_inspect_says_what_a_conversion_leaves_out(xcr: Any, make_ckpt: Any) -> None:
+    src = make_ckpt(extra_files={"tf_model.h5": b"HDF", ".env": b"x"})
+    data = json.loads(xcr("inspect", src, "--json").out)
+    roles = {f["name"]: f["role"] for f in data["files"]}
+    assert roles["model.safetensors"] == "weights" and roles["config.json"] == "rewritten"
+    assert roles["vocab.json"] == "carried" and roles["tf_model.h5"] == "not carried" and roles[".env"] == "not carried"
+    assert "not carried" in xcr("inspect", src).out
+
+
+def test_inspect_an_empty_name(xcr: Any) -> None:
+    r = xcr("inspect", "")
+    assert r.code == 2 and "give a checkpoint folder or a Hub repo id" in one_error_line(r.err)

@@ -480,7 +480,8 @@ def test_force_never_deletes_what_a_user_added_to_an_earlier_output(xcr: Any, ma
     r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force")
     assert r.code == 2
     line = one_error_line(r.err)
-    assert "is a checkpoint but also holds 2 entries (checkpoints/, train.log), which --force would delete" in line
+    assert "is an earlier xcr output but also holds 2 entries (checkpoints/, train.log) that it did not write" in line
+    assert "which --force would delete" in line
     assert snapshot(out) == before
 
 

@@ -61,6 +61,9 @@ def test_the_same_grid_changes_nothing_and_bad_sizes_are_refused(make_ckpt: Any)
     assert resize_model(model, 336) is model and model.vision_model.embeddings.position_embedding is before
     with pytest.raises(XcrError) as e:
         resize_model(model, 500)
-    assert str(e.value) == "res=500 is not a positive multiple of the patch size 14"
+    assert str(e.value) == "res=500 is not a multiple of the patch size 14; use 490 or 504"
+    with pytest.raises(XcrError) as e:
+        resize_model(model, True)  # type: ignore[arg-type]
+    assert str(e.value) == "res must be a whole number of pixels, not True"
     with pytest.raises(XcrError):
         resize_model(torch.nn.Linear(2, 2), 490)

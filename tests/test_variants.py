@@ -287,7 +287,7 @@ def test_a_rerun_is_up_to_date_and_rewrites_nothing(xcr: Any, make_ckpt: Any, tm
     [
         ("mode", "was made with mode 'bicubic', not 'bilinear'"),
         ("dtype", "was made with dtype 'keep', not 'float16'"),
-        ("source", "was made from another source"),
+        ("source", "was made from the files of a folder clip-vit-tiny-patch14-336-0 as they were then"),
         ("truncate", "is incomplete or damaged: model.safetensors has"),
         ("table", "is incomplete or damaged: vision_model.embeddings.position_embedding.weight does not read back"),
         ("missing", "is incomplete or damaged: vocab.json is missing"),
@@ -342,7 +342,7 @@ def test_an_up_to_date_hub_output_follows_the_branch(xcr: Any, hub: Any, tmp_pat
     assert r.code == 0 and json.loads(r.out)["outputs"][0]["up_to_date"] is True
     hub.add(rid, build(tmp_path / "v2", seed=2))  # main moves on
     r = xcr("resize", "--model", rid, "--res", 490, "--out", out)
-    assert r.code == 2 and "was made from another source" in one_error_line(r.err)
+    assert r.code == 2 and f"was made from another commit of {rid}" in one_error_line(r.err)
 
 
 def test_make_variants_twice_rewrites_nothing(make_ckpt: Any, tmp_path: Path) -> None:
@@ -433,3 +433,129 @@ def test_a_branch_that_moves_mid_run_is_caught(hub: Any, tmp_path: Path) -> None
         hub.hooks.remove(move)
     assert "moved to another commit while xcr was reading it" in str(e.value) and "run again" in str(e.value)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ what a stranger hit (issue 10)
+
+
+def test_force_spares_any_file_a_user_added_to_an_earlier_output(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 490, "--out", out, "--quiet").code == 0
+    for name in ("train.py", "eval_results.json", "notes.md", "readme.txt"):  # checkpoint-like names
+        (out / name).write_text("mine")
+    before = snapshot(out)
+    r = xcr("resize", "--model", src, "--res", 224, "--out", out, "--force")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "is an earlier xcr output but also holds 4 entries (eval_results.json, notes.md, readme.txt, …)" in line
+    assert snapshot(out) == before
+
+
+def test_with_projection_needs_a_projection_in_the_source(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", make_ckpt(kind="vision"), "--res", 224, "--out", tmp_path / "out",
+            "--vision-only", "--with-projection")  # fmt: skip
+    assert r.code == 2
+    assert "the source has no visual_projection to keep; leave --with-projection out" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_4khd_preset_looks_at_the_source(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", tmp_path / "nothing", "--preset", "internlm-xcomposer2-4khd-7b")
+    assert r.code == 2 and "does not exist" in one_error_line(r.err)
+    small = make_ckpt(image_size=224)
+    r = xcr("resize", "--model", small, "--preset", "internlm-xcomposer2-4khd-7b", "--out", tmp_path / "o336", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["outputs"][0]["res"] == 336, "a 224-px source is converted to the 336 px 4KHD runs at"
+    r = xcr("resize", "--model", make_ckpt(), "--preset", "internlm-xcomposer2-4khd-7b", "--vision-only",
+            "--out", tmp_path / "vision", "--quiet")  # fmt: skip
+    assert r.code == 0 and (tmp_path / "vision" / "config.json").is_file(), "a new form is still written"
+
+
+@pytest.mark.parametrize(
+    ("presets", "message"),
+    [
+        (["internlm-xcomposer2-7b", "internlm-xcomposer2-7b"], "--preset lists internlm-xcomposer2-7b twice"),
+        (["internlm-xcomposer2d5-7b", "internlm-xcomposer2d5-ol-7b"], "both run at 560 px: one output serves both"),
+    ],
+)
+def test_presets_given_twice(xcr: Any, make_ckpt: Any, presets: list[str], message: str) -> None:
+    args = [a for p in presets for a in ("--preset", p)]
+    r = xcr("resize", "--model", make_ckpt(), *args)
+    assert r.code == 2 and message in one_error_line(r.err)
+
+
+@pytest.mark.parametrize("name", ["config.json", "preprocessor_config.json", "vocab.json"])
+def test_an_edited_small_file_is_not_up_to_date(xcr: Any, make_ckpt: Any, tmp_path: Path, name: str) -> None:
+    src = make_ckpt()
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 490, "--out", out, "--quiet").code == 0
+    data = bytearray((out / name).read_bytes())
+    data[len(data) // 2] ^= 0x01  # the same size, one bit changed
+    (out / name).write_bytes(bytes(data))
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out)
+    assert r.code == 2 and f"is incomplete or damaged: {name} was changed since it was written" in one_error_line(r.err)
+
+
+def test_two_identical_runs_at_once_both_succeed(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import convert as convert_module
+
+    src = make_ckpt()
+    out = tmp_path / "out"
+    real = convert_module._verify
+
+    def the_twin_lands_first(*a: Any, **k: Any) -> None:
+        monkeypatch.setattr(convert_module, "_verify", real)
+        assert xcr("resize", "--model", src, "--res", 490, "--out", out, "--quiet").code == 0
+        real(*a, **k)
+
+    monkeypatch.setattr(convert_module, "_verify", the_twin_lands_first)
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["outputs"][0]["up_to_date"] is True
+    assert not [p for p in tmp_path.iterdir() if ".xcr-" in p.name]
+
+
+def test_a_force_run_that_loses_the_race_says_run_again(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import convert as convert_module
+
+    src = make_ckpt()
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
+    real = convert_module._verify
+
+    def another_force_run_lands_first(*a: Any, **k: Any) -> None:
+        monkeypatch.setattr(convert_module, "_verify", real)
+        assert xcr("resize", "--model", src, "--res", 336, "--out", out, "--force", "--quiet").code == 0
+        real(*a, **k)
+
+    monkeypatch.setattr(convert_module, "_verify", another_force_run_lands_first)
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force")
+    assert r.code == 1
+    line = one_error_line(r.err)
+    assert (
+        "created or changed by someone else" in line
+        and "run again to replace it" in line
+        and "pass --force" not in line
+    )
+
+
+def test_hidden_files_and_other_formats_are_left_out_with_a_note(make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt(extra_files={".env": b"HF_TOKEN=hf_secret", "tf_model.h5": b"HDF"})
+    (src / "onnx").mkdir()
+    (src / "onnx" / "model.onnx").write_bytes(b"x")
+    notes: list[str] = []
+    resize(src, 490, tmp_path / "out", on_note=notes.append)
+    assert not (tmp_path / "out" / ".env").exists() and (tmp_path / "out" / ".gitattributes").exists()
+    note = next(n for n in notes if n.startswith("not carried over:"))
+    assert ".env" in note and "tf_model.h5" in note and "onnx/" in note
+
+
+def test_a_table_just_over_the_limit_says_by_how_much(xcr: Any, make_ckpt: Any) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 57344, "--out", "x")
+    assert r.code == 2
+    assert "a position table of 2,147,483,776 bytes (limit 2.0 GiB)" in one_error_line(r.err)

@@ -318,6 +318,9 @@ def _inspection(found: Any) -> str:
         d = found.download
         rows.add_row("a conversion downloads", f"{len(d['files'])} files, {_size(d['bytes'])} (weights and metadata)")
     rows.add_row("files", f"{len(found.files)}, {_size(sum(f['bytes'] or 0 for f in found.files))}")
+    left = [f["name"] for f in found.files if f["role"] == "not carried"]
+    if left:
+        rows.add_row("not carried", escape(", ".join(left[:8]) + (", …" if len(left) > 8 else "")))
     return _render([rows], sys.stdout)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import math
 import os
 import sys
 import time
@@ -29,8 +28,17 @@ from .configs import (
 )
 from .errors import InputError, OutputError, UsageError, XcrError, arg
 from .families import Family, family_for
-from .options import Options, build_options
-from .output import Staging, check_existing, check_place, clean_stale, default_name, identity, output_paths
+from .options import Options, build_options, check_cost, check_res
+from .output import (
+    ChangedError,
+    Staging,
+    check_existing,
+    check_place,
+    clean_stale,
+    default_name,
+    identity,
+    output_paths,
+)
 from .plan import CARD, Plan, check_processors, make_plan, out_tensors, planned_bytes
 from .safetensors_io import (
     DTYPE_SIZES,
@@ -46,7 +54,6 @@ from .safetensors_io import (
     write_file,
 )
 from .sources import SourceTensor, read_json
-from .text import human_bytes
 
 if TYPE_CHECKING:
     import torch
@@ -54,7 +61,6 @@ if TYPE_CHECKING:
     from .hub import Source
     from .worker import Worker
 
-MAX_TABLE_BYTES = 2 << 30  # refuse position tables larger than this (float32)
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 NoteFn = Callable[[str], None]
@@ -177,14 +183,11 @@ def convert(
         if on_note:
             on_note(message)
 
-    for message in options.notes:
-        note(message)
-    if not options.resolutions:  # presets that need no conversion
-        return Result(options.model, None, [], [], 0, time.perf_counter() - started, notes)
-
     from .hub import resolve_source
 
     source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
+    for message in options.notes:
+        note(message)
     config = read_json(source.folder / "config.json")
     family = family_for(config)
     sizes = vision_sizes(config, family)
@@ -196,15 +199,21 @@ def convert(
         plan = make_plan(source, family, config, sizes, options)
         note(f"config.json does not state the vision {' and '.join(sizes.missing)}; transformers assumes "
              f"{sizes.image_size} px with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
-    targets = _targets(options, source, sizes, width, family.num_prefix_tokens, fingerprint)
+    resolutions = [r for r in options.resolutions if not _as_is(options, sizes, r)]
+    for r in options.resolutions:
+        if r not in resolutions:
+            note(f"no conversion is needed for {r} px: {source.display} is already at {sizes.image_size} px")
+    if not resolutions:
+        return Result(source.display, source.revision, [], [], 0, time.perf_counter() - started, notes)
+    targets = _targets(options, resolutions, source, sizes, width, family.num_prefix_tokens, fingerprint)
     if options.device == "cuda":
         _check_cuda()
     reports = [
         OutputReport(str(t.shown), t.res, (t.grid(sizes.patch_size),) * 2, True) for t in targets if t.up_to_date
     ]
-    for r in reports:  # complete already: what an interruption now must not report as lost
+    for report in reports:  # complete already: what an interruption now must not report as lost
         if on_landed:
-            on_landed(r)
+            on_landed(report)
     todo = [t for t in targets if not t.up_to_date]
     if not todo:
         return Result(source.display, source.revision, reports, [], 0, time.perf_counter() - started, notes)
@@ -213,7 +222,7 @@ def convert(
         source.fetch_weights()
         plan = make_plan(source, family, config, sizes, options)
     for t in todo:
-        _check_cost(t.res, sizes.patch_size, plan.pos.shape[1], family.num_prefix_tokens)
+        check_cost(t.res, sizes.patch_size, plan.pos.shape[1], family.num_prefix_tokens)
     check_processors(plan, todo[0].res)
     for message in plan.notes:
         note(message)
@@ -232,10 +241,10 @@ def convert(
     written = 0
     rewritten: set[str] = set()
 
-    def landed(target: Target, nbytes: int, names: tuple[str, ...]) -> None:
+    def landed(target: Target, nbytes: int, names: tuple[str, ...], up_to_date: bool) -> None:
         nonlocal written
         g = target.grid(sizes.patch_size)
-        reports.append(OutputReport(str(target.shown), target.res, (g, g)))
+        reports.append(OutputReport(str(target.shown), target.res, (g, g), up_to_date))
         written += nbytes
         rewritten.update(names)
         if on_landed:
@@ -281,9 +290,16 @@ def _mention_completed(e: BaseException, paths: list[str]) -> None:
 # ---------------------------------------------------------------- checks before any work
 
 
-def _targets(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int,
-             fingerprint: str) -> list[Target]:  # fmt: skip
-    targets = [_target(options, source, sizes, width, prefix, r, fingerprint) for r in options.resolutions]
+def _as_is(options: Options, sizes: VisionSizes, res: int) -> bool:
+    """A preset that runs the source as it is, and the source is already that: nothing to write
+    (unless the output's form changes: --vision-only, --dtype)."""
+    same_form = not options.vision_only and options.dtype == "keep"
+    return res in options.as_is and res == sizes.image_size and same_form
+
+
+def _targets(options: Options, resolutions: list[int], source: Source, sizes: VisionSizes, width: int | None,
+             prefix: int, fingerprint: str) -> list[Target]:  # fmt: skip
+    targets = [_target(options, source, sizes, width, prefix, r, fingerprint) for r in resolutions]
     seen: dict[Path, int] = {}
     for t in targets:
         if t.final in seen:
@@ -297,12 +313,12 @@ def _targets(options: Options, source: Source, sizes: VisionSizes, width: int | 
 
 def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int, res: int,
             fingerprint: str) -> Target:  # fmt: skip
-    _check_res(res, sizes.patch_size, width, prefix)
+    check_res(res, sizes.patch_size, width, prefix)
     name = default_name(source.name, sizes.image_size, res)
     shown, final = output_paths(options.out_for(res), name)
     check_place(final, shown, source.folder, suggest=name)
     clean_stale(final)  # after the checks: a refused run touches nothing
-    want = record.wanted(options, fingerprint, res)
+    want = record.wanted(options, source, fingerprint, res)
     if not options.force and final.is_dir() and not final.is_symlink() and any(final.iterdir()):
         verdict = record.check(final, want)
         if verdict.up_to_date:
@@ -314,37 +330,6 @@ def _target(options: Options, source: Source, sizes: VisionSizes, width: int | N
             )
     check_existing(final, shown, options.force)
     return Target(res, shown, final, identity(final), want)
-
-
-def _largest_grid(width: int, prefix: int) -> int:
-    """The side of the largest grid whose float32 table fits in MAX_TABLE_BYTES."""
-    cells = MAX_TABLE_BYTES // (4 * width) - prefix
-    return math.isqrt(cells) if cells > 0 else 0
-
-
-def _check_res(res: int, patch: int, width: int | None, prefix: int) -> None:
-    """Refuse a resolution the table cannot have: too large first, then not a multiple of the
-    patch (suggesting only sizes that would be accepted)."""
-    _check_cost(res, patch, width, prefix)
-    if res % patch:
-        largest = _largest_grid(width, prefix) * patch if width else None
-        lower, upper = res - res % patch, res - res % patch + patch
-        hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
-        raise UsageError(f"{arg('res', res)} is not a multiple of the patch size {patch}; use {' or '.join(hints)}")
-
-
-def _check_cost(res: int, patch: int, width: int | None, prefix: int) -> None:
-    """Refuse, before allocating anything, a position table too large to be meant."""
-    if width is None:
-        return
-    grid = res // patch
-    cost = (prefix + grid * grid) * width * 4
-    if cost > MAX_TABLE_BYTES:
-        raise UsageError(
-            f"{arg('res', res)} means a {grid}×{grid} grid and a position table of "
-            f"{human_bytes(cost)} (limit {human_bytes(MAX_TABLE_BYTES)}); use a smaller {arg('res')}, "
-            f"at most {_largest_grid(width, prefix) * patch}"
-        )
 
 
 def _config_width(config: dict[str, Any], family: Family) -> int | None:
@@ -372,11 +357,12 @@ def _write_target(
     target: Target,
     progress: Callable[[int], None],
     worker: Worker | None,
-    landed: Callable[[int, tuple[str, ...]], None],
+    landed: Callable[[int, tuple[str, ...], bool], None],
     note: NoteFn,
 ) -> list[BaseException]:
-    """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names)`
-    records it the instant it is in place. Returns the interruptions held back while it landed."""
+    """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names,
+    up to date)` records it the instant it is in place. Returns the interruptions held back while it
+    landed."""
     options = plan.options
     g = target.grid(plan.sizes.patch_size)
     computed: dict[str, Buffer] = {}
@@ -422,20 +408,22 @@ def _write_target(
             modes[rel] = src
         names = tuple(sorted(computed))
         tables = {name: record.digest(bytes(computed[name])) for name in names}
-        rec = record.make(target.want, plan.source.repo_id or plan.source.name, plan.source.revision, __version__,
-                          sizes, tables)  # fmt: skip
+        rec = record.make(target.want, __version__, tmp, sizes, tables)
         card = model_card(_card(plan, target, names, rec), plan.card)
         written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
         modes[CARD] = folder / CARD if plan.card is not None else folder / "config.json"
         _verify(tmp, plan, files, computed)
         _set_modes(tmp, modes)
         staging.land(
-            options.force, _folder_mode(folder), target.seen, lambda: landed(written, names), fsync=options.fsync
+            options.force, _folder_mode(folder), target.seen, lambda: landed(written, names, False), fsync=options.fsync
         )
     except BaseException as e:
         if staging.landed:  # the output is in place: only what comes after can still fail
             raise
         staging.discard()
+        if isinstance(e, ChangedError) and record.check(target.final, target.want).up_to_date:
+            landed(0, (), True)  # another run landed exactly this output first: it is up to date
+            return []
         if isinstance(e, OSError):
             raise _os_error(e, target.shown) from e
         raise

@@ -14,14 +14,14 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
-from .errors import HubError
+from .errors import HubError, UsageError
 from .families import family_for
-from .sources import open_checkpoint, read_json, walk
+from .options import largest_grid
+from .safetensors_io import FLOAT_DTYPES
+from .sources import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
 
 if TYPE_CHECKING:
     from .hub import Source
-
-MAX_TABLE_BYTES = 2 << 30  # as convert.MAX_TABLE_BYTES
 
 
 @dataclass
@@ -52,14 +52,14 @@ class Inspection:
     accepted_res: dict[str, int]  # multiple_of, min, max
     table: Table | None
     position_ids: str | None
-    parameters: int | None
-    dtypes: dict[str, int]  # dtype → parameters stored in it
+    parameters: int | None  # in floating tensors (the integer id buffers are not parameters)
+    dtypes: dict[str, int]  # dtype → values stored in it, id buffers included
     weights_format: str | None
     weight_files: list[dict[str, Any]]  # name, bytes
     sharded: bool
     weights_local: bool  # the weights are on this machine (a folder, or in the cache)
     download: dict[str, Any] | None  # Hub: what a conversion would download {files, bytes}
-    files: list[dict[str, Any]]  # every file of the source: name, bytes (None when unknown)
+    files: list[dict[str, Any]]  # every file of the source: name, bytes (None when unknown), role
     processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # file → its image sizes
 
     def to_json(self) -> dict[str, Any]:
@@ -70,6 +70,8 @@ def inspect(model: str, revision: str | None = None, token: str | None = None) -
     """Inspect `model` (a folder or a Hub repo id) without converting or downloading weights."""
     from .hub import is_metadata, pick_weights, resolve_source
 
+    if not model.strip():
+        raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
     config = read_json(source.folder / "config.json")
     family = family_for(config)
@@ -92,14 +94,14 @@ def inspect(model: str, revision: str | None = None, token: str | None = None) -
         ids = family.find(list(tensors), family.ids_suffix)
         for dtype, shape in tensors.values():
             dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape)
-        parameters = sum(dtypes.values())
+        parameters = sum(n for d, n in dtypes.items() if d in FLOAT_DTYPES)  # not the integer id buffers
     else:  # a .bin not on this machine: what config.json implies
         width = next((b.get("hidden_size") for b in family.vision_config_blocks(config) if b.get("hidden_size")), None)
         if isinstance(width, int):
             rows = family.num_prefix_tokens + sizes.grid**2
             table = Table(family.pos_suffix, [rows, width], _config_dtype(config), "config")
     width = table.shape[-1] if table else 1024
-    largest = math.isqrt(max(MAX_TABLE_BYTES // (4 * width) - family.num_prefix_tokens, 0)) * sizes.patch_size
+    largest = largest_grid(width, family.num_prefix_tokens) * sizes.patch_size
     download = None
     if source.repo_id and source.listing is not None:
         wanted = [n for n in names if is_metadata(n)] + weights
@@ -127,9 +129,29 @@ def inspect(model: str, revision: str | None = None, token: str | None = None) -
         sharded=bool(weights) and weights[0].endswith(".index.json"),
         weights_local=local,
         download=download,
-        files=[{"name": n, "bytes": sizes_by_name[n]} for n in names],
+        files=[
+            {"name": n, "bytes": sizes_by_name[n], "role": _role(n, weights, source.listing is not None)} for n in names
+        ],
         processors=_processors(source),
     )
+
+
+def _role(name: str, weights: list[str], hub: bool) -> str:
+    """What a conversion does with a file: reads its `weights`, `rewrites` it, `carries` it, or
+    leaves it out (`not carried`: other weight formats, export folders, hidden files)."""
+    from .hub import is_metadata
+    from .plan import REWRITTEN_FILES
+
+    base = name.rsplit("/", 1)[-1]
+    if name in weights:
+        return "weights"
+    if name in REWRITTEN_FILES or base in PROCESSOR_FILES:
+        return "rewritten"
+    folders = name.split("/")[:-1]
+    hidden = base.startswith(".") and base != ".gitattributes"
+    if is_weight_file(base) or hidden or any(f.startswith(".") or f in EXPORT_FOLDERS for f in folders):
+        return "not carried"
+    return "carried" if not hub or is_metadata(name) else "not carried"  # from the Hub: the small files
 
 
 def _listing(source: Source, token: str | None) -> dict[str, int | None]:

@@ -9,7 +9,6 @@ the new size without `interpolate_pos_encoding` and `save_pretrained` writes wha
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 from .errors import UsageError
@@ -29,11 +28,9 @@ def resize_model(model: Any, res: int, *, mode: str = "bicubic", antialias: bool
     import torch
 
     from .interpolate import ANTIALIAS_MODES, MODES, resample_grid
+    from .options import check_res, pixels
 
-    try:
-        res = operator.index(res)
-    except TypeError:
-        raise UsageError(f"res must be a whole number of pixels, not {res!r}") from None
+    res = pixels(res)
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if antialias and mode not in ANTIALIAS_MODES:
@@ -46,8 +43,7 @@ def resize_model(model: Any, res: int, *, mode: str = "bicubic", antialias: bool
     old = int(round((rows - 1) ** 0.5))
     if 1 + old * old != rows:
         raise UsageError(f"the model's position table has {rows} rows, not a class row plus a square grid")
-    if res <= 0 or res % patch:
-        raise UsageError(f"res={res} is not a positive multiple of the patch size {patch}")
+    check_res(res, patch, width, 1)
     grid = res // patch
     if grid == old:
         return model

@@ -1,12 +1,13 @@
 """One conversion request as one value, built and validated once, from the CLI or a Python call.
 
-Only what can be checked without the source is checked here (types, names, signs); what needs
-the source's config (multiples of the patch size, the size of the table) is checked in convert.
+`build_options` checks what can be checked without the source (types, names, signs);
+`check_res` checks a resolution against a model's patch size and table width once they are known.
 Messages spell arguments the caller's way (`errors.arg`).
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import os
 from collections.abc import Iterable
@@ -16,8 +17,10 @@ from .errors import UsageError, arg
 from .interpolate import ANTIALIAS_MODES, MODES
 from .presets import DEFAULT_MODEL, Preset
 from .presets import preset as find_preset
+from .text import human_bytes
 
 DEVICES = ("auto", "cpu", "cuda")
+MAX_TABLE_BYTES = 2 << 30  # refuse position tables larger than this (float32)
 DTYPES = ("keep", "float32", "float16", "bfloat16")
 
 
@@ -39,6 +42,7 @@ class Options:
     with_projection: bool = False  # with vision_only: keep visual_projection (CLIPVisionModelWithProjection)
     fsync: bool = False  # flush every file and the folder to the disk before and after landing
     notes: tuple[str, ...] = ()  # what the presets say
+    as_is: tuple[int, ...] = ()  # resolutions a preset runs the source at as it is: nothing to write when it is
 
     def out_for(self, res: int) -> str | None:
         """The output folder for `res`: `out` with `{res}` filled in."""
@@ -72,10 +76,11 @@ def build_options(
     if presets and res is not None:
         raise UsageError(f"give {arg('res')} or {arg('preset')}, not both")
     if presets:
-        resolutions = tuple(dict.fromkeys(p.res for p in presets if p.convert))
+        resolutions = tuple(p.res for p in presets)
+        as_is = tuple(p.res for p in presets if not p.convert)
         notes = tuple(f"{p.name}: {p.note}" for p in presets)
     else:
-        resolutions, notes = _resolutions(490 if res is None else res), ()
+        resolutions, as_is, notes = _resolutions(490 if res is None else res), (), ()
     out_text = None if out is None else _path_or_id("out", out)
     if out_text is not None and len(resolutions) > 1 and "{res}" not in out_text:
         raise UsageError(
@@ -102,22 +107,70 @@ def build_options(
         with_projection=projection,
         fsync=_flag("fsync", fsync),
         notes=notes,
+        as_is=as_is,
     )
 
 
 def _presets(preset: object) -> list[Preset]:
     if preset is None:
         return []
-    names = [preset] if isinstance(preset, str) else preset
-    if not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):
+    if not isinstance(preset, str) and not isinstance(preset, Iterable):
+        raise UsageError(f"{arg('preset')} must be a preset name or a list of them, not {preset!r}")
+    names = [preset] if isinstance(preset, str) else list(preset)
+    if not all(isinstance(n, str) for n in names):
         raise UsageError(f"{arg('preset')} must be a preset name or a list of them, not {preset!r}")
     found = [find_preset(n) for n in names]
     if not found:
         raise UsageError(f"{arg('preset')} is empty; give a preset name (see xcr presets)")
+    for p in found:
+        if names.count(p.name) > 1:
+            raise UsageError(f"{arg('preset')} lists {p.name} twice; give each preset once")
+    twins = [p for p in found if [q.res for q in found].count(p.res) > 1]
+    if twins:
+        raise UsageError(
+            f"{' and '.join(p.name for p in twins)} both run at {twins[0].res} px: one output serves both; give one"
+        )
     return found
 
 
-def _pixels(value: object) -> int:
+def largest_grid(width: int, prefix: int) -> int:
+    """The side of the largest grid whose float32 table fits in MAX_TABLE_BYTES."""
+    cells = MAX_TABLE_BYTES // (4 * width) - prefix
+    return math.isqrt(cells) if cells > 0 else 0
+
+
+def check_res(res: int, patch: int, width: int | None, prefix: int) -> None:
+    """Refuse a resolution the table cannot have: too large first, then not a multiple of the
+    patch (suggesting only sizes that would be accepted)."""
+    check_cost(res, patch, width, prefix)
+    if res % patch:
+        largest = largest_grid(width, prefix) * patch if width else None
+        lower, upper = res - res % patch, res - res % patch + patch
+        hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
+        raise UsageError(f"{arg('res', res)} is not a multiple of the patch size {patch}; use {' or '.join(hints)}")
+
+
+def check_cost(res: int, patch: int, width: int | None, prefix: int) -> None:
+    """Refuse, before allocating anything, a position table too large to be meant."""
+    if width is None:
+        return
+    grid = res // patch
+    cost = (prefix + grid * grid) * width * 4
+    if cost > MAX_TABLE_BYTES:
+        raise UsageError(
+            f"{arg('res', res)} means a {grid}×{grid} grid and a position table of {_size(cost)} "
+            f"(limit {_size(MAX_TABLE_BYTES)}); use a smaller {arg('res')}, "
+            f"at most {largest_grid(width, prefix) * patch}"
+        )
+
+
+def _size(n: int) -> str:
+    """Bytes in binary units, exact when rounding would hide the difference from the limit."""
+    text = human_bytes(n)
+    return text if n == MAX_TABLE_BYTES or text != human_bytes(MAX_TABLE_BYTES) else f"{n:,} bytes"
+
+
+def pixels(value: object) -> int:
     """An integer number of pixels from an int-like value (int, numpy integer; not bool or str)."""
     if isinstance(value, (str, bytes)):
         raise UsageError(f"{arg('res')} must be a whole number of pixels such as 490, not the text {value!r}")
@@ -136,9 +189,9 @@ def _pixels(value: object) -> int:
 
 def _resolutions(res: object) -> tuple[int, ...]:
     if isinstance(res, Iterable) and not isinstance(res, (str, bytes)) and not hasattr(res, "__index__"):
-        values = [_pixels(r) for r in res]
+        values = [pixels(r) for r in res]
     else:
-        values = [_pixels(res)]
+        values = [pixels(res)]
     if not values:
         raise UsageError(f"{arg('res')} is empty; give at least one resolution")
     for r in values:

@@ -146,8 +146,18 @@ def replace_problem(final: Path, force: bool) -> str | None:
     if not entries:
         return None
     names = [p.name for p in entries]
-    ours = record.owned(final)  # what an earlier xcr output wrote, subfolders included
-    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if p.name not in ours and not _checkpoint_file(p)]
+    extra = record.foreign(final)  # an earlier xcr output: what in it that output did not write
+    if extra is not None:
+        if extra:
+            return (
+                f"{{out}} is an earlier xcr output but also holds {_some(extra)} that it did not write, which "
+                f"{arg('force', True)} would delete; move {'it' if len(extra) == 1 else 'them'} out, "
+                f"or choose another {arg('out')}"
+            )
+        return (
+            None if force else f"{{out}} already holds an earlier xcr output; pass {arg('force', True)} to replace it"
+        )
+    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if not _checkpoint_file(p)]
     if "config.json" in names and any(is_weight_file(n) for n in names):
         if foreign:
             return (
@@ -244,6 +254,10 @@ def _tag(name: str) -> str:
     return os.fsdecode(raw[: TAG_BYTES - 20]) + "~" + digest
 
 
+class ChangedError(OutputError):
+    """The output was created or changed by another writer while this run wrote its own."""
+
+
 class Staging:
     """The private temporary folder an output is written into, beside its final place."""
 
@@ -307,11 +321,11 @@ class Staging:
                     os.rename(self.path, self.out)  # replaces nothing but an empty folder
                 except OSError as e:
                     if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
-                        raise self._changed() from e
+                        raise self._changed(force) from e
                     raise
             else:
                 if identity(self.out) != seen or replace_problem(self.out, force=True):
-                    raise self._changed()
+                    raise self._changed(force)
                 old = self.out.parent / f".{_tag(self.out.name)}{OLD_TAG}{HOST}-{os.getpid()}"
                 os.rename(self.out, old)
                 try:
@@ -334,11 +348,11 @@ class Staging:
             except KeyboardInterrupt as e:
                 self.interrupts.append(e)
 
-    def _changed(self) -> OutputError:
-        return OutputError(
+    def _changed(self, force: bool) -> OutputError:
+        what = "run again to replace it" if force else f"pass {arg('force', True)} to replace it"
+        return ChangedError(
             f"{self.out} was created or changed by someone else while this run was writing; it was left as it "
-            f"is and this run's output was discarded; pass {arg('force', True)} to replace it, "
-            f"or choose another {arg('out')}"
+            f"is and this run's output was discarded; {what}, or choose another {arg('out')}"
         )
 
     def discard(self) -> None:

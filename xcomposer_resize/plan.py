@@ -19,7 +19,17 @@ from .errors import InputError
 from .families import Family
 from .interpolate import grid_side
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
-from .sources import SAFETENSORS, Checkpoint, SourceTensor, check_readable, is_weight_file, not_a_file, walk
+from .sources import (
+    BIN_INDEX,
+    SAFETENSORS,
+    SAFETENSORS_INDEX,
+    Checkpoint,
+    SourceTensor,
+    check_readable,
+    is_weight_file,
+    not_a_file,
+    walk,
+)
 
 if TYPE_CHECKING:
     from .hub import Source
@@ -100,6 +110,12 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
         ids = ckpt.tensor(ids_name)
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
             raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
+    if options.vision_only and options.with_projection:
+        if not any(n.split(".")[0] in family.projections for n in names):
+            raise InputError(
+                f"the source has no {' or '.join(family.projections)} to keep; leave --with-projection out: "
+                f"its vision tower loads as {family.vision_architectures[False]}"
+            )
     plan = Plan(source, family, config, sizes, options, ckpt, pos, ids)
     _lay_out(plan)
     _plan_files(plan)
@@ -166,10 +182,18 @@ def _plan_files(plan: Plan) -> None:
     """Read the processor files (in subfolders too) and the model card, and list the files to carry
     over, checking now that every one can be read: a source problem is found before gigabytes move.
     Weights of any format, hidden folders and the folders of other formats (onnx/, ...) are left out."""
-    for entry, rel in walk(plan.source.folder):
+    ckpt = plan.checkpoint
+    used = {shard.source.name for shard in ckpt.shards}
+    if ckpt.index_name:
+        used.add(SAFETENSORS_INDEX if ckpt.weight_format == "safetensors" else BIN_INDEX)
+    skipped: list[str] = []
+    for entry, rel in walk(plan.source.folder, skipped):
         name = entry.name
-        if rel == "config.json" or is_weight_file(name):
-            continue  # read already; weights of other formats
+        if rel == "config.json" or rel in used:
+            continue  # read already
+        if is_weight_file(name) or (name.startswith(".") and name != ".gitattributes"):
+            skipped.append(rel)  # weights of other formats (the old grid); hidden files (.env, secrets)
+            continue
         what = not_a_file(entry)
         rewritten = rel in REWRITTEN_FILES or name in PROCESSOR_FILES
         if what and rewritten:
@@ -190,6 +214,11 @@ def _plan_files(plan: Plan) -> None:
         else:
             check_readable(entry)
             plan.carried.append((entry, rel))
+    if skipped:
+        plan.notes.append(
+            f"not carried over: {', '.join(skipped[:6])}{', …' if len(skipped) > 6 else ''} "
+            "(weights of other formats or of other export folders, which hold the old grid, and hidden files)"
+        )
 
 
 def check_processors(plan: Plan, res: int) -> None:

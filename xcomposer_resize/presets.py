@@ -47,8 +47,8 @@ PRESETS = (
         "internlm-xcomposer2-4khd-7b",
         336,
         DEFAULT_MODEL,
-        "XComposer2 4KHD keeps the tower at 336 px and reaches high resolution by tiling 336-px crops "
-        "(hd_num): no conversion is needed",
+        "XComposer2 4KHD runs the tower at 336 px and reaches high resolution by tiling 336-px crops "
+        "(hd_num): a 336-px source needs no conversion",
         convert=False,
     ),
     Preset(

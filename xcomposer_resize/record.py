@@ -48,9 +48,11 @@ def fingerprint(source: Source) -> str:
     return "files:" + digest.hexdigest()[:32]
 
 
-def wanted(options: Options, source_fingerprint: str, res: int) -> dict[str, Any]:
+def wanted(options: Options, source: Source, source_fingerprint: str, res: int) -> dict[str, Any]:
     """What an output of this run for `res` records, before the files are known."""
     return {
+        "source": source.repo_id or source.name,
+        "revision": source.revision,
         "source_fingerprint": source_fingerprint,
         "res": res,
         "mode": options.mode,
@@ -71,11 +73,18 @@ def resolved_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def make(want: dict[str, Any], source: str, revision: str | None, version: str,
-         files: dict[str, int], tables: dict[str, str]) -> dict[str, Any]:  # fmt: skip
-    """The record a finished output carries in its card."""
-    return {"format": FORMAT, "tool": f"xcomposer-resize {version}", "source": source, "revision": revision,
-            **want, "files": dict(sorted(files.items())), "tables": dict(sorted(tables.items()))}  # fmt: skip
+def make(want: dict[str, Any], version: str, folder: Path, files: dict[str, int],
+         tables: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    """The record a finished output (in `folder`, before it lands) carries in its card: every file's
+    size, the digest of every file but the weights (configs, processor files, tokenizer: small), and
+    the digest of every rewritten tensor."""
+    digests = {name: digest((folder / name).read_bytes()) for name in sorted(files) if not _weights(name)}
+    return {"format": FORMAT, "tool": f"xcomposer-resize {version}", **want, "files": dict(sorted(files.items())),
+            "digests": digests, "tables": dict(sorted(tables.items()))}  # fmt: skip
+
+
+def _weights(name: str) -> bool:
+    return name.endswith(".safetensors")
 
 
 def digest(data: bytes | bytearray | memoryview) -> str:
@@ -97,13 +106,30 @@ def read(folder: Path) -> dict[str, Any] | None:
     return rec if isinstance(rec, dict) and rec.get("format") == FORMAT else None
 
 
-def owned(folder: Path) -> set[str]:
-    """The top-level names in `folder` that an xcr output wrote (its recorded files and its card)."""
+def foreign(folder: Path) -> list[str] | None:
+    """What in `folder` an earlier xcr output did not write (`name`, or `name/` for a folder), or
+    None when `folder` holds no xcr output (no record)."""
     rec = read(folder)
     files = rec.get("files") if rec else None
     if not isinstance(files, dict):
-        return set()
-    return {CARD, *(str(name).split("/")[0] for name in files)}
+        return None
+    ours = {CARD, *(str(name) for name in files)}
+    dirs = {"/".join(str(n).split("/")[:i]) for n in files for i in range(1, len(str(n).split("/")))}
+    extra = []
+
+    def visit(current: Path, prefix: str) -> None:
+        for entry in sorted(current.iterdir()):
+            rel = prefix + entry.name
+            if entry.is_dir() and not entry.is_symlink() and rel in dirs:
+                visit(entry, rel + "/")
+            elif rel not in ours or entry.is_dir():
+                extra.append(rel + ("/" if entry.is_dir() else ""))
+
+    try:
+        visit(folder, "")
+    except OSError:
+        return None
+    return extra
 
 
 @dataclass(frozen=True)
@@ -122,7 +148,17 @@ def check(folder: Path, want: dict[str, Any]) -> Verdict:
         return Verdict(False)
     if rec.get("source_fingerprint") != want["source_fingerprint"]:
         made = f"{rec.get('source')}" + (f" at {str(rec['revision'])[:12]}" if rec.get("revision") else "")
-        return Verdict(False, f"was made from another source ({made}) or from files that changed since")
+        if rec.get("source") != want["source"]:
+            return Verdict(False, f"was made from another source ({made})")
+        if want["revision"]:
+            return Verdict(
+                False, f"was made from another commit of {made.split(' at ')[0]} ({str(rec.get('revision'))[:12]})"
+            )
+        return Verdict(
+            False,
+            f"was made from the files of a folder {want['source']} as they were then (since, a file was changed, "
+            "added, removed, copied or touched: a folder is told by its files' names, sizes and times)",
+        )
     if rec.get("res") != want["res"]:
         return Verdict(False, f"is for {rec.get('res')} px, not {want['res']}")
     for key in SHAPING:
@@ -144,6 +180,12 @@ def _incomplete(folder: Path, rec: dict[str, Any]) -> str | None:
             return f"{name} is missing"
         if path.stat().st_size != size:
             return f"{name} has {path.stat().st_size} bytes, not {size}"
+    digests = rec.get("digests")
+    if isinstance(digests, dict):
+        for name, want in digests.items():
+            path = folder / str(name)
+            if path.stat().st_size <= 64 << 20 and digest(path.read_bytes()) != want:
+                return f"{name} was changed since it was written"
     entries = {}
     for name in files:
         if str(name).endswith(".safetensors"):

@@ -302,11 +302,11 @@ def _mmap_locator(path: Path) -> Callable[[int], int | None] | None:
 EXPORT_FOLDERS = ("onnx", "openvino", "coreml", "tflite", "tf", "flax", "mlx", "gguf")
 
 
-def walk(folder: Path) -> Iterator[tuple[Path, str]]:
+def walk(folder: Path, skipped: list[str] | None = None) -> Iterator[tuple[Path, str]]:
     """Every entry under `folder` that a conversion looks at, as (path, name relative to `folder`
     with `/`): the top-level entries, and those of subfolders, recursively, but not hidden
-    folders nor EXPORT_FOLDERS. Folders themselves are not yielded; a link to a folder is
-    yielded (as an entry that is not a file), never followed."""
+    folders nor EXPORT_FOLDERS (whose names, `name/`, go to `skipped`). Folders themselves are not
+    yielded; a link to a folder is yielded (as an entry that is not a file), never followed."""
 
     def visit(current: Path, prefix: str) -> Iterator[tuple[Path, str]]:
         try:
@@ -320,6 +320,8 @@ def walk(folder: Path) -> Iterator[tuple[Path, str]]:
             if entry.is_dir() and not entry.is_symlink():
                 if not entry.name.startswith(".") and entry.name not in EXPORT_FOLDERS:
                     yield from visit(entry, rel + "/")
+                elif skipped is not None:
+                    skipped.append(rel + "/")
             else:
                 yield entry, rel
 
