@@ -19,7 +19,7 @@ VARIANTS_OUT ?= out
 VARIANTS ?= internlm-xcomposer2-7b internlm-xcomposer2-vl-7b internlm-xcomposer2d5-7b
 XCR_FLAGS ?=
 
-.PHONY: install dev demo test lint typecheck fuzz bench demo-checkpoint cli-doc clean variants $(VARIANTS)
+.PHONY: install dev demo test lint typecheck fuzz bench demo-checkpoint cli-doc plot-demo clean variants $(VARIANTS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,9 @@ fuzz: $(VENV)/.dev         ## many more property-based examples than CI runs
 
 bench: $(VENV)/.dev        ## benchmarks; writes docs/performance.md
 	$(BIN)/python benchmarks/bench.py --write docs/performance.md
+
+plot-demo: $(VENV)/.dev    ## redraw docs/position-embeddings.png (the README's picture) from the tiny demo
+	$(BIN)/xcr resize --model $(DEMO_SRC) --res 490 --out $(DEMO_OUT) --force --quiet --plot docs/position-embeddings.png
 
 cli-doc: $(VENV)/.dev      ## regenerate docs/cli.md from the commands' help
 	$(BIN)/python -m tests.make_cli_doc docs/cli.md

@@ -86,8 +86,24 @@ def preprocessor_config(size: Any = 336, crop: Any = 336) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def smooth_table(grid: int, width: int, seed: int = 0) -> torch.Tensor:
+    """[1 + grid², width]: a class row and grid rows whose similarity falls off with distance, as in
+    a learned table (the best rank-`width` fit of a Gaussian kernel over the grid, a little noise):
+    a table with structure, for pictures of it."""
+    ys, xs = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64), indexing="ij"
+    )
+    cells = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1)
+    kernel = torch.exp(-(torch.cdist(cells, cells) ** 2) / (2 * (grid / 5) ** 2))
+    values, vectors = torch.linalg.eigh(kernel)  # ascending
+    rows = vectors[:, -width:] * values[-width:].clamp(min=0).sqrt()
+    rows = torch.cat([rows, torch.zeros(grid * grid, width - rows.shape[1], dtype=torch.float64)], dim=1)
+    noise = torch.randn(1 + grid * grid, width, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return (torch.cat([torch.zeros(1, width, dtype=torch.float64), rows]) + 0.02 * noise).float()
+
+
 def state_dict(kind: str = "full", naming: str = "v4", image_size: int = 336, patch_size: int = 14,
-               position_ids: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:  # fmt: skip
+               position_ids: bool = True, seed: int = 0, table: str = "random") -> dict[str, torch.Tensor]:  # fmt: skip
     """Weights of a tiny CLIPModel / CLIPVisionModel(WithProjection) made by transformers.
 
     naming: "v4" keeps `vision_model.` on vision-only keys (transformers 4.x), "v5" drops it.
@@ -115,21 +131,22 @@ def state_dict(kind: str = "full", naming: str = "v4", image_size: int = 336, pa
             sd[("" if naming == "v5" else "vision_model.") + "embeddings.position_ids"] = torch.arange(n).expand(
                 (1, -1)
             )
-    # randomise the position table so that every interpolation weight matters
+    # randomise the position table so that every interpolation weight matters (or give it structure)
     pos = next(k for k in sd if k.endswith("embeddings.position_embedding.weight") and not k.startswith("text_model."))
-    sd[pos] = torch.randn_like(sd[pos])
+    grid = image_size // patch_size
+    sd[pos] = torch.randn_like(sd[pos]) if table == "random" else smooth_table(grid, sd[pos].shape[1], seed)
     return {k: v.contiguous() if k.endswith("position_ids") is False else v for k, v in sd.items()}
 
 
 def build(folder: Path, *, fmt: str = "safetensors", dtype: torch.dtype = torch.float32, kind: str = "full",
           naming: str = "v4", image_size: int = 336, patch_size: int = 14, position_ids: bool = True,
           preprocessor: dict[str, Any] | None = None, extra_files: dict[str, bytes] | None = None,
-          seed: int = 0) -> Path:  # fmt: skip
-    """Write a checkpoint folder. fmt: safetensors | sharded | bin | bin-sharded."""
+          seed: int = 0, table: str = "random") -> Path:  # fmt: skip
+    """Write a checkpoint folder. fmt: safetensors | sharded | bin | bin-sharded; table: random | smooth."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    sd = state_dict(kind, naming, image_size, patch_size, position_ids, seed)
+    sd = state_dict(kind, naming, image_size, patch_size, position_ids, seed, table)
     sd = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
     (folder / "config.json").write_text(json.dumps(openai_config(image_size, patch_size, kind), indent=2) + "\n")
     pre = preprocessor if preprocessor is not None else preprocessor_config(image_size, image_size)

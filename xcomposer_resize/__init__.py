@@ -5,30 +5,29 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "resize", "resize_model", "inspect", "Result", "XcrError"]
+__all__ = ["__version__", "resize", "resize_model", "inspect", "verify", "Result", "XcrError"]
 
 if TYPE_CHECKING:
     from .convert import Result, resize
     from .errors import XcrError
     from .inspection import inspect
     from .model import resize_model
+    from .verify import verify
+
+# name → the module that defines it: imported on first use, so `import xcomposer_resize` stays instant
+_LAZY = {
+    "resize": "convert",
+    "Result": "convert",
+    "XcrError": "errors",
+    "resize_model": "model",
+    "inspect": "inspection",
+    "verify": "verify",
+}
 
 
-def __getattr__(name: str) -> Any:  # lazy, so `import xcomposer_resize` stays instant
-    if name in ("resize", "Result"):
-        from . import convert
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
 
-        return getattr(convert, name)
-    if name == "XcrError":
-        from .errors import XcrError
-
-        return XcrError
-    if name == "resize_model":
-        from .model import resize_model
-
-        return resize_model
-    if name == "inspect":
-        from .inspection import inspect
-
-        return inspect
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(name)

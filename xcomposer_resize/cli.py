@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import IO, Annotated, Any, NoReturn
 
 import typer
@@ -189,6 +190,21 @@ def resize(
     ] = False,
     revision: Revision = None,
     token: Token = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="Run xcr verify on each output before reporting success (exit 1 naming a failure)."
+        ),
+    ] = False,
+    plot: Annotated[
+        str | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE.png",
+            help="Draw the source's and the output's position embeddings (with several --res, FILE holds {res}).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; no progress.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
@@ -208,6 +224,12 @@ def resize(
             antialias=antialias, revision=revision, token=token, dtype=dtype.value, vision_only=vision_only,
             with_projection=with_projection, fsync=fsync,
         )  # fmt: skip
+        if plot is not None:
+            from .plot import require_matplotlib
+
+            require_matplotlib()
+            if len(options.resolutions) > 1 and "{res}" not in plot:
+                raise UsageError("--plot names one file; with several resolutions it must hold {res}")
         silent = quiet or json_out
         with _Progress(silent) as progress:
             result = convert(
@@ -216,22 +238,49 @@ def resize(
     except KeyboardInterrupt as e:
         if result is None:
             raise interruption(e, [o.path for o in landed]) from None
-    # The output has landed: from here on only a --json result that cannot be written fails the run.
+    # The output has landed: from here on only a --json result that cannot be written, or a failed
+    # --verify, fails the run.
     assert result is not None
     paths = ", ".join(o.path for o in result.outputs) or "nothing"
+    checked = _verify_outputs(result) if verify else []
+    if plot is not None:
+        _plot_outputs(result, plot)
     try:
         if json_out:
-            problem = _write(sys.stdout, json.dumps(result.to_json()) + "\n")
+            data = result.to_json()
+            if verify:
+                data["verify"] = [v.to_json() for v in checked]
+            problem = _write(sys.stdout, json.dumps(data) + "\n")
             if problem:
                 raise OutputError(
                     f"{paths} is complete, but the --json result could not be written to stdout: {problem}"
                 )
         elif not quiet:
-            _write(sys.stdout, _summary(result))
+            _write(sys.stdout, _summary(result) + "".join(_verification(v) for v in checked))
     except KeyboardInterrupt as e:  # the output is complete: only a --json result cut short is a failure
         if json_out:
             outputs = [o.path for o in result.outputs]
             raise interruption(e, outputs, what="its --json result was not written") from None
+    failed = [v for v in checked if not v.ok]
+    if failed:
+        raise OutputError(
+            "; ".join(f"{v.output} failed verification ({', '.join(v.failed)})" for v in failed)
+            + "; left in place: see xcr verify"
+        )
+
+
+def _verify_outputs(result: Any) -> list[Any]:
+    """xcr verify on each output of `result`, against the source it was made from."""
+    from .verify import verify as check
+
+    return [check(o.path, result.source, revision=result.revision) for o in result.outputs]
+
+
+def _plot_outputs(result: Any, plot: str) -> None:
+    from .plot import draw
+
+    for o in result.outputs:
+        draw(Path(plot.replace("{res}", str(o.res))).expanduser(), Path(o.path), Path(result.source_folder))
 
 
 @app.command()
@@ -264,6 +313,15 @@ def inspect(
     ],
     revision: Revision = None,
     token: Token = None,
+    plot: Annotated[
+        str | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE.png",
+            help="Draw its position embeddings (beside its source's, for an xcr output whose source is cached).",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Show what xcr sees in a checkpoint (grid, table, sizes, files) without converting; for a Hub
@@ -271,7 +329,13 @@ def inspect(
     from .inspection import inspect as look
 
     try:
+        if plot is not None:
+            from .plot import require_matplotlib
+
+            require_matplotlib()
         found = look(model, revision=revision, token=token)
+        if plot is not None:
+            _plot_inspected(found, plot)
     except KeyboardInterrupt as e:
         raise interruption(e) from None
     if json_out:
@@ -280,6 +344,83 @@ def inspect(
             raise OutputError(f"the --json result could not be written to stdout: {problem}")
         return
     _write(sys.stdout, _inspection(found))
+
+
+def _plot_inspected(found: Any, plot: str) -> None:
+    from .plot import draw, recorded_source
+
+    if not found.weights_local:
+        raise UsageError(f"--plot needs the weights on this machine, and those of {found.source} are not")
+    folder = Path(found.folder)
+    draw(Path(plot).expanduser(), folder, recorded_source(folder))
+
+
+@app.command()
+def verify(
+    out: Annotated[str, typer.Argument(metavar="OUT", help="An output folder of xcr resize.", show_default=False)],
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            metavar="PATH|REPO",
+            help="The source to check against. Default: the one OUT's model card records (a Hub repo).",
+            show_default=False,
+        ),
+    ] = None,
+    revision: Revision = None,
+    token: Token = None,
+    images: Annotated[
+        str | None,
+        typer.Option(
+            "--images",
+            metavar="DIR",
+            help="Also measure the drift: each image's embedding by the source at its size vs the output's.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Prove an output right: files, tensors, table, configs, and a forward pass against its source."""
+    from .verify import verify as check
+
+    try:
+        found = check(out, against, revision=revision, token=token, images=images)
+    except KeyboardInterrupt as e:
+        raise interruption(e) from None
+    if json_out:
+        problem = _write(sys.stdout, json.dumps(found.to_json()) + "\n")
+        if problem:
+            raise OutputError(f"the --json result could not be written to stdout: {problem}")
+    else:
+        _write(sys.stdout, _verification(found))
+    if not found.ok:
+        raise OutputError(f"{found.output} failed {len(found.failed)} check(s): {', '.join(found.failed)}")
+
+
+def _verification(found: Any) -> str:
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = Table(box=None, show_header=False, pad_edge=False)
+    rows.add_column()
+    rows.add_column(style="bold")
+    rows.add_column(overflow="fold")
+    marks = {True: "[green]✓[/green]", False: "[red]✗[/red]", None: "[dim]–[/dim]"}
+    for c in found.checks:
+        rows.add_row(marks[c.ok], c.check, escape(c.detail))
+    ran = [c for c in found.checks if c.ok is not None]
+    skipped = [c.check for c in found.checks if c.ok is None]
+    if found.ok:
+        verdict = f"{found.output}: all {len(ran)} checks that ran passed"
+        verdict += f"; skipped: {', '.join(skipped)}" if skipped else ""
+    else:
+        verdict = f"{found.output}: failed: {', '.join(found.failed)}"
+    lines: list[Any] = [rows, escape(verdict)]
+    if found.drift is not None:
+        d = found.drift
+        worst = ", ".join(f"{escape(w['file'])} {w['cosine']:.4f}" for w in d.worst)
+        lines.append(f"drift over {d.images} image(s): mean cosine {d.mean:.4f}, min {d.min:.4f} (worst: {worst})")
+    return _render(lines, sys.stdout)
 
 
 def _inspection(found: Any) -> str:

@@ -49,15 +49,12 @@ from .safetensors_io import (
     read_bytes,
     read_header,
     tensor_bytes,
-    tensor_from_bytes,
     torch_dtype,
     write_file,
 )
-from .sources import SourceTensor, read_json
+from .sources import load_tensor, read_json
 
 if TYPE_CHECKING:
-    import torch
-
     from .hub import Source
     from .worker import Worker
 
@@ -105,6 +102,7 @@ class Result:
     bytes_written: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    source_folder: str = ""  # the source's files on this machine (a Hub snapshot in the cache)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -204,7 +202,9 @@ def convert(
         if r not in resolutions:
             note(f"no conversion is needed for {r} px: {source.display} is already at {sizes.image_size} px")
     if not resolutions:
-        return Result(source.display, source.revision, [], [], 0, time.perf_counter() - started, notes)
+        return Result(
+            source.display, source.revision, [], [], 0, time.perf_counter() - started, notes, str(source.folder)
+        )
     targets = _targets(options, resolutions, source, sizes, width, family.num_prefix_tokens, fingerprint)
     if options.device == "cuda":
         _check_cuda()
@@ -216,7 +216,9 @@ def convert(
             on_landed(report)
     todo = [t for t in targets if not t.up_to_date]
     if not todo:
-        return Result(source.display, source.revision, reports, [], 0, time.perf_counter() - started, notes)
+        return Result(
+            source.display, source.revision, reports, [], 0, time.perf_counter() - started, notes, str(source.folder)
+        )
 
     if plan is None:
         source.fetch_weights()
@@ -276,6 +278,7 @@ def convert(
         bytes_written=written,
         seconds=time.perf_counter() - started,
         notes=notes,
+        source_folder=str(source.folder),
     )
 
 
@@ -490,7 +493,7 @@ def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
     else:
         from .interpolate import resample_grid
 
-        new = resample_grid(_load(pos), (g, g), prefix, (s.grid, s.grid), options.mode, options.antialias,
+        new = resample_grid(load_tensor(pos), (g, g), prefix, (s.grid, s.grid), options.mode, options.antialias,
                             options.device, torch_dtype(out_dtype))  # fmt: skip
         table = tensor_bytes(new.contiguous())
     rows = prefix + g * g
@@ -499,12 +502,6 @@ def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
         width = DTYPE_SIZES[plan.ids.dtype]
         out[plan.ids.name] = b"".join(i.to_bytes(width, "little") for i in range(rows))
     return out
-
-
-def _load(t: SourceTensor) -> torch.Tensor:
-    if isinstance(t.data, FileRange):
-        return tensor_from_bytes(read_bytes(t.data.path, t.data.start, t.nbytes), t.dtype, t.shape)
-    return t.data
 
 
 def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str, Any]) -> CardInfo:

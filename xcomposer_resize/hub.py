@@ -204,7 +204,7 @@ def _cached_source(repo_id: str, revision: str | None, need_weights: bool = True
         folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
     except Exception as e:
         raise HubError(f"{name} is not in the local cache and {why}; {how}") from e
-    missing = _missing_from_snapshot(folder)
+    missing = missing_from_snapshot(folder)
     if missing and (need_weights or "config.json" in missing):
         raise HubError(
             f"{name} is only partly in the local cache ({missing} not downloaded, e.g. after an interrupted run) "
@@ -213,7 +213,7 @@ def _cached_source(repo_id: str, revision: str | None, need_weights: bool = True
     return Source(folder, repo_id, repo_id.split("/")[-1], repo_id, folder.name)
 
 
-def _missing_from_snapshot(folder: Path) -> str | None:
+def missing_from_snapshot(folder: Path) -> str | None:
     """What a cached snapshot lacks for a conversion, in words; None when it is complete."""
     try:
         files = sorted(p.name for p in folder.iterdir() if p.is_file())

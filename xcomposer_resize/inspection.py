@@ -41,6 +41,7 @@ class Inspection:
 
     source: str
     revision: str | None
+    folder: str  # where its files are on this machine (a Hub snapshot in the cache)
     family: str
     model_type: str
     architectures: list[str]
@@ -109,6 +110,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None) -
     return Inspection(
         source=source.display,
         revision=source.revision,
+        folder=str(source.folder),
         family=family.name,
         model_type=str(config.get("model_type")),
         architectures=[str(a) for a in config.get("architectures") or []],

@@ -87,6 +87,15 @@ def not_a_file(path: Path) -> str | None:
     return "not a regular file (a FIFO, socket or device)"
 
 
+def load_tensor(t: SourceTensor) -> torch.Tensor:
+    """The tensor itself (read from its file when it lies in one)."""
+    from .safetensors_io import read_bytes, tensor_from_bytes
+
+    if isinstance(t.data, FileRange):
+        return tensor_from_bytes(read_bytes(t.data.path, t.data.start, t.nbytes), t.dtype, t.shape)
+    return t.data
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or an InputError naming the file."""
     what = not_a_file(path)

@@ -1,0 +1,81 @@
+"""--plot: the picture of the position embeddings is a real, readable PNG of the table it shows."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from tests.builders import build, smooth_table
+from tests.hubserver import HubServer
+from tests.test_cli import one_error_line
+from xcomposer_resize import resize
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "a PNG file"
+    width, height = struct.unpack(">II", data[16:24])  # the IHDR chunk
+    return width, height
+
+
+def test_the_mosaic_shows_every_cell_against_every_cell() -> None:
+    from xcomposer_resize.plot import mosaic
+
+    table = smooth_table(5, 16)
+    m = mosaic(table, 1)
+    assert m.shape == (5 * 6 - 1, 5 * 6 - 1)
+    for i in range(5):
+        for j in range(5):
+            assert m[i * 6 + i, j * 6 + j].item() == pytest.approx(1.0, abs=1e-5), "each cell is itself"
+    assert torch.isnan(m[5, :]).all() and torch.isnan(m[:, 5]).all(), "a blank line between tiles"
+
+
+def test_inspect_plot_of_an_output_beside_its_source(xcr: Any, hub: HubServer, tmp_path: Path) -> None:
+    rid = f"tester/plot-{tmp_path.name[-8:]}"
+    hub.add(rid, build(tmp_path / "src", table="smooth"))
+    resize(rid, 490, tmp_path / "out")
+    r = xcr("inspect", tmp_path / "out", "--plot", tmp_path / "both.png")
+    assert r.code == 0, r.err
+    width, height = png_size(tmp_path / "both.png")
+    assert width >= 800 and height >= 400
+    r = xcr("inspect", tmp_path / "src", "--plot", tmp_path / "one.png")
+    assert r.code == 0, r.err
+    assert png_size(tmp_path / "one.png") < (width, height), "one panel is narrower than two"
+
+
+def test_two_tables_give_two_pictures(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    a, b = make_ckpt(seed=1), make_ckpt(seed=2)
+    assert xcr("inspect", a, "--plot", tmp_path / "a.png").code == 0
+    assert xcr("inspect", b, "--plot", tmp_path / "b.png").code == 0
+    assert xcr("inspect", a, "--plot", tmp_path / "a2.png").code == 0
+    assert (tmp_path / "a.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "a2.png").read_bytes(), "the same table, the same picture"
+
+
+def test_resize_plot_one_per_output(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    r = xcr("resize", "--model", src, "--res", 224, "--res", 490, "--out", tmp_path / "o-{res}",
+            "--plot", tmp_path / "p-{res}.png", "--quiet")  # fmt: skip
+    assert r.code == 0, r.err
+    assert png_size(tmp_path / "p-224.png")[0] < png_size(tmp_path / "p-490.png")[0]
+    r = xcr("resize", "--model", src, "--res", 224, "--res", 490, "--out", tmp_path / "q-{res}",
+            "--plot", tmp_path / "one.png")  # fmt: skip
+    assert r.code == 2 and "--plot names one file; with several resolutions it must hold {res}" in one_error_line(r.err)
+    assert not (tmp_path / "q-224").exists(), "refused before any work"
+
+
+def test_without_matplotlib_one_line_before_any_work(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--plot", tmp_path / "p.png")
+    assert r.code == 1
+    assert one_error_line(r.err) == (
+        "xcr: error: --plot needs matplotlib, which is not installed: pip install 'xcomposer-resize[plot]'"
+    )
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,138 @@
+"""A picture of the position embeddings: the cosine-similarity map of the ViT paper's figure 7.
+
+For a g×g grid, the picture is a g×g mosaic of tiles; the tile at row i, column j is itself g×g
+and shows the cosine similarity of cell (i, j)'s position vector to every cell's. A learned table
+shows each tile bright near its own place and dim far from it; a resampled table should show the
+same pattern on its finer (or coarser) grid. Source and output side by side, one mosaic pixel per
+screen pixel, one blank pixel between tiles, so a 35×35 grid of 35×35 tiles stays legible.
+
+Needs matplotlib (`pip install 'xcomposer-resize[plot]'`); nothing else in xcr does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import XcrError
+
+if TYPE_CHECKING:
+    import torch
+
+PLOT_EXTRA = "pip install 'xcomposer-resize[plot]'"
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One table to draw: [prefix + g*g, C], and its title."""
+
+    table: Any  # torch.Tensor
+    prefix: int
+    title: str
+
+
+def require_matplotlib() -> None:
+    """Fail early, in one line, when matplotlib is not installed."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as e:
+        raise XcrError(f"--plot needs matplotlib, which is not installed: {PLOT_EXTRA}") from e
+
+
+def mosaic(table: torch.Tensor, prefix: int) -> torch.Tensor:
+    """[g*(g+1)-1, g*(g+1)-1] float: tile (i, j) holds the cosine similarity of cell (i, j) to every
+    cell, NaN between tiles."""
+    import torch
+
+    from .interpolate import grid_side
+
+    grid = table.detach().float().cpu()[prefix:]
+    g = grid_side(grid.shape[0])
+    if g is None:
+        raise XcrError(f"a table of {grid.shape[0]} grid rows is not a square grid")
+    unit = torch.nn.functional.normalize(grid, dim=1)
+    sim = (unit @ unit.T).reshape(g, g, g, g)  # [i, j, y, x]
+    out = torch.full((g * (g + 1) - 1, g * (g + 1) - 1), float("nan"))
+    for i in range(g):
+        for j in range(g):
+            out[i * (g + 1) : i * (g + 1) + g, j * (g + 1) : j * (g + 1) + g] = sim[i, j]
+    return out
+
+
+def save(path: Path, panels: list[Panel], title: str = "") -> None:
+    """Draw `panels` side by side into the PNG at `path` (at least 800×400 px)."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = [mosaic(p.table, p.prefix).numpy() for p in panels]
+    dpi = 100
+    width = max(8.0, sum(m.shape[1] for m in images) / dpi + 1.2 * len(images) + 1)
+    height = max(4.0, max(m.shape[0] for m in images) / dpi + 1.2)
+    fig, axes = plt.subplots(1, len(images), figsize=(width, height), dpi=dpi, squeeze=False, layout="constrained",
+                             gridspec_kw={"width_ratios": [m.shape[1] for m in images]})  # fmt: skip
+    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
+    shown = []
+    for ax, panel, image in zip(axes[0], panels, images, strict=True):
+        shown.append(ax.imshow(image, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest"))
+        ax.set_title(panel.title, fontsize=11)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown[-1], ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="cosine similarity")
+    fig.suptitle(title or "position embeddings: each tile is one cell's cosine similarity to every cell", fontsize=12)
+    try:
+        fig.savefig(path, format="png", dpi=dpi)
+    except OSError as e:
+        raise XcrError(f"cannot write the plot {path}: {e.strerror or e}; choose another file") from e
+    finally:
+        plt.close(fig)
+
+
+def draw(path: Path, output: Path, source: Path | None = None) -> None:
+    """Draw the position table of the checkpoint folder `output`, beside `source`'s when given."""
+    panels = [_panel(source, "source")] if source is not None else []
+    panels.append(_panel(output, "output" if source is not None else ""))
+    save(path, panels)
+
+
+def recorded_source(folder: Path) -> Path | None:
+    """The folder of the source `folder`'s record names, when it is on this machine: a Hub snapshot
+    in the cache with its weights (nothing is downloaded). A local folder is not recorded by path."""
+    from . import record
+    from .hub import missing_from_snapshot
+
+    rec = record.read(folder)
+    if not rec or str(rec.get("source_fingerprint", "")).startswith("files:") or not rec.get("revision"):
+        return None
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot = Path(snapshot_download(str(rec["source"]), revision=str(rec["revision"]), local_files_only=True))
+    except Exception:
+        return None
+    return None if missing_from_snapshot(snapshot) else snapshot
+
+
+def _panel(folder: Path, role: str) -> Panel:
+    from . import record
+    from .configs import vision_sizes
+    from .families import family_for
+    from .interpolate import grid_side
+    from .sources import load_tensor, open_checkpoint, read_json
+
+    config = read_json(folder / "config.json")
+    family = family_for(config)
+    sizes = vision_sizes(config, family)
+    ckpt = open_checkpoint(folder)
+    name = family.find(ckpt.names, family.pos_suffix)
+    if name is None:
+        raise XcrError(f"{folder} has no vision position table to draw")
+    table = load_tensor(ckpt.tensor(name))
+    g = grid_side(table.shape[0] - family.num_prefix_tokens)
+    rec = record.read(folder) if role == "output" else None
+    method = f", {rec['mode']}" + (" antialias" if rec.get("antialias") else "") if rec else ""
+    title = f"{role + ': ' if role else ''}{g}×{g} grid, {sizes.image_size} px{method}"
+    return Panel(table, family.num_prefix_tokens, title)
