@@ -143,7 +143,6 @@ def build(folder: Path, *, fmt: str = "safetensors", dtype: torch.dtype = torch.
           preprocessor: dict[str, Any] | None = None, extra_files: dict[str, bytes] | None = None,
           seed: int = 0, table: str = "random") -> Path:  # fmt: skip
     """Write a checkpoint folder. fmt: safetensors | sharded | bin | bin-sharded; table: random | smooth."""
-    from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
     sd = state_dict(kind, naming, image_size, patch_size, position_ids, seed, table)
@@ -155,28 +154,7 @@ def build(folder: Path, *, fmt: str = "safetensors", dtype: torch.dtype = torch.
         (folder / name).write_text(text)
     for name, data in (extra_files or {}).items():
         (folder / name).write_bytes(data)
-    contiguous = {k: v.contiguous() for k, v in sd.items()}
-    if fmt == "safetensors":
-        save_file(contiguous, str(folder / "model.safetensors"), metadata={"format": "pt"})
-    elif fmt == "bin":
-        torch.save(sd, folder / "pytorch_model.bin")
-    elif fmt in ("sharded", "bin-sharded"):
-        names = sorted(sd)
-        parts = [names[: len(names) // 3], names[len(names) // 3 : 2 * len(names) // 3], names[2 * len(names) // 3 :]]
-        ext, stem = (".safetensors", "model") if fmt == "sharded" else (".bin", "pytorch_model")
-        weight_map = {}
-        for i, part in enumerate(parts, 1):
-            shard = f"{stem}-{i:05d}-of-{len(parts):05d}{ext}"
-            if fmt == "sharded":
-                save_file({k: contiguous[k] for k in part}, str(folder / shard), metadata={"format": "pt"})
-            else:
-                torch.save({k: sd[k] for k in part}, folder / shard)
-            weight_map.update({k: shard for k in part})
-        total = sum(v.numel() * v.element_size() for v in sd.values())
-        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        (folder / f"{stem}{ext}.index.json").write_text(json.dumps(index, indent=2) + "\n")
-    else:
-        raise ValueError(fmt)
+    write_weights(folder, sd, fmt)
     return folder
 
 
@@ -222,3 +200,31 @@ def build_saved(folder: Path, *, kind: str = "full", processor_form: str = "v5",
     if processor_form == "both":
         image_processor.save_pretrained(folder)
     return folder
+
+
+def write_weights(folder: Path, sd: dict[str, torch.Tensor], fmt: str) -> None:
+    """Write `sd` into `folder` as fmt: safetensors | sharded | bin | bin-sharded (three shards)."""
+    from safetensors.torch import save_file
+
+    contiguous = {k: v.contiguous() for k, v in sd.items()}
+    if fmt == "safetensors":
+        save_file(contiguous, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    elif fmt == "bin":
+        torch.save(sd, folder / "pytorch_model.bin")
+    elif fmt in ("sharded", "bin-sharded"):
+        names = sorted(sd)
+        parts = [names[: len(names) // 3], names[len(names) // 3 : 2 * len(names) // 3], names[2 * len(names) // 3 :]]
+        ext, stem = (".safetensors", "model") if fmt == "sharded" else (".bin", "pytorch_model")
+        weight_map = {}
+        for i, part in enumerate(parts, 1):
+            shard = f"{stem}-{i:05d}-of-{len(parts):05d}{ext}"
+            if fmt == "sharded":
+                save_file({k: contiguous[k] for k in part}, str(folder / shard), metadata={"format": "pt"})
+            else:
+                torch.save({k: sd[k] for k in part}, folder / shard)
+            weight_map.update({k: shard for k in part})
+        total = sum(v.numel() * v.element_size() for v in sd.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        (folder / f"{stem}{ext}.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    else:
+        raise ValueError(fmt)

@@ -14,6 +14,7 @@ import torch
 
 from tests.conftest import snapshot
 from xcomposer_resize import __version__
+from xcomposer_resize.errors import UsageError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo" / "clip-vit-tiny-patch14-336"
@@ -82,8 +83,7 @@ def test_default_output_name(
 @pytest.mark.parametrize(
     ("res", "message"),
     [
-        (500, "--res 500 is not a multiple of the patch size 14; use 490 or 504"),
-        (5, "--res 5 is not a multiple of the patch size 14; use 14"),
+        (5, "--res 5 is smaller than one 14-px patch; use at least 14"),
         (0, "--res 0 is not a positive number of pixels"),
         (-14, "--res -14 is not a positive number of pixels"),
     ],
@@ -326,9 +326,29 @@ def test_a_huge_res_says_the_largest_that_works(xcr: Any, make_ckpt: Any, tmp_pa
     largest = int(line.rsplit("at most ", 1)[1])
     assert "--res 1000000 means a 71428×71428 grid" in line and largest % 14 == 0
     check_res(largest, 14, 32, 1)  # the size it names is accepted
-    r = xcr("resize", "--model", make_ckpt(), "--res", largest + 5, "--out", tmp_path / "out")
-    assert r.code == 2, "not a multiple: only a suggestion that would be accepted"
-    assert one_error_line(r.err).endswith(f"use {largest}")
+    with pytest.raises(UsageError):
+        check_res(largest + 14, 14, 32, 1)  # and the next grid is not
+
+
+def test_a_res_that_is_not_a_multiple_is_accepted_with_a_note(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    """transformers and timm take any size (the grid is res // patch); 500 px with 14-px patches is
+    a 35×35 grid whose patches cover 490 px. The output runs at 500 as the source does there."""
+    from transformers import CLIPModel
+
+    src = make_ckpt()
+    r = xcr("resize", "--model", src, "--res", 500, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert (
+        "--res 500 is not a multiple of the patch size 14: the 35×35 grid covers 490 px and the patch embedding "
+        "does not see the last 10 px on the right and at the bottom (as at run time); 490 or 504 would fit exactly"
+    ) in r.err
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["vision_config"]["image_size"] == 500
+    pixels = torch.randn(1, 3, 500, 500, generator=torch.Generator().manual_seed(1))
+    out, ref = CLIPModel.from_pretrained(tmp_path / "out").eval(), CLIPModel.from_pretrained(src).eval()
+    with torch.no_grad():
+        got = out.vision_model(pixel_values=pixels).last_hidden_state
+        want = ref.vision_model(pixel_values=pixels, interpolate_pos_encoding=True).last_hidden_state
+    assert got.shape[1] == 1 + 35 * 35 and torch.allclose(got, want, atol=1e-5, rtol=0)
 
 
 def test_a_vision_config_without_image_size_uses_what_transformers_assumes(
@@ -441,7 +461,7 @@ def test_out_with_a_tilde_is_expanded(make_ckpt: Any, tmp_path: Path) -> None:
         ({"res": True}, "res must be a whole number of pixels, not True"),
         ({"res": 4.5}, "res must be a whole number of pixels or a list of them, not float 4.5"),
         ({"res": 0}, "res=0 is not a positive number of pixels"),
-        ({"res": 500}, "res=500 is not a multiple of the patch size 14; use 490 or 504"),
+        ({"res": 5}, "res=5 is smaller than one 14-px patch; use at least 14"),
         ({"res": 490, "mode": "lanczos"}, "mode must be one of bicubic, bilinear, nearest, area, not 'lanczos'"),
         ({"res": 490, "force": "yes"}, "force must be True or False, not 'yes'"),
         ({"res": 490, "mode": "nearest", "antialias": True}, "antialias=True works only with mode bicubic or bilinear"),

@@ -37,7 +37,12 @@ def test_inspect_a_folder(xcr: Any, make_ckpt: Any) -> None:
     assert data["download"] is None
     human = xcr("inspect", src)
     assert human.code == 0
-    for fragment in ("24×24 grid", "F32 [577, 32]", "multiples of 14 from 14 to 57330", "sharded, on this machine"):
+    for fragment in (
+        "24×24 grid",
+        "F32 [577, 32]",
+        "14 to 57330; multiples of 14 fit the patches exactly",
+        "sharded, on this machine",
+    ):
         assert fragment in human.out, fragment
 
 

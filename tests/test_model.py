@@ -60,8 +60,8 @@ def test_the_same_grid_changes_nothing_and_bad_sizes_are_refused(make_ckpt: Any)
     before = model.vision_model.embeddings.position_embedding
     assert resize_model(model, 336) is model and model.vision_model.embeddings.position_embedding is before
     with pytest.raises(XcrError) as e:
-        resize_model(model, 500)
-    assert str(e.value) == "res=500 is not a multiple of the patch size 14; use 490 or 504"
+        resize_model(model, 5)
+    assert str(e.value) == "res=5 is smaller than one 14-px patch; use at least 14"
     with pytest.raises(XcrError) as e:
         resize_model(model, True)  # type: ignore[arg-type]
     assert str(e.value) == "res must be a whole number of pixels, not True"

@@ -154,8 +154,8 @@ def test_resize_verify(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: py
     data = json.loads(r.out)
     assert data["verify"][0]["ok"] is True and data["verify"][0]["output"] == str(tmp_path / "out")
 
-    from xcomposer_resize import verify as verify_module
-    from xcomposer_resize.verify import Check
+    from xcomposer_resize import verification as verify_module
+    from xcomposer_resize.verification import Check
 
     monkeypatch.setattr(verify_module, "_check_table", lambda *a: Check("table", False, "differs (for the test)"))
     r = xcr("resize", "--model", src, "--res", 224, "--out", tmp_path / "bad", "--verify")
@@ -173,10 +173,18 @@ def test_a_folder_that_is_not_an_xcr_output(xcr: Any, make_ckpt: Any, tmp_path: 
 
 
 def test_the_byte_checks_stream_in_chunks(make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xcomposer_resize import verify as verify_module
+    from xcomposer_resize import verification as verify_module
 
     monkeypatch.setattr(verify_module, "CHUNK", 1024)  # every tensor in many pieces
     src = make_ckpt()
     resize(src, 490, tmp_path / "out", dtype="float16")
     found = verify_module.verify(tmp_path / "out", src)
     assert found.ok, found.checks
+
+
+def test_the_python_name_is_the_function_whatever_was_imported_first() -> None:
+    import xcomposer_resize.cli  # noqa: F401  (imports the modules the CLI uses)
+    import xcomposer_resize.verification  # noqa: F401
+    from xcomposer_resize import inspect, resize, verify
+
+    assert all(callable(f) and type(f).__name__ == "function" for f in (inspect, resize, verify))

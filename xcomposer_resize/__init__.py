@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from .errors import XcrError
     from .inspection import inspect
     from .model import resize_model
-    from .verify import verify
+    from .verification import verify
 
 # name → the module that defines it: imported on first use, so `import xcomposer_resize` stays instant
 _LAZY = {
@@ -21,7 +21,7 @@ _LAZY = {
     "XcrError": "errors",
     "resize_model": "model",
     "inspect": "inspection",
-    "verify": "verify",
+    "verify": "verification",
 }
 
 

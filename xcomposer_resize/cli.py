@@ -67,6 +67,15 @@ def _version(value: bool) -> None:
 
 
 # options shared by the commands that read a source
+FamilyName = Annotated[
+    str | None,
+    typer.Option(
+        "--family",
+        metavar="NAME",
+        help="The model family, when config.json does not say it: clip, siglip, dinov2, dinov2-registers, vit.",
+        show_default=False,
+    ),
+]
 Revision = Annotated[
     str | None,
     typer.Option("--revision", metavar="REV", help="Hub branch, tag or commit (default main).", show_default=False),
@@ -172,18 +181,24 @@ def resize(
         ),
     ] = Device.cpu,
     mode: Annotated[
-        Mode,
+        Mode | None,
         typer.Option(
             "--mode",
-            help="Interpolation. bicubic equals XComposer's resize_pos and transformers' interpolate_pos_encoding.",
+            help="Interpolation. Default: what the family's own runtime applies (bicubic: for CLIP, XComposer's "
+            "resize_pos and transformers' interpolate_pos_encoding).",
+            show_default=False,
         ),
-    ] = Mode.bicubic,
+    ] = None,
     antialias: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--antialias", help="Antialiased bicubic/bilinear (timm's and open_clip's default; changes numbers)."
+            "--antialias/--no-antialias",
+            help="Antialiased bicubic/bilinear, or not. Default: the family's (on for DINOv2 with registers; "
+            "off for CLIP, SigLIP, DINOv2, ViT).",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
+    family: FamilyName = None,
     fsync: Annotated[
         bool,
         typer.Option("--fsync", help="Flush every file and the folder to the disk before and after the output lands."),
@@ -220,9 +235,9 @@ def resize(
         if json_out and _closed(sys.stdout):
             raise UsageError("--json: standard output is closed, so the result would have nowhere to go")
         options = build_options(
-            model, res or None, out, preset=preset or None, force=force, device=device.value, mode=mode.value,
-            antialias=antialias, revision=revision, token=token, dtype=dtype.value, vision_only=vision_only,
-            with_projection=with_projection, fsync=fsync,
+            model, res or None, out, preset=preset or None, force=force, device=device.value,
+            mode=mode.value if mode is not None else None, antialias=antialias, family=family, revision=revision,
+            token=token, dtype=dtype.value, vision_only=vision_only, with_projection=with_projection, fsync=fsync,
         )  # fmt: skip
         if plot is not None:
             from .plot import require_matplotlib
@@ -271,7 +286,7 @@ def resize(
 
 def _verify_outputs(result: Any) -> list[Any]:
     """xcr verify on each output of `result`, against the source it was made from."""
-    from .verify import verify as check
+    from .verification import verify as check
 
     return [check(o.path, result.source, revision=result.revision) for o in result.outputs]
 
@@ -313,6 +328,7 @@ def inspect(
     ],
     revision: Revision = None,
     token: Token = None,
+    family: FamilyName = None,
     plot: Annotated[
         str | None,
         typer.Option(
@@ -333,7 +349,7 @@ def inspect(
             from .plot import require_matplotlib
 
             require_matplotlib()
-        found = look(model, revision=revision, token=token)
+        found = look(model, revision=revision, token=token, family=family)
         if plot is not None:
             _plot_inspected(found, plot)
     except KeyboardInterrupt as e:
@@ -381,7 +397,7 @@ def verify(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Prove an output right: files, tensors, table, configs, and a forward pass against its source."""
-    from .verify import verify as check
+    from .verification import verify as check
 
     try:
         found = check(out, against, revision=revision, token=token, images=images)
@@ -445,7 +461,8 @@ def _inspection(found: Any) -> str:
         )
     rows.add_row("position ids", escape(found.position_ids or "none"))
     a = found.accepted_res
-    rows.add_row("--res accepted", f"multiples of {a['multiple_of']} from {a['min']} to {a['max']}")
+    rows.add_row("--res accepted", f"{a['min']} to {a['max']}; multiples of {a['multiple_of']} fit the patches exactly")
+    rows.add_row("default method", escape(found.method))
     if found.parameters is not None:
         kinds = ", ".join(f"{d} {n:,}" for d, n in sorted(found.dtypes.items()))
         rows.add_row("parameters", f"{found.parameters:,} ({kinds})")

@@ -47,16 +47,16 @@ def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
     """
     blocks = family.vision_config_blocks(config)
     if not blocks:
-        raise InputError("config.json has no vision_config; is this a CLIP checkpoint?")
+        raise InputError(f"config.json has no vision_config; is this a {family.name} checkpoint?")
     image = _agreed(blocks, "image_size")
     patch = _agreed(blocks, "patch_size")
     missing = tuple(k for k, v in (("image_size", image), ("patch_size", patch)) if v is None)
     image = image if image is not None else family.default_image_size
     patch = patch if patch is not None else family.default_patch_size
-    if image % patch:
+    if image < patch:  # a size that is not a multiple is fine (SigLIP-so400m: 384 px, 14-px patches)
         said = f"does not state {' and '.join(missing)}, so transformers assumes" if missing else "says"
         raise InputError(
-            f"config.json {said} image_size {image}, which is not a multiple of patch_size {patch}; "
+            f"config.json {said} image_size {image}, which is smaller than one patch ({patch} px); "
             "fix its vision config"
         )
     return VisionSizes(image, patch, missing)
@@ -107,18 +107,23 @@ def set_dtype(config: dict[str, Any], dtype: str) -> dict[str, Any]:
     return out
 
 
-def rewrite_processor(data: dict[str, Any], res: int, filename: str) -> dict[str, Any]:
-    """A copy of a processor file with every image size set to `res`, each in the form it had.
+def rewrite_processor(data: dict[str, Any], res: int, filename: str, old: int | None = None) -> dict[str, Any]:
+    """A copy of a processor file whose images come out `res`×`res`, each size in the form it had.
 
     Sizes are `size` and `crop_size` at the top level (preprocessor_config.json) and in the blocks
     nested under a `…processor` key (processor_config.json: `image_processor`, `video_processor`).
     Forms: an int, [h, w], {"shortest_edge": n}, {"longest_edge": n}, {"height": n, "width": n}.
+    `crop_size` (what the model sees) becomes `res`; so does `size`, unless the file crops and its
+    resize differs from the old size `old` (DINOv2: resize 256, crop 224): then the resize is
+    scaled by res / old, keeping the share of the image the crop takes.
     """
     out = copy.deepcopy(data)
     for where, block in _size_blocks(out):
+        crops = block.get("crop_size") is not None and block.get("do_center_crop", True) is not False
         for key in SIZE_KEYS:
             if block.get(key) is not None:
-                block[key] = _resized(block[key], res, f"{filename} has {where}{key}")
+                scale = old if key == "size" and crops else None
+                block[key] = _resized(block[key], res, scale, f"{filename} has {where}{key}")
     return out
 
 
@@ -130,20 +135,25 @@ def _size_blocks(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return blocks
 
 
-def _resized(value: Any, res: int, what: str) -> Any:
+def _resized(value: Any, res: int, old: int | None, what: str) -> Any:
+    """`value` with every number n made `res`, or, given `old`, scaled: n * res / old (n == old: res)."""
+
+    def new(n: int) -> int:
+        return res if old is None or n == old else max(1, round(n * res / old))
+
     if isinstance(value, bool):
         raise InputError(f"{what} {value!r}, which is not a size")
     if isinstance(value, int):
-        return res
+        return new(value)
     if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
-        return [res, res]
+        return [new(v) for v in value]
     if isinstance(value, dict) and value and all(k in SIZE_DICT_KEYS and type(v) is int for k, v in value.items()):
         if "shortest_edge" in value and "longest_edge" in value:
             raise InputError(
                 f"{what} {json.dumps(value)}: with both shortest_edge and longest_edge the new sizes are "
                 "a choice xcr will not guess; set that file's sizes by hand"
             )
-        return {k: res for k in value}
+        return {k: new(v) for k, v in value.items()}
     raise InputError(
         f"{what} {json.dumps(value)}; expected an int, [h, w], "
         '{"shortest_edge": n}, {"longest_edge": n} or {"height": n, "width": n}'
@@ -192,6 +202,9 @@ class CardInfo:
     dtype: str | None = None  # a dtype every floating tensor was cast to (None: kept)
     source_dtype: str | None = None
     record: dict[str, Any] | None = None  # what made the output (record.py), in the front matter
+    family: str = "CLIP"
+    prefix: int = 1  # rows before the grid, copied unchanged
+    runtime: str = "InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding`"
 
 
 @dataclass(frozen=True)
@@ -280,9 +293,10 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     meta.setdefault(
         "pipeline_tag", "image-feature-extraction" if info.vision_only else "zero-shot-image-classification"
     )
+    prefix = {0: "no class token", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
     tags = meta.get("tags")
     tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])
-    for tag in ("clip", "vision", *OUR_TAGS, f"{info.new_res}px"):
+    for tag in (info.family.split()[0].lower(), "vision", *OUR_TAGS, f"{info.new_res}px"):
         if tag not in tags:
             tags.append(tag)
     meta["tags"] = tags
@@ -308,9 +322,13 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         f"| source | `{info.source}`{revision} |",
         f"| resolution | {info.old_res} px → {info.new_res} px |",
         f"| grid | {info.old_grid}×{info.old_grid} → {info.new_grid}×{info.new_grid} |",
-        f"| method | {method_text(info.mode, info.antialias)}; class token copied; float32 compute |",
+        f"| method | {method_text(info.mode, info.antialias)}; {prefix}; float32 compute |",
         f"| tensors rewritten | {', '.join(f'`{t}`' for t in info.tensors) or 'none'} |",
-        *([f"| tower | the vision tower only (`{info.architecture}`) |"] if info.vision_only else []),
+        *(
+            [f"| tower | the vision tower only (`{info.architecture}`) |"]
+            if info.vision_only and info.architecture
+            else []
+        ),
         *([f"| dtype | every floating tensor cast to {info.dtype} (from {info.source_dtype}) |"] if info.dtype else []),
         f"| tool | xcomposer-resize {info.version} |",
         "",
@@ -322,7 +340,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         + "`config.json` and the processor files "
         "state the new resolution, so `from_pretrained` loads it at "
         f"{info.new_res} px with no edits. With the default method the position table equals what "
-        "InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding` compute.",
+        f"{info.runtime} computes at run time.",
         "",
     ]
     body = source.body.strip("\n") if source else ""

@@ -126,8 +126,9 @@ def resize(
     preset: str | Sequence[str] | None = None,
     force: bool = False,
     device: str = "cpu",
-    mode: str = "bicubic",
-    antialias: bool = False,
+    mode: str | None = None,
+    antialias: bool | None = None,
+    family: str | None = None,
     revision: str | None = None,
     token: str | None = None,
     dtype: str = "keep",
@@ -151,12 +152,15 @@ def resize(
     floating tensor (keep, float32, float16, bfloat16); `vision_only` writes the vision tower alone
     (`with_projection`: with visual_projection); `fsync` flushes the output to the disk.
 
+    The family (CLIP, SigLIP, DINOv2, DINOv2 with registers, ViT) is read from config.json, or
+    forced with `family`; `mode` and `antialias` default to what that family's own runtime applies.
+
     `device` defaults to "cpu": CPU bicubic is the one transformers and XComposer compute, bit for
     bit; CUDA's kernel differs by up to one ulp when upsampling (measured on an H100), and the
     table is small enough that the GPU saves nothing. "auto" picks CUDA when present.
     """
     options = build_options(
-        model, res, out, preset=preset, force=force, device=device, mode=mode, antialias=antialias,
+        model, res, out, preset=preset, force=force, device=device, mode=mode, antialias=antialias, family=family,
         revision=revision, token=token, dtype=dtype, vision_only=vision_only, with_projection=with_projection,
         fsync=fsync,
     )  # fmt: skip
@@ -187,7 +191,8 @@ def convert(
     for message in options.notes:
         note(message)
     config = read_json(source.folder / "config.json")
-    family = family_for(config)
+    family = family_for(config, options.family)
+    options = options.method(family)
     sizes = vision_sizes(config, family)
     width = _config_width(config, family)
     fingerprint = record.fingerprint(source)
@@ -206,6 +211,10 @@ def convert(
             source.display, source.revision, [], [], 0, time.perf_counter() - started, notes, str(source.folder)
         )
     targets = _targets(options, resolutions, source, sizes, width, family.num_prefix_tokens, fingerprint)
+    for r in resolutions:
+        partial = check_res(r, sizes.patch_size, width, family.num_prefix_tokens)
+        if partial:
+            note(partial)
     if options.device == "cuda":
         _check_cuda()
     reports = [
@@ -224,7 +233,7 @@ def convert(
         source.fetch_weights()
         plan = make_plan(source, family, config, sizes, options)
     for t in todo:
-        check_cost(t.res, sizes.patch_size, plan.pos.shape[1], family.num_prefix_tokens)
+        check_cost(t.res, sizes.patch_size, plan.pos.shape[-1], family.num_prefix_tokens)
     check_processors(plan, todo[0].res)
     for message in plan.notes:
         note(message)
@@ -404,7 +413,10 @@ def _write_target(
         sizes["config.json"] = _write(tmp / "config.json", dump_json(_config(plan, target.res)))
         modes["config.json"] = folder / "config.json"
         for rel, data in plan.processors.items():
-            sizes[rel] = _write(_place(tmp, rel, folder, modes), dump_json(rewrite_processor(data, target.res, rel)))
+            sizes[rel] = _write(
+                _place(tmp, rel, folder, modes),
+                dump_json(rewrite_processor(data, target.res, rel, plan.sizes.image_size)),
+            )
             modes[rel] = folder / rel
         for src, rel in plan.carried:
             sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
@@ -485,15 +497,15 @@ def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
             "new_grid": [g, g],
             "old_grid": [s.grid, s.grid],
             "prefix": prefix,
-            "mode": options.mode,
-            "antialias": options.antialias,
+            "mode": options.interpolation[0],
+            "antialias": options.interpolation[1],
             "device": options.device,
         }
         table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
     else:
         from .interpolate import resample_grid
 
-        new = resample_grid(load_tensor(pos), (g, g), prefix, (s.grid, s.grid), options.mode, options.antialias,
+        new = resample_grid(load_tensor(pos), (g, g), prefix, (s.grid, s.grid), *options.interpolation,
                             options.device, torch_dtype(out_dtype))  # fmt: skip
         table = tensor_bytes(new.contiguous())
     rows = prefix + g * g
@@ -516,15 +528,22 @@ def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str,
         old_grid=s.grid,
         new_grid=target.grid(s.patch_size),
         patch_size=s.patch_size,
-        mode=options.mode,
-        antialias=options.antialias,
+        mode=options.interpolation[0],
+        antialias=options.interpolation[1],
         tensors=rewritten,
         version=__version__,
         vision_only=vision_only,
-        architecture=plan.family.vision_architectures[options.with_projection] if options.vision_only else None,
+        architecture=(
+            plan.family.vision_architectures[options.with_projection]
+            if options.vision_only and plan.family.has_text
+            else None
+        ),
         dtype=options.dtype if options.dtype != "keep" else None,
         source_dtype=_dtype_words(plan),
         record=rec,
+        family=plan.family.name,
+        prefix=plan.family.num_prefix_tokens,
+        runtime=plan.family.runtime,
     )
 
 

@@ -50,7 +50,8 @@ class Inspection:
     grid: list[int]
     prefix_tokens: int
     stated: bool  # config.json states image_size and patch_size (else transformers' defaults)
-    accepted_res: dict[str, int]  # multiple_of, min, max
+    accepted_res: dict[str, int]  # min, max; multiples of multiple_of fit exactly (others leave pixels out)
+    method: str  # the family's own run-time interpolation, xcr's default for it
     table: Table | None
     position_ids: str | None
     parameters: int | None  # in floating tensors (the integer id buffers are not parameters)
@@ -67,16 +68,17 @@ class Inspection:
         return asdict(self)
 
 
-def inspect(model: str, revision: str | None = None, token: str | None = None) -> Inspection:
-    """Inspect `model` (a folder or a Hub repo id) without converting or downloading weights."""
+def inspect(model: str, revision: str | None = None, token: str | None = None, family: str | None = None) -> Inspection:
+    """Inspect `model` (a folder or a Hub repo id) without converting or downloading weights;
+    `family` forces a family (as `resize --family`)."""
     from .hub import is_metadata, pick_weights, resolve_source
 
     if not model.strip():
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
     config = read_json(source.folder / "config.json")
-    family = family_for(config)
-    sizes = vision_sizes(config, family)
+    adapter = family_for(config, family)
+    sizes = vision_sizes(config, adapter)
     sizes_by_name = _listing(source, token)
     names = sorted(sizes_by_name)
     weights = pick_weights([n for n in names if "/" not in n]) or []
@@ -88,21 +90,26 @@ def inspect(model: str, revision: str | None = None, token: str | None = None) -
     parameters = None
     dtypes: dict[str, int] = {}
     if tensors is not None:
-        pos_name = family.find(list(tensors), family.pos_suffix)
+        pos_name = adapter.find(list(tensors), adapter.pos_suffix)
         if pos_name:
             dtype, shape = tensors[pos_name]
             table = Table(pos_name, list(shape), dtype, "weights")
-        ids = family.find(list(tensors), family.ids_suffix)
+        ids = adapter.find(list(tensors), adapter.ids_suffix)
         for dtype, shape in tensors.values():
             dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape)
         parameters = sum(n for d, n in dtypes.items() if d in FLOAT_DTYPES)  # not the integer id buffers
     else:  # a .bin not on this machine: what config.json implies
-        width = next((b.get("hidden_size") for b in family.vision_config_blocks(config) if b.get("hidden_size")), None)
+        width = next((b.get("hidden_size") for b in adapter.vision_config_blocks(config) if b.get("hidden_size")), None)
         if isinstance(width, int):
-            rows = family.num_prefix_tokens + sizes.grid**2
-            table = Table(family.pos_suffix, [rows, width], _config_dtype(config), "config")
+            rows = adapter.num_prefix_tokens + sizes.grid**2
+            table = Table(
+                adapter.pos_suffix,
+                [1, rows, width] if adapter.batched else [rows, width],
+                _config_dtype(config),
+                "config",
+            )
     width = table.shape[-1] if table else 1024
-    largest = largest_grid(width, family.num_prefix_tokens) * sizes.patch_size
+    largest = largest_grid(width, adapter.num_prefix_tokens) * sizes.patch_size
     download = None
     if source.repo_id and source.listing is not None:
         wanted = [n for n in names if is_metadata(n)] + weights
@@ -111,15 +118,16 @@ def inspect(model: str, revision: str | None = None, token: str | None = None) -
         source=source.display,
         revision=source.revision,
         folder=str(source.folder),
-        family=family.name,
+        family=adapter.name,
         model_type=str(config.get("model_type")),
         architectures=[str(a) for a in config.get("architectures") or []],
         image_size=sizes.image_size,
         patch_size=sizes.patch_size,
         grid=[sizes.grid, sizes.grid],
-        prefix_tokens=family.num_prefix_tokens,
+        prefix_tokens=adapter.num_prefix_tokens,
         stated=sizes.stated,
         accepted_res={"multiple_of": sizes.patch_size, "min": sizes.patch_size, "max": largest},
+        method=adapter.mode + (", antialias" if adapter.antialias else "") + f" (= {adapter.runtime.replace('`', '')})",
         table=table,
         position_ids=ids,
         parameters=parameters,

@@ -2,22 +2,28 @@
 
 `build_options` checks what can be checked without the source (types, names, signs);
 `check_res` checks a resolution against a model's patch size and table width once they are known.
+The interpolation is left None unless given: the model's family decides it (`Options.method`).
 Messages spell arguments the caller's way (`errors.arg`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import UsageError, arg
 from .interpolate import ANTIALIAS_MODES, MODES
 from .presets import DEFAULT_MODEL, Preset
 from .presets import preset as find_preset
 from .text import human_bytes
+
+if TYPE_CHECKING:
+    from .families import Family
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_TABLE_BYTES = 2 << 30  # refuse position tables larger than this (float32)
@@ -33,8 +39,9 @@ class Options:
     out: str | None  # as given (`~` not yet expanded; may hold `{res}`); None: a name derived from the source's
     force: bool = False
     device: str = "cpu"
-    mode: str = "bicubic"
-    antialias: bool = False
+    mode: str | None = None  # None: the family's own run-time interpolation (bicubic for all)
+    antialias: bool | None = None  # None: the family's (timm, open_clip, DINOv2 with registers: True)
+    family: str | None = None  # force a family (families.NAMES); None: detected from the config
     revision: str | None = None
     token: str | None = None
     dtype: str = "keep"  # every floating tensor of the output: keep, float32, float16 or bfloat16
@@ -43,6 +50,23 @@ class Options:
     fsync: bool = False  # flush every file and the folder to the disk before and after landing
     notes: tuple[str, ...] = ()  # what the presets say
     as_is: tuple[int, ...] = ()  # resolutions a preset runs the source at as it is: nothing to write when it is
+
+    def method(self, family: Family) -> Options:
+        """These options with the interpolation settled: what was given, else `family`'s default."""
+        mode = self.mode if self.mode is not None else family.mode
+        antialias = self.antialias if self.antialias is not None else family.antialias and mode in ANTIALIAS_MODES
+        if antialias and mode not in ANTIALIAS_MODES:
+            raise UsageError(
+                f"{arg('antialias', True)} works only with {arg('mode')} {' or '.join(ANTIALIAS_MODES)}, not {mode}"
+            )
+        return dataclasses.replace(self, mode=mode, antialias=antialias)
+
+    @property
+    def interpolation(self) -> tuple[str, bool]:
+        """(mode, antialias), once `method` has settled them."""
+        if self.mode is None or self.antialias is None:
+            raise AssertionError("the interpolation is not settled: call Options.method(family) first")
+        return self.mode, self.antialias
 
     def out_for(self, res: int) -> str | None:
         """The output folder for `res`: `out` with `{res}` filled in."""
@@ -57,8 +81,9 @@ def build_options(
     preset: object = None,
     force: object = False,
     device: object = "cpu",
-    mode: object = "bicubic",
-    antialias: object = False,
+    mode: object = None,
+    antialias: object = None,
+    family: object = None,
     revision: object = None,
     token: object = None,
     dtype: object = "keep",
@@ -70,7 +95,7 @@ def build_options(
 
     `res` (pixels, one or several) or `preset` (names from presets.PRESETS, one or several) says
     which resolutions; with neither, 490. `model` defaults to the presets' source, or
-    openai/clip-vit-large-patch14-336.
+    openai/clip-vit-large-patch14-336. `mode`/`antialias` None: the family's own interpolation.
     """
     presets = _presets(preset)
     if presets and res is not None:
@@ -98,8 +123,9 @@ def build_options(
         out=out_text,
         force=_flag("force", force),
         device=_choice("device", device, DEVICES),
-        mode=_choice("mode", mode, MODES),
+        mode=None if mode is None else _choice("mode", mode, MODES),
         antialias=_antialias(antialias, mode),
+        family=_family(family),
         revision=_optional_text("revision", revision),
         token=_optional_text("token", token, secret=True),
         dtype=_choice("dtype", dtype, DTYPES),
@@ -139,15 +165,24 @@ def largest_grid(width: int, prefix: int) -> int:
     return math.isqrt(cells) if cells > 0 else 0
 
 
-def check_res(res: int, patch: int, width: int | None, prefix: int) -> None:
-    """Refuse a resolution the table cannot have: too large first, then not a multiple of the
-    patch (suggesting only sizes that would be accepted)."""
+def check_res(res: int, patch: int, width: int | None, prefix: int) -> str | None:
+    """Refuse a resolution the table cannot have (too large, or smaller than one patch). A size
+    that is not a multiple of the patch is accepted, as transformers and timm accept it (the grid
+    is res // patch): the returned note says how many pixels the patches leave out."""
     check_cost(res, patch, width, prefix)
-    if res % patch:
-        largest = largest_grid(width, prefix) * patch if width else None
-        lower, upper = res - res % patch, res - res % patch + patch
-        hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
-        raise UsageError(f"{arg('res', res)} is not a multiple of the patch size {patch}; use {' or '.join(hints)}")
+    if res < patch:
+        raise UsageError(f"{arg('res', res)} is smaller than one {patch}-px patch; use at least {patch}")
+    if res % patch == 0:
+        return None
+    grid = res // patch
+    largest = largest_grid(width, prefix) * patch if width else None
+    lower, upper = res - res % patch, res - res % patch + patch
+    hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
+    return (
+        f"{arg('res', res)} is not a multiple of the patch size {patch}: the {grid}×{grid} grid covers "
+        f"{grid * patch} px and the patch embedding does not see the last {res % patch} px on the right "
+        f"and at the bottom (as at run time); {' or '.join(hints)} would fit exactly"
+    )
 
 
 def check_cost(res: int, patch: int, width: int | None, prefix: int) -> None:
@@ -224,9 +259,21 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value
 
 
-def _antialias(value: object, mode: object) -> bool:
+def _family(value: object) -> str | None:
+    if value is None:
+        return None
+    from .families import family_named
+
+    if not isinstance(value, str):
+        raise UsageError(f"{arg('family')} must be a family name, not {value!r}")
+    return family_named(value).name
+
+
+def _antialias(value: object, mode: object) -> bool | None:
+    if value is None:
+        return None
     antialias = _flag("antialias", value)
-    if antialias and mode not in ANTIALIAS_MODES:
+    if antialias and mode is not None and mode not in ANTIALIAS_MODES:
         raise UsageError(
             f"{arg('antialias', True)} works only with {arg('mode')} {' or '.join(ANTIALIAS_MODES)}, not {mode}"
         )

@@ -96,9 +96,12 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
         )
     pos = ckpt.tensor(pos_name)
     prefix = family.num_prefix_tokens
-    if pos.dtype not in FLOAT_DTYPES or len(pos.shape) != 2:
-        raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float [rows, channels] table")
-    rows, _width = pos.shape
+    form = "[1, rows, channels]" if family.batched else "[rows, channels]"
+    if pos.dtype not in FLOAT_DTYPES or len(pos.shape) != (3 if family.batched else 2) or pos.shape[0] == 0:
+        raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
+    if family.batched and pos.shape[0] != 1:
+        raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
+    rows, _width = pos.shape[-2:]
     grid = grid_side(rows - prefix)
     if grid is None:
         raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
@@ -224,7 +227,7 @@ def _plan_files(plan: Plan) -> None:
 def check_processors(plan: Plan, res: int) -> None:
     """Refuse, before any work, a processor file whose size form xcr cannot rewrite."""
     for rel, data in plan.processors.items():
-        rewrite_processor(data, res, rel)
+        rewrite_processor(data, res, rel, plan.sizes.image_size)
 
 
 def _read_text(path: Path) -> str:
@@ -240,7 +243,7 @@ def new_shapes(plan: Plan, grid: int) -> dict[str, tuple[int, ...]]:
     if grid == plan.sizes.grid:
         return {}
     rows = plan.family.num_prefix_tokens + grid * grid
-    shapes: dict[str, tuple[int, ...]] = {plan.pos.name: (rows, plan.pos.shape[1])}
+    shapes: dict[str, tuple[int, ...]] = {plan.pos.name: (*plan.pos.shape[:-2], rows, plan.pos.shape[-1])}
     if plan.ids is not None:
         shapes[plan.ids.name] = (1, rows) if len(plan.ids.shape) == 2 else (rows,)
     return shapes

@@ -47,7 +47,7 @@ def mosaic(table: torch.Tensor, prefix: int) -> torch.Tensor:
 
     from .interpolate import grid_side
 
-    grid = table.detach().float().cpu()[prefix:]
+    grid = table.detach().float().cpu().reshape(-1, table.shape[-1])[prefix:]
     g = grid_side(grid.shape[0])
     if g is None:
         raise XcrError(f"a table of {grid.shape[0]} grid rows is not a square grid")
@@ -131,7 +131,7 @@ def _panel(folder: Path, role: str) -> Panel:
     if name is None:
         raise XcrError(f"{folder} has no vision position table to draw")
     table = load_tensor(ckpt.tensor(name))
-    g = grid_side(table.shape[0] - family.num_prefix_tokens)
+    g = grid_side(table.shape[-2] - family.num_prefix_tokens)
     rec = record.read(folder) if role == "output" else None
     method = f", {rec['mode']}" + (" antialias" if rec.get("antialias") else "") if rec else ""
     title = f"{role + ': ' if role else ''}{g}×{g} grid, {sizes.image_size} px{method}"

@@ -124,7 +124,7 @@ def verify(
     config = read_json(folder / "config.json")
     family = family_for(config)
     res, grid, config_problem = _meant(folder, config, family, rec, source.folder)
-    made = _made(rec)
+    made = _made(rec, family)
     checks: list[Check] = []
     files = _check_files(folder)
     checks.append(files)
@@ -137,8 +137,8 @@ def verify(
         checks += [Check(name, None, "not run: the files did not parse") for name in ("tensors", "table")]
     checks.append(_check_configs(folder, family, config, res, grid, config_problem))
     with _quiet_transformers():
-        checks.append(_check_load(folder, source.folder, config, res, made))
-        drift = _drift(folder, source.folder, config, Path(images)) if images is not None else None
+        checks.append(_check_load(folder, source.folder, config, family, res, made))
+        drift = _drift(folder, source.folder, config, family, Path(images)) if images is not None else None
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
 
 
@@ -183,9 +183,9 @@ def _source(folder: Path, rec: dict[str, Any] | None, against: str | Path | None
     return source
 
 
-def _made(rec: dict[str, Any] | None) -> _Made:
-    if rec is None:  # not an xcr output (or an older one): the defaults, said in the details
-        return _Made("bicubic", False, "keep", "cpu", recorded=False)
+def _made(rec: dict[str, Any] | None, family: Family) -> _Made:
+    if rec is None:  # not an xcr output (or an older one): the family's defaults, said in the details
+        return _Made(family.mode, family.antialias, "keep", "cpu", recorded=False)
     return _Made(str(rec.get("mode", "bicubic")), bool(rec.get("antialias")), str(rec.get("dtype", "keep")),
                  str(rec.get("device", "cpu")), recorded=True)  # fmt: skip
 
@@ -279,7 +279,8 @@ def _check_tensors(family: Family, src: Checkpoint, out: Checkpoint, made: _Made
     if bad:
         return Check("tensors", False, f"{len(bad)} problem(s): {'; '.join(bad[:3])}")
     how = "equal to the source's values cast" if made.dtype != "keep" else "byte-identical to the source"
-    return Check("tensors", True, f"{compared} tensors ({nbytes / 2**20:,.1f} MiB) {how}; the position ids are arange")
+    arange = "; the position ids are arange" if ids_name else ""
+    return Check("tensors", True, f"{compared} tensors ({nbytes / 2**20:,.1f} MiB) {how}{arange}")
 
 
 def _chunks(t: SourceTensor, elems: int) -> Iterator[Any]:
@@ -321,7 +322,7 @@ def _check_table(family: Family, src: Checkpoint, out: Checkpoint, grid: int, ma
         return Check("table", False, "no vision position table in the " + ("source" if src_name is None else "output"))
     old, new = src.tensor(src_name), out.tensor(out_name)
     prefix = family.num_prefix_tokens
-    g0, g1 = grid_side(old.shape[0] - prefix), grid_side(new.shape[0] - prefix)
+    g0, g1 = grid_side(old.shape[-2] - prefix), grid_side(new.shape[-2] - prefix)
     if g1 != grid or g0 is None:
         return Check("table", False, f"{out_name} holds a {g1}×{g1} grid; config.json says {grid}×{grid}")
     device = made.device if made.device != "cuda" or torch.cuda.is_available() else "cpu"
@@ -353,7 +354,7 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: in
     try:
         ckpt = open_checkpoint(folder)
         name = family.find(ckpt.names, family.pos_suffix)
-        rows = ckpt.tensor(name).shape[0] if name else None
+        rows = ckpt.tensor(name).shape[-2] if name else None
         if rows != family.num_prefix_tokens + grid * grid:
             problems.append(f"the weights' table has {rows} rows, not {family.num_prefix_tokens + grid * grid}")
     except InputError as e:
@@ -366,9 +367,10 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: in
                 (f"{k}.", v) for k, v in data.items() if k.endswith("processor") and isinstance(v, dict)
             ]
             for prefix, block in blocks:
+                crops = block.get("crop_size") is not None and block.get("do_center_crop", True) is not False
                 for key in SIZE_KEYS:
                     value = block.get(key)
-                    if value is None:
+                    if value is None or (key == "size" and crops):  # the crop is what the model sees
                         continue
                     sizes += 1
                     values = (
@@ -379,14 +381,16 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: in
     if problems:
         return Check("configs", False, "; ".join(problems[:3]))
     return Check(
-        "configs", True, f"config.json, {sizes} processor size(s) and the weights' {grid}×{grid} grid all say {res} px"
+        "configs",
+        True,
+        f"config.json, {sizes} processor input size(s) and the weights' {grid}×{grid} grid all say {res} px",
     )
 
 
 # ---------------------------------------------------------------- 5. load and forward
 
 
-def _check_load(folder: Path, source: Path, config: dict[str, Any], res: int, made: _Made) -> Check:
+def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Family, res: int, made: _Made) -> Check:
     """Load the output with transformers, make N×N pixels with its processor, and compare its
     forward pass at N×N with the source's with interpolate_pos_encoding=True."""
     try:
@@ -396,12 +400,15 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], res: int, ma
         return Check("load", None, f"skipped: it needs transformers and pillow ({VERIFY_EXTRA})")
     import torch
 
-    cls = _model_class(config)
+    cls = _model_class(config, family)
     try:
         model, info = cls.from_pretrained(folder, output_loading_info=True)
     except Exception as e:
         return Check("load", False, f"{cls.__name__}.from_pretrained fails: {_first_line(e)}")
-    problems = {k: sorted(v)[:3] for k, v in info.items() if v and k != "error_msgs"}
+    reference, source_info = cls.from_pretrained(source, output_loading_info=True)
+    # keys the source itself lacks or has to spare (a ViTModel saved without its pooler) are not the output's doing
+    problems = {k: sorted(set(v) - set(source_info.get(k) or ()))[:3] for k, v in info.items() if k != "error_msgs"}
+    problems = {k: v for k, v in problems.items() if v}
     if problems:
         return Check("load", False, f"{cls.__name__} loads with {problems}")
     pixels_note = _processor_pixels(folder, res)
@@ -409,12 +416,12 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], res: int, ma
         return Check("load", False, pixels_note)
     dtypes = {p.dtype for p in model.parameters()}
     exact = dtypes == {torch.float32}
-    reference = _fresh(cls.from_pretrained(source).float())
+    reference = _fresh(reference.float())
     model = _fresh(model.float())
     pixels = torch.randn(2, 3, res, res, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         got = _features(model, pixels)
-        want = _features(reference, pixels, interpolate_pos_encoding=True)
+        want = _features(reference, pixels, interpolate=True)
     diff = (got - want).abs().max().item()
     cosine = torch.nn.functional.cosine_similarity(got.flatten(1), want.flatten(1)).min().item()
     figures = f"max |difference| {diff:.3g}, cosine similarity {cosine:.6f}"
@@ -451,13 +458,15 @@ def _quiet_transformers() -> Iterator[None]:
             logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-def _model_class(config: dict[str, Any]) -> Any:
+def _model_class(config: dict[str, Any], family: Family) -> Any:
+    """The transformers class that loads the checkpoint: its architecture, else the family's."""
     import transformers
 
     names = [a for a in config.get("architectures") or [] if hasattr(transformers, a)]
-    if names:
-        return getattr(transformers, names[0])
-    return transformers.CLIPVisionModel if config.get("model_type") == "clip_vision_model" else transformers.CLIPModel
+    if not names:
+        vision_only = family.has_text and config.get("model_type") == family.vision_model_type
+        names = [family.oracles[-1] if vision_only else family.oracles[0]]
+    return getattr(transformers, names[0])
 
 
 def _fresh(model: Any) -> Any:
@@ -471,13 +480,26 @@ def _fresh(model: Any) -> Any:
     return model.eval()
 
 
-def _features(model: Any, pixels: Any, **kw: Any) -> Any:
-    """Image embeddings: projected (CLIPModel, …WithProjection), or the last hidden states."""
+def _features(model: Any, pixels: Any, interpolate: bool = False) -> Any:
+    """Image embeddings: projected (CLIPModel, SiglipModel, …WithProjection), else the last hidden
+    states (or a classifier's logits). `interpolate`: at a size other than the model's own, with
+    the family's run-time interpolation (a model that always interpolates, DINOv2, takes no flag)."""
+    kw = {"interpolate_pos_encoding": True} if interpolate and _takes_flag(model) else {}
     if hasattr(model, "get_image_features"):
         out = model.get_image_features(pixel_values=pixels, **kw)
         return out if not hasattr(out, "pooler_output") else out.pooler_output
     got = model(pixel_values=pixels, **kw)
-    return got.image_embeds if hasattr(got, "image_embeds") else got.last_hidden_state
+    for key in ("image_embeds", "last_hidden_state", "logits"):
+        if getattr(got, key, None) is not None:
+            return getattr(got, key)
+    raise XcrError(f"{type(model).__name__} returns no image features to compare")
+
+
+def _takes_flag(model: Any) -> bool:
+    import inspect
+
+    method = model.get_image_features if hasattr(model, "get_image_features") else model.forward
+    return "interpolate_pos_encoding" in inspect.signature(method).parameters
 
 
 def _embedding(model: Any, pixels: Any) -> Any:
@@ -486,7 +508,10 @@ def _embedding(model: Any, pixels: Any) -> Any:
         out = model.get_image_features(pixel_values=pixels)
         return out if not hasattr(out, "pooler_output") else out.pooler_output
     got = model(pixel_values=pixels)
-    return got.image_embeds if hasattr(got, "image_embeds") else got.pooler_output
+    for key in ("image_embeds", "pooler_output", "logits"):
+        if getattr(got, key, None) is not None:
+            return getattr(got, key)
+    return got.last_hidden_state[:, 0]
 
 
 def _processor_pixels(folder: Path, res: int) -> str | None:
@@ -516,7 +541,7 @@ def _first_line(e: BaseException) -> str:
 # ---------------------------------------------------------------- drift
 
 
-def _drift(folder: Path, source: Path, config: dict[str, Any], images: Path) -> Drift:
+def _drift(folder: Path, source: Path, config: dict[str, Any], family: Family, images: Path) -> Drift:
     """Cosine similarity of each image's embedding by the source (at its resolution, through its
     processor) and by the output (at the new one, through its processor)."""
     try:
@@ -531,7 +556,7 @@ def _drift(folder: Path, source: Path, config: dict[str, Any], images: Path) -> 
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UsageError(f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    cls = _model_class(config)
+    cls = _model_class(config, family)
     pairs = []
     for root in (source, folder):
         pairs.append((AutoImageProcessor.from_pretrained(root), _fresh(cls.from_pretrained(root).float())))  # type: ignore[no-untyped-call]

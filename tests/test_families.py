@@ -1,0 +1,224 @@
+"""The other ViT families: SigLIP, DINOv2, DINOv2 with registers, ViT, with transformers as the oracle.
+
+For each family the output loads with no missing, unexpected or mismatched keys, its image
+processor makes the new size, and its forward pass at the new size equals the source's forward at
+that size with the family's own run-time interpolation (`interpolate_pos_encoding=True`; DINOv2
+interpolates on every forward), bit for bit in float32.
+"""
+
+from __future__ import annotations
+
+import inspect as pyinspect
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.family_builders import FAMILIES, SIZES, build_family
+from tests.hubserver import HubServer
+from tests.test_cli import one_error_line
+from xcomposer_resize import resize, verify
+from xcomposer_resize.sources import load_tensor, open_checkpoint
+
+# family → (target resolution, its grid, the transformers class that loads it)
+TARGETS = {
+    "siglip": (768, 54, "SiglipModel"),  # so400m 384 → 768: 27×27 → 54×54, neither a multiple of 14
+    "siglip-vision": (448, 32, "SiglipVisionModel"),
+    "dinov2": (448, 32, "Dinov2Model"),
+    "dinov2-registers": (448, 32, "Dinov2WithRegistersModel"),
+    "vit": (384, 24, "ViTForImageClassification"),
+}
+
+
+def table_of(folder: Path) -> tuple[str, torch.Tensor]:
+    """The vision position table of a checkpoint folder: its name and values."""
+    ckpt = open_checkpoint(folder)
+    name = next(
+        n
+        for n in ckpt.names
+        if n.endswith(("embeddings.position_embedding.weight", "embeddings.position_embeddings"))
+        and not n.startswith("text_model.")
+    )
+    return name, load_tensor(ckpt.tensor(name))
+
+
+def fresh(model: Any) -> Any:
+    """The model in fresh memory, in eval mode (memory-mapped weights take other BLAS paths)."""
+    with torch.no_grad():
+        for p in list(model.parameters()) + list(model.buffers()):
+            p.data = p.data.clone()
+    return model.eval()
+
+
+def features(model: Any, pixels: torch.Tensor, interpolate: bool) -> torch.Tensor:
+    forward = model.get_image_features if hasattr(model, "get_image_features") else model.forward
+    kw = {"interpolate_pos_encoding": True} if interpolate and "interpolate_pos_encoding" in pyinspect.signature(
+        forward
+    ).parameters else {}  # fmt: skip
+    out = forward(pixel_values=pixels, **kw)
+    if isinstance(out, torch.Tensor):
+        return out
+    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out.logits  # every token where given
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_equals_its_own_runtime_in_transformers(xcr: Any, tmp_path: Path, family: str) -> None:
+    import transformers
+    from PIL import Image
+
+    res, grid, cls_name = TARGETS[family]
+    src = build_family(tmp_path / "src", family)
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", src, "--res", res, "--out", out)
+    assert r.code == 0, r.err
+    assert f"{grid}×{grid} grid" in r.out
+    if res % SIZES[family][1]:
+        assert "is not a multiple of the patch size" in r.err
+
+    cls = getattr(transformers, cls_name)
+    model, info = cls.from_pretrained(out, output_loading_info=True)
+    assert not any(v for k, v in info.items() if k != "error_msgs"), info
+    processor = transformers.AutoImageProcessor.from_pretrained(out)
+    pixels = processor(images=Image.new("RGB", (640, 480), (90, 120, 200)), return_tensors="pt")["pixel_values"]
+    assert tuple(pixels.shape[-2:]) == (res, res), "the output's processor makes the new size"
+
+    reference = fresh(cls.from_pretrained(src))
+    model = fresh(model)
+    x = torch.randn(2, 3, res, res, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = features(model, x, interpolate=False), features(reference, x, interpolate=True)
+    assert torch.equal(got, want), (got - want).abs().max()
+
+    config = json.loads((out / "config.json").read_text())
+    assert config.get("vision_config", config)["image_size"] == res
+    if family == "siglip":  # the text tower's positions are never touched
+        name = "text_model.embeddings.position_embedding.weight"
+        assert torch.equal(
+            load_tensor(open_checkpoint(out).tensor(name)), load_tensor(open_checkpoint(src).tensor(name))
+        )
+
+
+def expected_table(src: Path, grid: int, prefix: int, antialias: bool) -> torch.Tensor:
+    """F.interpolate with the documented semantics: size=, bicubic, align_corners False, float32."""
+    _, table = table_of(src)
+    flat = table.reshape(-1, table.shape[-1])
+    old = int((flat.shape[0] - prefix) ** 0.5)
+    cells = flat[prefix:].reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    new = F.interpolate(cells, size=(grid, grid), mode="bicubic", align_corners=False, antialias=antialias)
+    return torch.cat([flat[:prefix], new.permute(0, 2, 3, 1).reshape(grid * grid, -1)]).reshape(
+        *table.shape[:-2], -1, table.shape[-1]
+    )
+
+
+@pytest.mark.parametrize("fmt", ["bin", "sharded", "bin-sharded"])
+@pytest.mark.parametrize("family", ["siglip", "dinov2-registers", "vit"])
+def test_every_weight_format(tmp_path: Path, family: str, fmt: str) -> None:
+    res, grid, _ = TARGETS[family]
+    src = build_family(tmp_path / "src", family, fmt=fmt)
+    resize(src, res, tmp_path / "out")
+    prefix = 0 if family == "siglip" else 1
+    _, got = table_of(tmp_path / "out")
+    assert torch.equal(got, expected_table(src, grid, prefix, antialias=family == "dinov2-registers"))
+    found = verify(tmp_path / "out", src)
+    assert found.ok, found.checks
+
+
+@pytest.mark.parametrize("family", ["siglip", "dinov2", "vit"])
+def test_from_the_hub(hub: HubServer, tmp_path: Path, family: str) -> None:
+    rid = f"tester/{family}-{tmp_path.name[-8:]}"
+    hub.add(rid, build_family(tmp_path / "src", family))
+    res, grid, _ = TARGETS[family]
+    result = resize(rid, res, tmp_path / "out")
+    assert result.outputs[0].grid == (grid, grid)
+    found = verify(tmp_path / "out")  # the source its record names, from the hub
+    assert found.ok and found.source == rid, found.checks
+
+
+def test_the_family_default_and_its_override(xcr: Any, tmp_path: Path) -> None:
+    """DINOv2 with registers interpolates with antialias at run time: that is the default;
+    --no-antialias overrides it, and the card records what was used."""
+    src = build_family(tmp_path / "src", "dinov2-registers")
+    for flag, antialias in (([], True), (["--no-antialias"], False)):
+        out = tmp_path / f"out-{antialias}"
+        r = xcr("resize", "--model", src, "--res", 448, "--out", out, *flag, "--quiet")
+        assert r.code == 0, r.err
+        _, got = table_of(out)
+        assert torch.equal(got, expected_table(src, 32, 1, antialias))
+        card = (out / "README.md").read_text()
+        assert f"antialias: {str(antialias).lower()}" in card
+    assert not torch.equal(table_of(tmp_path / "out-True")[1], table_of(tmp_path / "out-False")[1])
+
+
+def test_dinov2_keeps_its_crop_share(tmp_path: Path) -> None:
+    """BitImageProcessor resizes to 256 and crops 224: at 448 it resizes to 512 and crops 448."""
+    src = build_family(tmp_path / "src", "dinov2")
+    resize(src, 448, tmp_path / "out")
+    pre = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    assert pre["size"] == {"shortest_edge": 512} and pre["crop_size"] == {"height": 448, "width": 448}
+
+
+def test_a_siglip_config_without_image_size_gets_one(xcr: Any, tmp_path: Path) -> None:
+    """google/siglip-base-patch16-224 states no vision image_size (transformers assumes 224): the
+    output's config states the new one, or transformers would assume 224 again."""
+    src = build_family(tmp_path / "src", "siglip", image_size=224, omit_image_size=True)
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "does not state the vision image_size; transformers assumes 224 px" in r.err
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["vision_config"]["image_size"] == 448
+    assert verify(tmp_path / "out", src).ok
+
+
+def test_siglip2_naflex_is_refused_with_the_reason(xcr: Any, tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "siglip")
+    config = json.loads((src / "config.json").read_text())
+    config["model_type"] = "siglip2"
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "model_type 'siglip2'" in line and "resizes its position table for every image" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_layout_names_what_was_found_and_family_forces_one(xcr: Any, tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "vit")
+    config = json.loads((src / "config.json").read_text())
+    config["model_type"] = "my_vit"
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "config.json has model_type 'my_vit'" in line and "--family clip|siglip|dinov2|dinov2-registers|vit" in line
+    r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out", "--family", "ViT", "--quiet")
+    assert r.code == 0, r.err
+    assert table_of(tmp_path / "out")[1].shape == (1, 1 + 24 * 24, 32)
+    r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "o2", "--family", "resnet")
+    assert r.code == 2
+    assert one_error_line(r.err) == (
+        "xcr: error: --family resnet is not a family xcr knows; use one of clip, siglip, dinov2, dinov2-registers, vit"
+    )
+
+
+@pytest.mark.parametrize(("family", "name", "method"), [
+    ("siglip", "SigLIP", "bicubic (= transformers' SiglipVisionEmbeddings"),
+    ("dinov2-registers", "DINOv2 with registers", "bicubic, antialias (= transformers'"),
+])  # fmt: skip
+def test_inspect_knows_the_family(xcr: Any, tmp_path: Path, family: str, name: str, method: str) -> None:
+    src = build_family(tmp_path / "src", family)
+    r = xcr("inspect", src, "--json")
+    assert r.code == 0, r.err
+    data = json.loads(r.out)
+    assert data["family"] == name and data["method"].startswith(method)
+    assert data["prefix_tokens"] == (0 if family == "siglip" else 1)
+    side = SIZES[family][0] // SIZES[family][1]
+    assert data["grid"] == [side, side]
+
+
+def test_vision_only_of_a_vision_model_changes_nothing_but_is_allowed(tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "dinov2")
+    resize(src, 448, tmp_path / "out", vision_only=True)
+    assert verify(tmp_path / "out", src).ok
