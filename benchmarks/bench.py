@@ -4,7 +4,7 @@ Builds replicas of real shapes with random weights, then measures each command i
 process, alternating, several times: wall time (median) and peak RSS (from wait4). Prints a
 table and, with --write, writes it to docs/performance.md with the machine it ran on.
 
-    make bench                                   # full size: CLIP-L/14-336 (1.71 GB) and a 6 GB sharded checkpoint
+    make bench                                   # full size: CLIP-L/14-336 (1.71 GB), SigLIP-so400m (3.5 GB), 6 GB sharded
     python benchmarks/bench.py --tiny --runs 1   # a tiny replica, to keep this script working
 """
 
@@ -64,6 +64,37 @@ class Case:
     source: Path
     bytes: int
     round_trip: bool
+    res: int = 490  # the --res the case converts to
+
+
+# google/siglip-so400m-patch14-384: 384 px with 14-px patches (27×27), no class token; LLaVA-OneVision
+# and TinyChart experiments run it at 768 (54×54)
+SO400M_VISION = {"hidden_size": 1152, "intermediate_size": 4304, "num_attention_heads": 16, "num_hidden_layers": 27,
+                 "image_size": 384, "patch_size": 14}  # fmt: skip
+SO400M_TEXT = {"hidden_size": 1152, "intermediate_size": 4304, "num_attention_heads": 16, "num_hidden_layers": 27,
+               "vocab_size": 32000, "max_position_embeddings": 64}  # fmt: skip
+
+
+def write_siglip(folder: Path, tiny: bool) -> int:
+    """A SiglipModel with so400m's shapes (or a tiny one) as transformers saves it, random weights."""
+    from safetensors.torch import save_file
+    from transformers import SiglipConfig, SiglipModel
+
+    from tests.builders import VISION
+
+    vision = dict(VISION, image_size=384, patch_size=14) if tiny else SO400M_VISION
+    text = dict(VISION, vocab_size=99, max_position_embeddings=16) if tiny else SO400M_TEXT
+    config = SiglipConfig(text_config=text, vision_config=vision)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in SiglipModel(config).state_dict().items()}
+    folder.mkdir(parents=True)
+    config.save_pretrained(folder)
+    square = {"height": 384, "width": 384}
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"image_processor_type": "SiglipImageProcessor", "size": square, "do_resize": True})
+    )
+    save_file({k: v.contiguous() for k, v in random_state(shapes).items()}, str(folder / "model.safetensors"))
+    return sum(f.stat().st_size for f in folder.iterdir())
 
 
 def clip_shapes(tiny: bool) -> dict[str, tuple[int, ...]]:
@@ -149,6 +180,13 @@ def build(work: Path, tiny: bool) -> list[Case]:
     cases = [
         Case(f"{label}safetensors", work / "st", write_folder(work / "st", sd, "safetensors", tiny), True),
         Case(f"{label}pytorch_model.bin", work / "bin", write_folder(work / "bin", sd, "bin", tiny), True),
+        Case(
+            f"{'tiny ' if tiny else ''}SigLIP-so400m-patch14-384 safetensors, --res 768",
+            work / "siglip",
+            write_siglip(work / "siglip", tiny),
+            False,
+            res=768,
+        ),  # fmt: skip
     ]
     # a multi-GB sharded checkpoint: the CLIP tensors plus filler layers, in 2 GB shards
     target = 6 * 10**9 if not tiny else 3 * 10**6
@@ -237,13 +275,21 @@ def prepare(work: Path, source: Path, cache: str, tiny: bool) -> None:
 
 
 def measure(cases: list[Case], work: Path, runs: int, caches: list[str], tiny: bool) -> list[dict[str, object]]:
-    xcr = [sys.executable, "-m", "xcomposer_resize", "resize", "--res", "490", "--quiet", "--force"]
+    xcr = [sys.executable, "-m", "xcomposer_resize", "resize", "--quiet", "--force"]
     rows = []
     for case in cases:
         for cache in caches:
             commands = {
                 "cp -r": ["cp", "-r", str(case.source), str(work / "cp-out")],
-                "xcr resize": [*xcr, "--model", str(case.source), "--out", str(work / "xcr-out")],
+                "xcr resize": [
+                    *xcr,
+                    "--res",
+                    str(case.res),
+                    "--model",
+                    str(case.source),
+                    "--out",
+                    str(work / "xcr-out"),
+                ],
             }
             if case.round_trip:
                 commands["transformers round trip"] = [
@@ -399,7 +445,8 @@ def write(path: Path, text: str, runs: int) -> None:
     """Replace the generated part of `path` (between the bench markers); keep the prose around it."""
     generated = (
         f"{START}\n"
-        "`xcr resize --res 490` side by side with `cp -r` of the same source and with the transformers\n"
+        "`xcr resize --res 490` (SigLIP-so400m: `--res 768`) side by side with `cp -r` of the same source and\n"
+        "with the transformers\n"
         "round trip (`CLIPModel.from_pretrained`, `interpolate_pos_encoding`, `save_pretrained`): cp and xcr\n"
         f"alternating, then the round trip, {runs} runs each, median wall time, peak RSS of the child\n"
         "(`/usr/bin/time`). Random weights with the real shapes, built in a child process. Before every\n"

@@ -79,3 +79,100 @@ def build_family(folder: Path, family: str, *, fmt: str = "safetensors", seed: i
         del block["image_size"]
         (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder
+
+
+# timm's hub layout (timm/vit_base_patch16_224.augreg2_in21k_ft_in1k, at tiny width); `prefix`
+# says which tokens have positions: "cls" (1 row), "none" (no_embed_class: 0 rows), "cls+reg4"
+# (class token and 4 registers, all with positions: 5 rows)
+TIMM_PREFIX = {"cls": 1, "none": 0, "cls+reg4": 5}
+
+
+def build_timm(folder: Path, *, prefix: str = "cls", fmt: str = "safetensors", image_size: int = 224,
+               patch_size: int = 16, model_args: bool = False, seed: int = 0) -> Path:  # fmt: skip
+    """A timm hub checkpoint: config.json {architecture, num_classes, num_features, pretrained_cfg,
+    (model_args)} and the state dict of timm's VisionTransformer, at width 32."""
+    g = torch.Generator().manual_seed(seed)
+    width, grid = 32, image_size // patch_size
+    rows = TIMM_PREFIX[prefix] + grid * grid
+    sd: dict[str, torch.Tensor] = {}
+    if prefix != "none":
+        sd["cls_token"] = torch.randn(1, 1, width, generator=g)
+    if prefix == "cls+reg4":
+        sd["reg_token"] = torch.randn(1, 4, width, generator=g)
+    sd["pos_embed"] = torch.randn(1, rows, width, generator=g)
+    sd["patch_embed.proj.weight"] = torch.randn(width, 3, patch_size, patch_size, generator=g)
+    sd["patch_embed.proj.bias"] = torch.randn(width, generator=g)
+    for i in range(2):
+        for name, shape in (("norm1.weight", (width,)), ("attn.qkv.weight", (3 * width, width)),
+                            ("attn.proj.weight", (width, width)), ("mlp.fc1.weight", (64, width)),
+                            ("mlp.fc2.weight", (width, 64))):  # fmt: skip
+            sd[f"blocks.{i}.{name}"] = torch.randn(*shape, generator=g)
+    sd["norm.weight"] = torch.ones(width)
+    sd["head.weight"] = torch.randn(10, width, generator=g)
+    sd["head.bias"] = torch.zeros(10)
+    arch = f"vit_tiny_patch{patch_size}_{image_size}"
+    config: dict[str, Any] = {
+        "architecture": arch,
+        "num_classes": 10,
+        "num_features": width,
+        "global_pool": "token",
+        "pretrained_cfg": {
+            "tag": "augreg_in21k_ft_in1k", "custom_load": False, "input_size": [3, image_size, image_size],
+            "fixed_input_size": True, "interpolation": "bicubic", "crop_pct": 0.9, "crop_mode": "center",
+            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "num_classes": 10, "pool_size": None,
+            "first_conv": "patch_embed.proj", "classifier": "head",
+        },
+    }  # fmt: skip
+    if model_args:
+        config["model_args"] = {"img_size": image_size, "no_embed_class": prefix == "none"}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps(config, indent=4) + "\n")
+    (folder / "README.md").write_text(
+        "---\ntags:\n- image-classification\n- timm\nlibrary_name: timm\nlicense: apache-2.0\n---\n# a tiny timm ViT\n"
+    )
+    write_weights(folder, sd, fmt)
+    return folder
+
+
+def build_open_clip(folder: Path, *, fmt: str = "safetensors", image_size: int = 224, patch_size: int = 16,
+                    seed: int = 0) -> Path:  # fmt: skip
+    """open_clip's hub layout (laion/CLIP-ViT-B-16-laion2B-s34B-b88K without its transformers files):
+    open_clip_config.json and open_clip_model.safetensors ("safetensors") or
+    open_clip_pytorch_model.bin ("bin"), with open_clip's state-dict names at width 32."""
+    g = torch.Generator().manual_seed(seed)
+    width, grid = 32, image_size // patch_size
+    sd: dict[str, torch.Tensor] = {
+        "positional_embedding": torch.randn(77, 16, generator=g),  # the text tower's: never touched
+        "text_projection": torch.randn(16, 8, generator=g),
+        "logit_scale": torch.tensor(4.6052),
+        "token_embedding.weight": torch.randn(99, 16, generator=g),
+        "ln_final.weight": torch.ones(16),
+        "transformer.resblocks.0.attn.in_proj_weight": torch.randn(48, 16, generator=g),
+        "visual.class_embedding": torch.randn(width, generator=g),
+        "visual.positional_embedding": torch.randn(1 + grid * grid, width, generator=g),
+        "visual.conv1.weight": torch.randn(width, 3, patch_size, patch_size, generator=g),
+        "visual.ln_pre.weight": torch.ones(width),
+        "visual.transformer.resblocks.0.attn.in_proj_weight": torch.randn(3 * width, width, generator=g),
+        "visual.ln_post.weight": torch.ones(width),
+        "visual.proj": torch.randn(width, 8, generator=g),
+    }
+    config = {
+        "model_cfg": {
+            "embed_dim": 8,
+            "vision_cfg": {"image_size": image_size, "layers": 1, "width": width, "patch_size": patch_size},
+            "text_cfg": {"context_length": 77, "vocab_size": 99, "width": 16, "heads": 2, "layers": 1},
+        },
+        "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "README.md").write_text("---\nlicense: mit\nlibrary_name: open_clip\n---\n# a tiny open_clip ViT\n")
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(folder / "open_clip_model.safetensors"))
+    elif fmt == "bin":
+        torch.save(sd, folder / "open_clip_pytorch_model.bin")
+    else:
+        raise ValueError(fmt)
+    return folder

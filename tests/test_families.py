@@ -39,9 +39,10 @@ def table_of(folder: Path) -> tuple[str, torch.Tensor]:
     name = next(
         n
         for n in ckpt.names
-        if n.endswith(("embeddings.position_embedding.weight", "embeddings.position_embeddings"))
-        and not n.startswith("text_model.")
-    )
+        if (n.endswith(("embeddings.position_embedding.weight", "embeddings.position_embeddings"))
+            and not n.startswith("text_model."))
+        or n in ("pos_embed", "visual.positional_embedding")
+    )  # fmt: skip
     return name, load_tensor(ckpt.tensor(name))
 
 
@@ -192,14 +193,18 @@ def test_an_unknown_layout_names_what_was_found_and_family_forces_one(xcr: Any, 
     r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out")
     assert r.code == 2
     line = one_error_line(r.err)
-    assert "config.json has model_type 'my_vit'" in line and "--family clip|siglip|dinov2|dinov2-registers|vit" in line
+    assert (
+        "config.json has model_type 'my_vit'" in line
+        and "--family clip|siglip|dinov2|dinov2-registers|vit|timm|open-clip" in line
+    )
     r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out", "--family", "ViT", "--quiet")
     assert r.code == 0, r.err
     assert table_of(tmp_path / "out")[1].shape == (1, 1 + 24 * 24, 32)
     r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "o2", "--family", "resnet")
     assert r.code == 2
     assert one_error_line(r.err) == (
-        "xcr: error: --family resnet is not a family xcr knows; use one of clip, siglip, dinov2, dinov2-registers, vit"
+        "xcr: error: --family resnet is not a family xcr knows; use one of clip, siglip, dinov2, dinov2-registers, "
+        "vit, timm, open-clip"
     )
 
 
@@ -222,3 +227,130 @@ def test_vision_only_of_a_vision_model_changes_nothing_but_is_allowed(tmp_path: 
     src = build_family(tmp_path / "src", "dinov2")
     resize(src, 448, tmp_path / "out", vision_only=True)
     assert verify(tmp_path / "out", src).ok
+
+
+# ---------------------------------------------------------------- timm's hub layout
+# timm cannot be imported here (its torchvision does not load beside the CPU torch): the table is
+# checked against F.interpolate with the semantics of timm's resample_abs_pos_embed (size=, bicubic,
+# antialias=True, align_corners=False, float32, prefix rows kept), and every config key timm reads.
+
+
+@pytest.mark.parametrize("prefix", ["cls", "none", "cls+reg4"])
+def test_timm_table_and_configs(xcr: Any, tmp_path: Path, prefix: str) -> None:
+    from tests.family_builders import TIMM_PREFIX, build_timm
+
+    src = build_timm(tmp_path / "src", prefix=prefix, model_args=prefix == "none")
+    r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    _, got = table_of(tmp_path / "out")
+    rows = TIMM_PREFIX[prefix]
+    assert got.shape == (1, rows + 24 * 24, 32)
+    assert torch.equal(got, expected_table(src, 24, rows, antialias=True))
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["pretrained_cfg"]["input_size"] == [3, 384, 384]
+    assert config["model_args"]["img_size"] == 384, "without it timm resamples back to the architecture's size"
+    if prefix == "none":
+        assert config["model_args"]["no_embed_class"] is True, "other model_args are kept"
+    assert config["architecture"] == "vit_tiny_patch16_224" and config["num_classes"] == 10
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "library_name: timm" in card and "resample_abs_pos_embed" in card
+    found = verify(tmp_path / "out", src)
+    assert found.ok, found.checks
+    assert [c.check for c in found.checks if c.ok is None] == ["load"], "no transformers oracle for timm"
+
+
+@pytest.mark.parametrize("fmt", ["bin", "sharded"])
+def test_timm_from_the_hub(hub: HubServer, tmp_path: Path, fmt: str) -> None:
+    from tests.family_builders import build_timm
+
+    rid = f"timm/vit_tiny_patch16_224.{tmp_path.name[-8:]}"
+    hub.add(rid, build_timm(tmp_path / "src", fmt=fmt))
+    result = resize(rid, 448, tmp_path / "out")
+    assert result.outputs[0].grid == (28, 28)
+    assert torch.equal(table_of(tmp_path / "out")[1], expected_table(tmp_path / "src", 28, 1, antialias=True))
+    assert verify(tmp_path / "out").ok
+
+
+def test_timm_sizes_that_disagree_or_are_not_square(xcr: Any, tmp_path: Path) -> None:
+    from tests.family_builders import build_timm
+
+    src = build_timm(tmp_path / "src", model_args=True)
+    config = json.loads((src / "config.json").read_text())
+    config["model_args"]["img_size"] = 256
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out")
+    assert r.code == 2 and "pretrained_cfg.input_size [224, 224] but model_args.img_size [256, 256]" in r.err
+    config["model_args"]["img_size"] = [224, 320]
+    config["pretrained_cfg"]["input_size"] = [3, 224, 320]
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out")
+    assert r.code == 2 and "a non-square input (224×320)" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- open_clip's hub layout
+# open_clip cannot be imported here either: the table is checked against F.interpolate with the
+# semantics of open_clip's resize_pos_embed (size=, bicubic, antialias=True, align_corners=False,
+# the class row kept), and every key open_clip reads.
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "bin"])
+def test_open_clip_table_and_config(xcr: Any, tmp_path: Path, fmt: str) -> None:
+    from tests.family_builders import build_open_clip
+
+    src = build_open_clip(tmp_path / "src", fmt=fmt)
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "open_clip_config.json",
+        "open_clip_model.safetensors",
+    ]
+    name, got = table_of(out)
+    assert name == "visual.positional_embedding" and got.shape == (1 + 28 * 28, 32)
+    assert torch.equal(got, expected_table(src, 28, 1, antialias=True))
+    text = open_checkpoint(out).tensor("positional_embedding")
+    assert text.shape == (77, 16), "the text tower's positions are never touched"
+    config = json.loads((out / "open_clip_config.json").read_text())
+    assert config["model_cfg"]["vision_cfg"]["image_size"] == 448
+    assert (
+        config["model_cfg"]["text_cfg"]
+        == json.loads((src / "open_clip_config.json").read_text())["model_cfg"]["text_cfg"]
+    )
+    assert "library_name: open_clip" in (out / "README.md").read_text()
+    found = verify(out, src)
+    assert found.ok, found.checks
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "vo", "--vision-only")
+    assert r.code == 2 and "checkpoints have no vision-only layout that open_clip loads" in one_error_line(r.err)
+
+
+def test_open_clip_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
+    from tests.family_builders import build_open_clip
+
+    rid = f"laion/tiny-open-clip-{tmp_path.name[-8:]}"
+    hub.add(rid, build_open_clip(tmp_path / "src", fmt="bin"))
+    result = resize(rid, 336, tmp_path / "out")
+    assert result.outputs[0].grid == (21, 21)
+    assert verify(tmp_path / "out").ok
+
+
+def test_a_repo_with_both_layouts_converts_the_transformers_one(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    """laion's repos carry transformers files and open_clip's: the transformers checkpoint is
+    converted; open_clip's config and weights (the old grid) are not carried over, and a note says so."""
+    from tests.family_builders import build_open_clip
+
+    src = make_ckpt()
+    oc = build_open_clip(tmp_path / "oc", fmt="bin")
+    for name in ("open_clip_config.json", "open_clip_pytorch_model.bin"):
+        (src / name).write_bytes((oc / name).read_bytes())
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "open_clip_config.json" in r.err and "not carried over" in r.err
+    assert not (tmp_path / "out" / "open_clip_config.json").exists()
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "oc-out", "--family", "open_clip", "--quiet")
+    assert r.code == 0, r.err
+    assert (
+        json.loads((tmp_path / "oc-out" / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]["image_size"]
+        == 448
+    )

@@ -72,7 +72,8 @@ FamilyName = Annotated[
     typer.Option(
         "--family",
         metavar="NAME",
-        help="The model family, when config.json does not say it: clip, siglip, dinov2, dinov2-registers, vit.",
+        help="The model family, when the config does not say it: clip, siglip, dinov2, dinov2-registers, vit, "
+        "timm, open-clip.",
         show_default=False,
     ),
 ]
@@ -457,7 +458,9 @@ def _inspection(found: Any) -> str:
     if t:
         implied = "" if t.known_from == "weights" else " (implied by config.json: the weights are not on this machine)"
         rows.add_row(
-            "position table", f"{escape(t.name)} {t.dtype} {t.shape}, {found.prefix_tokens} prefix row{implied}"
+            "position table",
+            f"{escape(t.name)} {t.dtype} {t.shape}, {found.prefix_tokens} prefix row{'s' * (found.prefix_tokens != 1)}"
+            + implied,
         )
     rows.add_row("position ids", escape(found.position_ids or "none"))
     a = found.accepted_res

@@ -45,11 +45,15 @@ def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
 
     A key no block states takes the family's default, as transformers does (CLIP: 224 px, patch 32).
     """
-    blocks = family.vision_config_blocks(config)
-    if not blocks:
-        raise InputError(f"config.json has no vision_config; is this a {family.name} checkpoint?")
-    image = _agreed(blocks, "image_size")
-    patch = _agreed(blocks, "patch_size")
+    stated = family.stated_sizes(config)
+    if stated is not None:
+        image, patch = stated
+    else:
+        blocks = family.vision_config_blocks(config)
+        if not blocks:
+            raise InputError(f"config.json has no vision_config; is this a {family.name} checkpoint?")
+        image = _agreed(blocks, "image_size")
+        patch = _agreed(blocks, "patch_size")
     missing = tuple(k for k, v in (("image_size", image), ("patch_size", patch)) if v is None)
     image = image if image is not None else family.default_image_size
     patch = patch if patch is not None else family.default_patch_size
@@ -84,9 +88,7 @@ def rewrite_config(config: dict[str, Any], family: Family, sizes: VisionSizes, r
     patch 32) and lets that override vision_config.
     """
     out = copy.deepcopy(config)
-    for block in family.vision_config_blocks(out):
-        block["image_size"] = res
-        block.setdefault("patch_size", sizes.patch_size)
+    family.set_size(out, res, sizes.patch_size)
     return out
 
 
@@ -203,6 +205,7 @@ class CardInfo:
     source_dtype: str | None = None
     record: dict[str, Any] | None = None  # what made the output (record.py), in the front matter
     family: str = "CLIP"
+    library: str = "transformers"
     prefix: int = 1  # rows before the grid, copied unchanged
     runtime: str = "InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding`"
 
@@ -289,7 +292,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         meta["base_model"] = info.repo_id
         meta["base_model_relation"] = "finetune"  # weights changed; the Hub's other relations are
         # adapter, merge and quantized, none of which this is
-    meta.setdefault("library_name", "transformers")
+    meta.setdefault("library_name", info.library)
     meta.setdefault(
         "pipeline_tag", "image-feature-extraction" if info.vision_only else "zero-shot-image-classification"
     )

@@ -27,7 +27,7 @@ from .configs import (
     vision_sizes,
 )
 from .errors import InputError, OutputError, UsageError, XcrError, arg
-from .families import Family, family_for
+from .families import Family
 from .options import Options, build_options, check_cost, check_res
 from .output import (
     ChangedError,
@@ -52,7 +52,7 @@ from .safetensors_io import (
     torch_dtype,
     write_file,
 )
-from .sources import load_tensor, read_json
+from .sources import load_tensor, model_config
 
 if TYPE_CHECKING:
     from .hub import Source
@@ -190,16 +190,15 @@ def convert(
     source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
     for message in options.notes:
         note(message)
-    config = read_json(source.folder / "config.json")
-    family = family_for(config, options.family)
+    config_name, config, family = model_config(source.folder, options.family)
     options = options.method(family)
     sizes = vision_sizes(config, family)
     width = _config_width(config, family)
     fingerprint = record.fingerprint(source)
     plan = None
     if not sizes.stated:  # sizes assumed: first the weights must agree, or every --res hint would be wrong
-        source.fetch_weights()
-        plan = make_plan(source, family, config, sizes, options)
+        source.fetch_weights(family.weight_files)
+        plan = make_plan(source, family, config, sizes, options, config_name)
         note(f"config.json does not state the vision {' and '.join(sizes.missing)}; transformers assumes "
              f"{sizes.image_size} px with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
     resolutions = [r for r in options.resolutions if not _as_is(options, sizes, r)]
@@ -230,10 +229,10 @@ def convert(
         )
 
     if plan is None:
-        source.fetch_weights()
-        plan = make_plan(source, family, config, sizes, options)
+        source.fetch_weights(family.weight_files)
+        plan = make_plan(source, family, config, sizes, options, config_name)
     for t in todo:
-        check_cost(t.res, sizes.patch_size, plan.pos.shape[-1], family.num_prefix_tokens)
+        check_cost(t.res, sizes.patch_size, plan.pos.shape[-1], plan.prefix)
     check_processors(plan, todo[0].res)
     for message in plan.notes:
         note(message)
@@ -410,8 +409,8 @@ def _write_target(
             sizes[plan.index_name] = _write(tmp / plan.index_name, dump_json(index))
             modes[plan.index_name] = plan.files[0].source
         folder = plan.source.folder
-        sizes["config.json"] = _write(tmp / "config.json", dump_json(_config(plan, target.res)))
-        modes["config.json"] = folder / "config.json"
+        sizes[plan.config_name] = _write(tmp / plan.config_name, dump_json(_config(plan, target.res)))
+        modes[plan.config_name] = folder / plan.config_name
         for rel, data in plan.processors.items():
             sizes[rel] = _write(
                 _place(tmp, rel, folder, modes),
@@ -426,7 +425,7 @@ def _write_target(
         rec = record.make(target.want, __version__, tmp, sizes, tables)
         card = model_card(_card(plan, target, names, rec), plan.card)
         written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
-        modes[CARD] = folder / CARD if plan.card is not None else folder / "config.json"
+        modes[CARD] = folder / CARD if plan.card is not None else folder / plan.config_name
         _verify(tmp, plan, files, computed)
         _set_modes(tmp, modes)
         staging.land(
@@ -487,7 +486,7 @@ def _start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
 
 def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
     """The bytes of the new position table (in the output's dtype) and ids for grid g."""
-    s, prefix, pos, options = plan.sizes, plan.family.num_prefix_tokens, plan.pos, plan.options
+    s, prefix, pos, options = plan.sizes, plan.prefix, plan.pos, plan.options
     out_dtype = plan.out_dtype(pos)
     if worker is not None and isinstance(pos.data, FileRange):
         request = {
@@ -518,7 +517,11 @@ def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
 
 def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str, Any]) -> CardInfo:
     s, options = plan.sizes, plan.options
-    vision_only = options.vision_only or plan.config.get("model_type") == plan.family.vision_model_type
+    vision_only = (
+        options.vision_only
+        or not plan.family.has_text
+        or plan.config.get("model_type") == plan.family.vision_model_type
+    )
     return CardInfo(
         source=plan.source.repo_id or plan.source.name,
         repo_id=plan.source.repo_id,
@@ -542,7 +545,8 @@ def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str,
         source_dtype=_dtype_words(plan),
         record=rec,
         family=plan.family.name,
-        prefix=plan.family.num_prefix_tokens,
+        library=plan.family.library,
+        prefix=plan.prefix,
         runtime=plan.family.runtime,
     )
 

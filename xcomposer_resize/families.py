@@ -10,6 +10,7 @@ family means adding an adapter here; convert, plan and the CLI only ask the adap
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,7 @@ class Family:
         top_level: the sizes are at the top level of config.json (a vision model's config).
         oracles: transformers classes that load a checkpoint of the family (full model first).
         runtime: the code that interpolates at run time (what the default equals), for cards and inspect.
+        config_file: the file that holds the model config (open_clip: open_clip_config.json).
     """
 
     name: str
@@ -59,14 +61,39 @@ class Family:
     top_level: bool = False
     oracles: tuple[str, ...] = ()
     runtime: str = ""
+    config_file: str = "config.json"
+    library: str = "transformers"  # the library that loads it (the model card's library_name)
+    weight_files: tuple[str, ...] = ()  # its own weight files, first in a repo that carries several layouts
+    vision_only_layout: bool = True  # a vision-only checkpoint of the family is something a loader loads
 
     @property
     def has_text(self) -> bool:
         """Whether checkpoints of the family may hold more than the vision tower."""
         return bool(self.text_only)
 
+    def matches(self, config: dict[str, Any]) -> bool:
+        """Whether `config` (config.json) is of this family."""
+        return config.get("model_type") in self.model_types
+
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[int | None, int | None] | None:
+        """(image_size, patch_size) as the config states them (None for a key it leaves out), for a
+        family whose sizes are not in vision config blocks; None: read the blocks (the default)."""
+        return None
+
+    def set_size(self, config: dict[str, Any], res: int, patch: int) -> None:
+        """State `res` in `config` (a copy, changed in place) wherever the family's loader reads it."""
+        for block in self.vision_config_blocks(config):
+            block["image_size"] = res
+            block.setdefault("patch_size", patch)
+
+    def prefix_rows(self, rows: int, cells: int) -> int:
+        """The rows before the grid in a table of `rows` rows whose grid has `cells` cells."""
+        return self.num_prefix_tokens
+
     def find(self, names: list[str], suffix: str) -> str | None:
         """The one tensor name ending in `suffix` outside the excluded towers, or None."""
+        if not suffix:
+            return None
         hits = [
             n for n in names if (n == suffix or n.endswith("." + suffix)) and not n.startswith(self.exclude_prefixes)
         ]
@@ -215,8 +242,172 @@ VIT = Family(
     runtime="transformers' `ViTEmbeddings.interpolate_pos_encoding`",
 )
 
-FAMILIES = (CLIP, SIGLIP, DINOV2, DINOV2_REGISTERS, VIT)
-NAMES = {f.name.lower().replace(" with registers", "-registers"): f for f in FAMILIES}
+
+@dataclass(frozen=True)
+class TimmFamily(Family):
+    """timm's hub layout: config.json = {architecture, num_classes, num_features, pretrained_cfg
+    {input_size [3, H, W], fixed_input_size, ...}, model_args {...}}. timm builds the model from
+    `architecture` and `model_args` (its img_size defaulting to pretrained_cfg.input_size when
+    fixed_input_size), then resamples a checkpoint's pos_embed to the model's grid on load: both
+    sizes must say the new one. The prefix rows (class token, registers; none with no_embed_class)
+    are what the table holds beyond the grid."""
+
+    def matches(self, config: dict[str, Any]) -> bool:
+        return isinstance(config.get("architecture"), str) and isinstance(config.get("pretrained_cfg"), dict)
+
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[int | None, int | None] | None:
+        cfg: dict[str, Any] = config.get("pretrained_cfg") or {}
+        args: dict[str, Any] = config["model_args"] if isinstance(config.get("model_args"), dict) else {}
+        sizes = []
+        input_size = cfg.get("input_size")
+        if input_size is not None:
+            if not (isinstance(input_size, list) and len(input_size) == 3 and all(type(v) is int for v in input_size)):
+                raise InputError(f"config.json has pretrained_cfg.input_size {input_size!r}, not [channels, H, W]")
+            sizes.append(("pretrained_cfg.input_size", tuple(input_size[1:])))
+        img_size = args.get("img_size")
+        if img_size is not None:
+            pair = (
+                (img_size, img_size) if type(img_size) is int else tuple(img_size) if isinstance(img_size, list) else ()
+            )
+            if len(pair) != 2 or not all(type(v) is int for v in pair):
+                raise InputError(f"config.json has model_args.img_size {img_size!r}, not an int or [H, W]")
+            sizes.append(("model_args.img_size", pair))
+        if len({hw for _, hw in sizes}) > 1:
+            raise InputError(
+                f"config.json says {' but '.join(f'{k} {list(hw)}' for k, hw in sizes)}; timm builds the model "
+                "from model_args: make them agree"
+            )
+        image = None
+        if sizes:
+            h, w = sizes[0][1]
+            if h != w:
+                raise InputError(
+                    f"config.json states a non-square input ({h}×{w}); xcr converts square grids only so far"
+                )
+            image = h
+        patch = args.get("patch_size")
+        if type(patch) is not int:
+            found = re.search(r"patch(\d+)", str(config.get("architecture")))
+            patch = int(found.group(1)) if found else None
+        return image, patch
+
+    def set_size(self, config: dict[str, Any], res: int, patch: int) -> None:
+        cfg: dict[str, Any] = config.setdefault("pretrained_cfg", {})
+        channels = (cfg.get("input_size") or [3])[0]
+        cfg["input_size"] = [channels, res, res]
+        if cfg.get("test_input_size") is not None:  # a larger evaluation size of the old model: now this one
+            cfg["test_input_size"] = [channels, res, res]
+        args = config.get("model_args")
+        if not isinstance(args, dict):
+            args = config["model_args"] = {}
+        args["img_size"] = res
+
+    def prefix_rows(self, rows: int, cells: int) -> int:
+        extra = rows - cells
+        return extra if 0 <= extra <= 64 else self.num_prefix_tokens
+
+    def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
+
+
+TIMM = TimmFamily(
+    name="timm",
+    model_types=(),
+    pos_suffix="pos_embed",
+    ids_suffix="",
+    patch_suffix="patch_embed.proj.weight",
+    exclude_prefixes=(),
+    num_prefix_tokens=1,  # the usual class token; the weights say (registers, no_embed_class)
+    default_image_size=224,
+    default_patch_size=16,
+    vision_model_type="",
+    vision_architectures=("", ""),
+    text_only=(),
+    projections=(),
+    antialias=True,
+    batched=True,
+    top_level=True,
+    runtime="timm's `resample_abs_pos_embed` (antialias, float32), which timm applies on load",
+    library="timm",
+)
+
+
+@dataclass(frozen=True)
+class OpenClipFamily(Family):
+    """open_clip's hub layout: open_clip_config.json = {model_cfg {embed_dim, vision_cfg {image_size,
+    patch_size, width, ...}, text_cfg}, preprocess_cfg}; weights open_clip_model.safetensors or
+    open_clip_pytorch_model.bin. The vision table is `visual.positional_embedding` [1+N, C]; the text
+    tower's is the top-level `positional_embedding`, never touched. Towers built on a timm trunk
+    (vision_cfg.timm_model_name) keep their table in the trunk: not converted yet."""
+
+    def matches(self, config: dict[str, Any]) -> bool:
+        cfg = config.get("model_cfg")
+        return isinstance(cfg, dict) and isinstance(cfg.get("vision_cfg"), dict)
+
+    def _vision(self, config: dict[str, Any]) -> dict[str, Any]:
+        vision: dict[str, Any] = (config.get("model_cfg") or {}).get("vision_cfg") or {}
+        if vision.get("timm_model_name"):
+            raise InputError(
+                f"open_clip_config.json builds the vision tower on the timm model {vision['timm_model_name']!r}; "
+                "xcr converts open_clip's own VisionTransformer towers only so far"
+            )
+        return vision
+
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[int | None, int | None] | None:
+        vision = self._vision(config)
+        sizes = []
+        for key in ("image_size", "patch_size"):
+            value = vision.get(key)
+            if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+                value = value[0]
+            if value is not None and (type(value) is not int or value <= 0):
+                raise InputError(f"open_clip_config.json has vision_cfg.{key} {value!r}, not a positive integer")
+            sizes.append(value)
+        return sizes[0], sizes[1]
+
+    def set_size(self, config: dict[str, Any], res: int, patch: int) -> None:
+        vision = self._vision(config)
+        vision["image_size"] = res
+        vision.setdefault("patch_size", patch)
+
+    def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
+
+
+OPEN_CLIP = OpenClipFamily(
+    name="open_clip",
+    model_types=(),
+    pos_suffix="visual.positional_embedding",
+    ids_suffix="",
+    patch_suffix="visual.conv1.weight",
+    exclude_prefixes=(),
+    num_prefix_tokens=1,  # the class token, always
+    default_image_size=224,  # open_clip's CLIPVisionCfg
+    default_patch_size=16,
+    vision_model_type="",
+    vision_architectures=("", ""),
+    text_only=(
+        "transformer",
+        "token_embedding",
+        "positional_embedding",
+        "ln_final",
+        "text_projection",
+        "logit_scale",
+        "logit_bias",
+        "attn_mask",
+        "text",
+    ),  # fmt: skip
+    projections=(),
+    antialias=True,
+    runtime="open_clip's `resize_pos_embed` (antialias), which open_clip applies on load",
+    config_file="open_clip_config.json",
+    library="open_clip",
+    weight_files=("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
+    vision_only_layout=False,
+)
+
+FAMILIES = (CLIP, SIGLIP, DINOV2, DINOV2_REGISTERS, VIT, TIMM, OPEN_CLIP)
+NAMES = {f.name.lower().replace(" with registers", "-registers").replace("_", "-"): f for f in FAMILIES}
 
 # model types xcr recognises and refuses, with the reason
 REFUSED = {
@@ -230,7 +421,8 @@ REFUSED = {
 
 def family_named(name: str) -> Family:
     """The family called `name` (`--family`), case-insensitively."""
-    found = NAMES.get(name.strip().lower())
+    key = name.strip().lower()
+    found = NAMES.get(key.replace("_", "-")) or next((f for f in FAMILIES if f.name.lower() == key), None)
     if found is None:
         raise UsageError(f"{arg('family', name)} is not a family xcr knows; use one of {', '.join(NAMES)}")
     return found
@@ -243,11 +435,11 @@ def family_for(config: dict[str, Any], name: str | None = None) -> Family:
         return family_named(name)
     model_type = config.get("model_type")
     for family in FAMILIES:
-        if model_type in family.model_types:
+        if family.matches(config):
             return family
     if isinstance(model_type, str) and model_type in REFUSED:
         raise InputError(f"config.json has model_type {model_type!r}: {REFUSED[model_type]}")
-    supported = ", ".join(t for f in FAMILIES for t in f.model_types)
+    supported = ", ".join(t for f in FAMILIES for t in f.model_types) + ", and timm's and open_clip's hub layouts"
     found = f"model_type {model_type!r}" if model_type else "no model_type"
     raise InputError(
         f"config.json has {found}; xcr converts the vision towers of {supported} "

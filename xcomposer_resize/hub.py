@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import HubError, InputError, RepoIdError, arg
-from .sources import BIN, BIN_INDEX, EXPORT_FOLDERS, SAFETENSORS, SAFETENSORS_INDEX, is_plain_name, is_weight_file
+from .sources import (
+    BIN,
+    BIN_INDEX,
+    EXPORT_FOLDERS,
+    OPEN_CLIP_BIN,
+    OPEN_CLIP_SAFETENSORS,
+    SAFETENSORS,
+    SAFETENSORS_INDEX,
+    config_name,
+    is_plain_name,
+    is_weight_file,
+)
 from .text import readable
 
 METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken")
@@ -35,13 +46,14 @@ class Source:
     name: str  # the model's name, for default output names
     repo_id: str | None = None
     revision: str | None = None  # resolved commit sha, for hub sources
-    fetch: Callable[[], None] | None = field(default=None, repr=False)
+    fetch: Callable[[tuple[str, ...]], None] | None = field(default=None, repr=False)
     listing: list[str] | None = None  # a hub repo's files at that commit, when the Hub answered
 
-    def fetch_weights(self) -> None:
-        """Download the weights (hub sources); local folders already have them."""
+    def fetch_weights(self, prefer: tuple[str, ...] = ()) -> None:
+        """Download the weights (hub sources), the files named in `prefer` first when the repo has
+        them (a family's own layout in a repo with several); local folders already have them."""
         if self.fetch is not None:
-            self.fetch()
+            self.fetch(prefer)
             self.fetch = None
 
 
@@ -134,25 +146,30 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
         return folder
 
     meta = [f for f in files if is_metadata(f)]
-    if "config.json" not in meta:
-        raise HubError(f"{repo_id} has no config.json at {revision or 'main'}; is it a transformers model?")
-    # config.json by the name the user gave, so huggingface_hub records the branch → commit ref that an
+    config = config_name(meta)
+    if config is None:
+        raise HubError(
+            f"{repo_id} has no config.json (nor open_clip_config.json) at {revision or 'main'}; "
+            "is it a transformers, timm or open_clip model?"
+        )
+    # the config by the name the user gave, so huggingface_hub records the branch → commit ref that an
     # offline re-run looks up; it must come from the listed commit, or the branch moved under us
-    folder = download(["config.json"], ref=revision or "main")
+    folder = download([config], ref=revision or "main")
     if info.sha and folder.name != info.sha:
         raise HubError(
             f"{repo_id}@{revision or 'main'} moved to another commit while xcr was reading it "
             f"({info.sha[:12]} → {folder.name[:12]}); run again"
         )
-    download([f for f in meta if f != "config.json"])
+    download([f for f in meta if f != config])
     source = Source(folder, repo_id, repo_id.split("/")[-1], repo_id, sha, listing=files)
 
-    def fetch() -> None:
-        weights = pick_weights(files)
+    def fetch(prefer: tuple[str, ...]) -> None:
+        weights = pick_weights(files, prefer)
         if weights is None:
             found = ", ".join(f for f in files if is_weight_file(f)) or "no weight files"
             raise HubError(
-                f"{repo_id} has no usable weights ({found}); xcr reads {SAFETENSORS} or {BIN}, single or sharded"
+                f"{repo_id} has no usable weights ({found}); xcr reads {SAFETENSORS} or {BIN}, single or sharded "
+                f"(open_clip: {OPEN_CLIP_SAFETENSORS} or {OPEN_CLIP_BIN})"
             )
         download(weights)
         if weights[0].endswith(".index.json"):
@@ -162,10 +179,10 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     return source
 
 
-def pick_weights(files: list[str]) -> list[str] | None:
+def pick_weights(files: list[str], prefer: tuple[str, ...] = ()) -> list[str] | None:
     """The ONE weight format to download from a repo listing: safetensors when present
     (index first when sharded), else pytorch_model.bin; never tf/flax/onnx."""
-    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN):
+    for name in (*prefer, SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN, OPEN_CLIP_SAFETENSORS, OPEN_CLIP_BIN):
         if name in files:
             return [name]
     return None
@@ -219,7 +236,7 @@ def missing_from_snapshot(folder: Path) -> str | None:
         files = sorted(p.name for p in folder.iterdir() if p.is_file())
     except OSError:
         files = []
-    if "config.json" not in files:
+    if config_name(files) is None:
         return "its config.json was"
     weights = pick_weights(files)
     if weights is None:

@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
 from .errors import HubError, UsageError
-from .families import family_for
 from .options import largest_grid
 from .safetensors_io import FLOAT_DTYPES
-from .sources import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
+from .sources import EXPORT_FOLDERS, is_weight_file, model_config, open_checkpoint, read_json, walk
 
 if TYPE_CHECKING:
     from .hub import Source
@@ -76,8 +75,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     if not model.strip():
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
-    config = read_json(source.folder / "config.json")
-    adapter = family_for(config, family)
+    _name, config, adapter = model_config(source.folder, family)
     sizes = vision_sizes(config, adapter)
     sizes_by_name = _listing(source, token)
     names = sorted(sizes_by_name)
@@ -119,12 +117,12 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         revision=source.revision,
         folder=str(source.folder),
         family=adapter.name,
-        model_type=str(config.get("model_type")),
-        architectures=[str(a) for a in config.get("architectures") or []],
+        model_type=str(config.get("model_type") or "no model_type"),
+        architectures=[str(a) for a in config.get("architectures") or [config.get("architecture") or ""] if a],
         image_size=sizes.image_size,
         patch_size=sizes.patch_size,
         grid=[sizes.grid, sizes.grid],
-        prefix_tokens=adapter.num_prefix_tokens,
+        prefix_tokens=adapter.prefix_rows(table.shape[-2], sizes.grid**2) if table else adapter.num_prefix_tokens,
         stated=sizes.stated,
         accepted_res={"multiple_of": sizes.patch_size, "min": sizes.patch_size, "max": largest},
         method=adapter.mode + (", antialias" if adapter.antialias else "") + f" (= {adapter.runtime.replace('`', '')})",

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from . import record
 from .errors import OutputError, UsageError, arg
-from .sources import is_weight_file
+from .sources import CONFIG_FILES, is_weight_file
 
 TMP_TAG = ".xcr-tmp-"
 OLD_TAG = ".xcr-old-"
@@ -158,7 +158,7 @@ def replace_problem(final: Path, force: bool) -> str | None:
             None if force else f"{{out}} already holds an earlier xcr output; pass {arg('force', True)} to replace it"
         )
     foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if not _checkpoint_file(p)]
-    if "config.json" in names and any(is_weight_file(n) for n in names):
+    if any(n in names for n in CONFIG_FILES) and any(is_weight_file(n) for n in names):
         if foreign:
             return (
                 f"{{out}} is a checkpoint but also holds {_some(foreign)}, which {arg('force', True)} would "

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .configs import PROCESSOR_FILES, SourceCard, VisionSizes, parse_card, rewrite_processor
-from .errors import InputError
+from .errors import InputError, arg
 from .families import Family
 from .interpolate import grid_side
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
 from .sources import (
     BIN_INDEX,
+    CONFIG,
+    CONFIG_FILES,
     SAFETENSORS,
     SAFETENSORS_INDEX,
     Checkpoint,
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from .options import Options
 
 CARD = "README.md"
-REWRITTEN_FILES = ("config.json", *PROCESSOR_FILES, CARD)
+REWRITTEN_FILES = (*CONFIG_FILES, *PROCESSOR_FILES, CARD)
 DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 SINGLE_FILE_BYTES = 5 * 10**9  # a vision-only output up to this size is one model.safetensors
 
@@ -63,6 +65,8 @@ class Plan:
     checkpoint: Checkpoint
     pos: SourceTensor  # the position table [prefix + g*g, C]
     ids: SourceTensor | None  # the position-id buffer [1, prefix + g*g], when the checkpoint has one
+    prefix: int  # the table's rows before the grid (class token, registers)
+    config_name: str  # the model config's file: config.json, or open_clip_config.json
     files: list[OutFile] = field(default_factory=list)  # the output's weight files
     index_name: str | None = None  # the output's index file, when it has several weight files
     processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # relative name → processor JSON
@@ -81,27 +85,28 @@ class Plan:
         return [t.name for f in self.files for t in f.tensors]
 
 
-def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes, options: Options) -> Plan:
+def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes, options: Options,
+              config_name: str = CONFIG) -> Plan:  # fmt: skip
     """Open the weights, find the position table and check it against the config, lay out the
     output, read the other files: everything but the targets."""
     from .sources import open_checkpoint
 
-    ckpt = open_checkpoint(source.folder)
+    ckpt = open_checkpoint(source.folder, family.weight_files)
     names = ckpt.names
     pos_name = family.find(names, family.pos_suffix)
     if pos_name is None:
         raise InputError(
             f"no vision position table (*{family.pos_suffix}) among the {len(names)} tensors "
-            f"(first: {', '.join(names[:3]) or 'none'}); is this a {family.name} vision checkpoint?"
+            f"(first: {', '.join(names[:3]) or 'none'}); is this a vision checkpoint of the {family.name} family?"
         )
     pos = ckpt.tensor(pos_name)
-    prefix = family.num_prefix_tokens
     form = "[1, rows, channels]" if family.batched else "[rows, channels]"
     if pos.dtype not in FLOAT_DTYPES or len(pos.shape) != (3 if family.batched else 2) or pos.shape[0] == 0:
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
     if family.batched and pos.shape[0] != 1:
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
     rows, _width = pos.shape[-2:]
+    prefix = family.prefix_rows(rows, sizes.grid**2)
     grid = grid_side(rows - prefix)
     if grid is None:
         raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
@@ -119,7 +124,12 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
                 f"the source has no {' or '.join(family.projections)} to keep; leave --with-projection out: "
                 f"its vision tower loads as {family.vision_architectures[False]}"
             )
-    plan = Plan(source, family, config, sizes, options, ckpt, pos, ids)
+    if options.vision_only and not family.vision_only_layout:
+        raise InputError(
+            f"{family.name} checkpoints have no vision-only layout that {family.name} loads; leave "
+            f"{arg('vision_only', True)} out"
+        )
+    plan = Plan(source, family, config, sizes, options, ckpt, pos, ids, prefix, config_name)
     _lay_out(plan)
     _plan_files(plan)
     return plan
@@ -192,8 +202,11 @@ def _plan_files(plan: Plan) -> None:
     skipped: list[str] = []
     for entry, rel in walk(plan.source.folder, skipped):
         name = entry.name
-        if rel == "config.json" or rel in used:
+        if rel == plan.config_name or rel in used:
             continue  # read already
+        if rel in CONFIG_FILES:  # the other layout's config (open_clip's beside transformers'): its weights stay behind
+            skipped.append(rel)
+            continue
         if is_weight_file(name) or (name.startswith(".") and name != ".gitattributes"):
             skipped.append(rel)  # weights of other formats (the old grid); hidden files (.env, secrets)
             continue
@@ -242,7 +255,7 @@ def new_shapes(plan: Plan, grid: int) -> dict[str, tuple[int, ...]]:
     is the same)."""
     if grid == plan.sizes.grid:
         return {}
-    rows = plan.family.num_prefix_tokens + grid * grid
+    rows = plan.prefix + grid * grid
     shapes: dict[str, tuple[int, ...]] = {plan.pos.name: (*plan.pos.shape[:-2], rows, plan.pos.shape[-1])}
     if plan.ids is not None:
         shapes[plan.ids.name] = (1, rows) if len(plan.ids.shape) == 2 else (rows,)

@@ -119,20 +119,19 @@ def recorded_source(folder: Path) -> Path | None:
 def _panel(folder: Path, role: str) -> Panel:
     from . import record
     from .configs import vision_sizes
-    from .families import family_for
     from .interpolate import grid_side
-    from .sources import load_tensor, open_checkpoint, read_json
+    from .sources import load_tensor, model_config, open_checkpoint
 
-    config = read_json(folder / "config.json")
-    family = family_for(config)
+    _name, config, family = model_config(folder)
     sizes = vision_sizes(config, family)
     ckpt = open_checkpoint(folder)
     name = family.find(ckpt.names, family.pos_suffix)
     if name is None:
         raise XcrError(f"{folder} has no vision position table to draw")
     table = load_tensor(ckpt.tensor(name))
-    g = grid_side(table.shape[-2] - family.num_prefix_tokens)
+    prefix = family.prefix_rows(table.shape[-2], sizes.grid**2)
+    g = grid_side(table.shape[-2] - prefix)
     rec = record.read(folder) if role == "output" else None
     method = f", {rec['mode']}" + (" antialias" if rec.get("antialias") else "") if rec else ""
     title = f"{role + ': ' if role else ''}{g}×{g} grid, {sizes.image_size} px{method}"
-    return Panel(table, family.num_prefix_tokens, title)
+    return Panel(table, prefix, title)

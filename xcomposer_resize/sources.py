@@ -21,10 +21,17 @@ from .safetensors_io import DTYPE_SIZES, FileRange, TensorEntry, nbytes_of, read
 if TYPE_CHECKING:
     import torch
 
+    from .families import Family
+
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
+OPEN_CLIP_SAFETENSORS = "open_clip_model.safetensors"  # open_clip's hub layout: one file, never sharded
+OPEN_CLIP_BIN = "open_clip_pytorch_model.bin"
+CONFIG = "config.json"
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+CONFIG_FILES = (CONFIG, OPEN_CLIP_CONFIG)  # the model config: transformers and timm, else open_clip
 # Weight files of any framework: never carried over to the output (they would hold the old grid).
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ckpt", ".pt", ".pth", ".gguf", ".index.json")
 
@@ -96,6 +103,27 @@ def load_tensor(t: SourceTensor) -> torch.Tensor:
     return t.data
 
 
+def config_name(names: Iterator[str] | list[str] | set[str], prefer: str | None = None) -> str | None:
+    """The model config among file names: `prefer` when there, else config.json (transformers,
+    timm), else open_clip_config.json (open_clip's hub layout); None when there is neither."""
+    present = set(names)
+    for name in (prefer, *CONFIG_FILES):
+        if name in present:
+            return name
+    return None
+
+
+def model_config(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
+    """The model config of a checkpoint folder: its file name, its content and its family (the
+    one `forced` names, as `--family`)."""
+    from .families import family_for, family_named
+
+    prefer = family_named(forced).config_file if forced else None
+    name = config_name([n for n in CONFIG_FILES if os.path.lexists(folder / n)], prefer) or CONFIG
+    config = read_json(folder / name)  # none at all: "FOLDER has no config.json"
+    return name, config, family_for(config, forced)
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or an InputError naming the file."""
     what = not_a_file(path)
@@ -128,25 +156,36 @@ def is_weight_file(name: str) -> bool:
     return name.endswith(WEIGHT_SUFFIXES)
 
 
-def open_checkpoint(folder: Path) -> Checkpoint:
-    """Find and validate the weights in `folder`: safetensors (single or sharded) when present,
-    otherwise pytorch_model.bin (single or sharded)."""
-    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN):
+def open_checkpoint(folder: Path, prefer: tuple[str, ...] = ()) -> Checkpoint:
+    """Find and validate the weights in `folder`: the single files named in `prefer` (a family's
+    own layout, in a repo that carries several), else safetensors (single or sharded), else
+    pytorch_model.bin (single or sharded), else open_clip's single file."""
+    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN, OPEN_CLIP_SAFETENSORS, OPEN_CLIP_BIN):
         what = not_a_file(folder / name)
         if what:
             raise InputError(f"{folder / name} is {what}; re-download the checkpoint")
-    if (folder / SAFETENSORS_INDEX).is_file():
+    # one file: its name → the output's name for it
+    singles = {SAFETENSORS: SAFETENSORS, BIN: SAFETENSORS, OPEN_CLIP_SAFETENSORS: OPEN_CLIP_SAFETENSORS,
+               OPEN_CLIP_BIN: OPEN_CLIP_SAFETENSORS}  # fmt: skip
+    preferred = [n for n in prefer if n in singles and (folder / n).is_file()]
+    if not preferred and (folder / SAFETENSORS_INDEX).is_file():
         return _sharded(folder, SAFETENSORS_INDEX, "safetensors")
-    if (folder / SAFETENSORS).is_file():
-        shard = Shard(folder / SAFETENSORS, SAFETENSORS, _safetensors_tensors(folder / SAFETENSORS))
-        return Checkpoint(folder, "safetensors", [shard], None)
-    if (folder / BIN_INDEX).is_file():
-        return _sharded(folder, BIN_INDEX, "bin")
-    if (folder / BIN).is_file():
+    for name in (*preferred, *singles):
+        out_name = singles[name]
+        if name == BIN and not preferred and (folder / BIN_INDEX).is_file():
+            return _sharded(folder, BIN_INDEX, "bin")
+        path = folder / name
+        if not path.is_file():
+            continue
+        if name.endswith(".safetensors"):
+            return Checkpoint(folder, "safetensors", [Shard(path, out_name, _safetensors_tensors(path))], None)
         keep: list[Any] = []
-        shard = Shard(folder / BIN, SAFETENSORS, _bin_tensors(folder / BIN, keep))
+        shard = Shard(path, out_name, _bin_tensors(path, keep))
         return Checkpoint(folder, "bin", [shard], None, keepalive=keep)
-    raise InputError(f"{folder} has no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX}")
+    raise InputError(
+        f"{folder} has no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX} "
+        f"(open_clip: {OPEN_CLIP_SAFETENSORS} or {OPEN_CLIP_BIN})"
+    )
 
 
 def _safetensors_tensors(path: Path) -> list[SourceTensor]:
