@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import sys
 from pathlib import Path
@@ -79,3 +80,36 @@ def test_without_matplotlib_one_line_before_any_work(
         "xcr: error: --plot needs matplotlib, which is not installed: pip install 'xcomposer-resize[plot]'"
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_plot_path_that_would_harm_is_refused_before_any_work(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    (tmp_path / "notes.png").write_text("my notes, not a picture")
+    cases = {
+        str(src / "config.json"): "the picture is a PNG; give a file name ending in .png",
+        str(src / "plot.png"): "is inside the checkpoint folder",
+        str(tmp_path / "x.jpg"): "give a file name ending in .png",
+        "-": "give a file name ending in .png",
+        str(tmp_path / "missing" / "p.png"): "does not exist; create it or choose another file",
+        str(tmp_path / "notes.png"): "exists and is not a PNG; xcr replaces only an earlier picture",
+    }
+    for plot, message in cases.items():
+        r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out", "--plot", plot)
+        assert r.code == 2 and message in one_error_line(r.err), (plot, r.err)
+        assert not (tmp_path / "out").exists()
+    assert (tmp_path / "notes.png").read_text() == "my notes, not a picture"
+    assert json.loads((src / "config.json").read_text())["model_type"] == "clip"
+    r = xcr("inspect", src, "--plot", src / "p.png")
+    assert r.code == 2 and "is inside the checkpoint folder" in one_error_line(r.err)
+
+
+def test_a_large_grid_shows_every_kth_tile() -> None:
+    from xcomposer_resize.plot import MAX_TILES, mosaic, stride
+
+    g = 2 * MAX_TILES + 3  # 99: a tile for every 3rd cell each way
+    table = torch.randn(1 + g * g, 8, generator=torch.Generator().manual_seed(0))
+    k = stride(g)
+    tiles = -(-g // k)
+    m = mosaic(table, 1)
+    assert k == 3 and m.shape == (tiles * (g + 1) - 1,) * 2
+    assert m[0, 1 * (g + 1) + 3].item() == pytest.approx(1.0, abs=1e-5), "tile 1 is cell 3's"

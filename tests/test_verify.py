@@ -144,7 +144,7 @@ def test_drift_over_images(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
     human = xcr("verify", tmp_path / "out", "--against", src, "--images", images)
     assert "drift over 3 image(s): mean cosine" in human.out
     r = xcr("verify", tmp_path / "out", "--against", src, "--images", tmp_path / "nothing")
-    assert r.code == 2 and "is not a folder of images" in one_error_line(r.err)
+    assert r.code == 2 and "does not exist; give a folder of images" in one_error_line(r.err)
 
 
 def test_resize_verify(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,7 +168,7 @@ def test_resize_verify(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: py
 def test_a_folder_that_is_not_an_xcr_output(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
     r = xcr("verify", make_ckpt())
     assert r.code == 2 and "has no xcr record in its model card" in one_error_line(r.err)
-    r = xcr("verify", tmp_path / "nothing")
+    r = xcr("verify", tmp_path)
     assert r.code == 2 and "is not a checkpoint folder" in one_error_line(r.err)
 
 
@@ -188,3 +188,58 @@ def test_the_python_name_is_the_function_whatever_was_imported_first() -> None:
     from xcomposer_resize import inspect, resize, verify
 
     assert all(callable(f) and type(f).__name__ == "function" for f in (inspect, resize, verify))
+
+
+def test_the_processor_resize_must_cover_its_crop(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    """size 336 with crop 490: transformers shrinks to 336 and pads to 490: a broken processor."""
+    src = make_ckpt()
+    resize(src, 490, tmp_path / "out")
+    pre = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    pre["size"] = 336
+    (tmp_path / "out" / "preprocessor_config.json").write_text(json.dumps(pre))
+    r = xcr("verify", tmp_path / "out", "--against", src, "--json")
+    assert r.code == 1
+    assert "preprocessor_config.json has size 336, smaller than its 490-px crop" in checks(r)["configs"]["detail"]
+    (tmp_path / "out" / "preprocessor_config.json").unlink()
+    r = xcr("verify", tmp_path / "out", "--against", src, "--json")
+    assert r.code == 1 and "preprocessor_config.json is missing (the source has it)" in checks(r)["configs"]["detail"]
+
+
+def test_another_method_is_checked_by_its_table_not_a_forward_pass(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    src = make_ckpt()
+    r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out", "--mode", "bilinear", "--verify",
+            "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    found = {c["check"]: c for c in json.loads(r.out)["verify"][0]["checks"]}
+    assert "a fresh bilinear resample" in found["table"]["detail"]
+    assert found["load"]["ok"] is True and "the forward pass is not compared" in found["load"]["detail"]
+
+
+def test_an_output_is_not_checked_against_itself(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    src = make_ckpt()
+    resize(src, 490, tmp_path / "out")
+    monkeypatch.chdir(tmp_path)
+    r = xcr("verify", "out", "--against", "out")  # the value equals the argument's name: not "given twice"
+    assert r.code == 2 and "is checked against itself" in one_error_line(r.err)
+    for args in (["verify", ""], ["verify", "out", "--against", ""], ["verify", "out", "--images", ""]):
+        r = xcr(*args)
+        assert r.code == 2 and "is empty" in one_error_line(r.err), args
+    r = xcr("verify", tmp_path / "nowhere")
+    assert r.code == 2 and "does not exist" in one_error_line(r.err)
+
+
+def test_ctrl_c_while_verifying_says_the_output_is_complete(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xcomposer_resize import verification
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(verification, "verify", interrupted)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--verify")
+    assert r.code == 130
+    assert one_error_line(r.err) == (
+        f"xcr: error: interrupted; {tmp_path / 'out'} is complete; it was not verified (interrupted)"
+    )
+    assert (tmp_path / "out" / "model.safetensors").is_file()

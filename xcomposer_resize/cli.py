@@ -241,11 +241,13 @@ def resize(
             token=token, dtype=dtype.value, vision_only=vision_only, with_projection=with_projection, fsync=fsync,
         )  # fmt: skip
         if plot is not None:
-            from .plot import require_matplotlib
+            from .plot import check_path, require_matplotlib
 
             require_matplotlib()
             if len(options.resolutions) > 1 and "{res}" not in plot:
                 raise UsageError("--plot names one file; with several resolutions it must hold {res}")
+            for r in options.resolutions:
+                check_path(_plot_path(plot, r), plot.replace("{res}", str(r)))
         silent = quiet or json_out
         with _Progress(silent) as progress:
             result = convert(
@@ -258,9 +260,16 @@ def resize(
     # --verify, fails the run.
     assert result is not None
     paths = ", ".join(o.path for o in result.outputs) or "nothing"
-    checked = _verify_outputs(result) if verify else []
-    if plot is not None:
-        _plot_outputs(result, plot)
+    outputs = [o.path for o in result.outputs]
+    later = " and ".join(w for w, on in (("it was not verified", verify), ("no plot was drawn", plot)) if on)
+    if result.interrupted is not None and later:  # Ctrl-C as the last output landed: no more work
+        raise interruption(result.interrupted, outputs, what=later)
+    try:
+        checked = _verify_outputs(result) if verify else []
+        if plot is not None:
+            _plot_outputs(result, plot)
+    except KeyboardInterrupt as e:
+        raise interruption(e, outputs, what=f"{later} (interrupted)") from None
     try:
         if json_out:
             data = result.to_json()
@@ -279,9 +288,10 @@ def resize(
             raise interruption(e, outputs, what="its --json result was not written") from None
     failed = [v for v in checked if not v.ok]
     if failed:
+        again = f"xcr verify {failed[0].output}" + (f" --against {result.source}" if result.revision is None else "")
         raise OutputError(
             "; ".join(f"{v.output} failed verification ({', '.join(v.failed)})" for v in failed)
-            + "; left in place: see xcr verify"
+            + f"; left in place: see `{again}`"
         )
 
 
@@ -292,11 +302,15 @@ def _verify_outputs(result: Any) -> list[Any]:
     return [check(o.path, result.source, revision=result.revision) for o in result.outputs]
 
 
+def _plot_path(plot: str, res: int) -> Path:
+    return Path(plot.replace("{res}", str(res))).expanduser()
+
+
 def _plot_outputs(result: Any, plot: str) -> None:
     from .plot import draw
 
     for o in result.outputs:
-        draw(Path(plot.replace("{res}", str(o.res))).expanduser(), Path(o.path), Path(result.source_folder))
+        draw(_plot_path(plot, o.res), Path(o.path), Path(result.source_folder))
 
 
 @app.command()
@@ -347,9 +361,10 @@ def inspect(
 
     try:
         if plot is not None:
-            from .plot import require_matplotlib
+            from .plot import check_path, require_matplotlib
 
             require_matplotlib()
+            check_path(Path(plot).expanduser(), plot)
         found = look(model, revision=revision, token=token, family=family)
         if plot is not None:
             _plot_inspected(found, plot)
@@ -395,13 +410,16 @@ def verify(
             show_default=False,
         ),
     ] = None,
+    family: FamilyName = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Prove an output right: files, tensors, table, configs, and a forward pass against its source."""
     from .verification import verify as check
 
     try:
-        found = check(out, against, revision=revision, token=token, images=images)
+        if json_out and _closed(sys.stdout):
+            raise UsageError("--json: standard output is closed, so the result would have nowhere to go")
+        found = check(out, against, revision=revision, token=token, images=images, family=family)
     except KeyboardInterrupt as e:
         raise interruption(e) from None
     if json_out:
@@ -435,7 +453,10 @@ def _verification(found: Any) -> str:
     lines: list[Any] = [rows, escape(verdict)]
     if found.drift is not None:
         d = found.drift
-        worst = ", ".join(f"{escape(w['file'])} {w['cosine']:.4f}" for w in d.worst)
+        worst = ", ".join(
+            f"{escape(repr(w['file']) if not w['file'].isprintable() else w['file'])} {w['cosine']:.4f}"
+            for w in d.worst
+        )
         lines.append(f"drift over {d.images} image(s): mean cosine {d.mean:.4f}, min {d.min:.4f} (worst: {worst})")
     return _render(lines, sys.stdout)
 
@@ -643,7 +664,12 @@ def _refuse_repeated_options(argv: list[str]) -> None:
     command = next((group.commands[a] for a in argv if a in group.commands), None)
     if command is None:
         return
-    single = {o: p for p in command.params if not p.multiple and not getattr(p, "is_flag", False) for o in p.opts}
+    single = {
+        o: p
+        for p in command.params
+        if p.param_type_name == "option" and not p.multiple and not getattr(p, "is_flag", False)
+        for o in p.opts
+    }  # options only: an argument's "opts" is its name, which a value may equal (xcr verify out --against out)
     counts: dict[str, int] = {}
     args = iter(argv[argv.index(command.name) + 1 :])
     for a in args:

@@ -103,6 +103,7 @@ class Result:
     seconds: float
     notes: list[str] = field(default_factory=list)
     source_folder: str = ""  # the source's files on this machine (a Hub snapshot in the cache)
+    interrupted: KeyboardInterrupt | None = field(default=None, repr=False)  # Ctrl-C/SIGTERM once all landed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -261,11 +262,14 @@ def convert(
             on_landed(reports[-1])
 
     worker = _start_worker(plan, todo)
+    interrupted: KeyboardInterrupt | None = None
     try:
         for i, target in enumerate(todo):
             interrupts = _write_target(plan, target, progress, worker, functools.partial(landed, target), note)
             if interrupts and i + 1 < len(todo):
                 raise interrupts[0]  # Ctrl-C while this output landed: stop before the next one
+            last = interrupts[0] if interrupts else None
+            interrupted = last if isinstance(last, KeyboardInterrupt) else None
         if worker:
             worker.close()
     except BaseException as e:
@@ -275,7 +279,9 @@ def convert(
             if reports:
                 _mention_completed(e, [r.path for r in reports])
             raise
-        # every output landed and then came Ctrl-C or SIGTERM: the run is done, nothing may undo that
+        # every output landed and then came Ctrl-C or SIGTERM: the run is done, nothing may undo that,
+        # but the caller must not start more work (xcr resize --verify)
+        interrupted = e
     order = {str(t.shown): i for i, t in enumerate(targets)}
     reports.sort(key=lambda r: order[r.path])
     return Result(
@@ -287,6 +293,7 @@ def convert(
         seconds=time.perf_counter() - started,
         notes=notes,
         source_folder=str(source.folder),
+        interrupted=interrupted,
     )
 
 

@@ -11,11 +11,12 @@ Needs matplotlib (`pip install 'xcomposer-resize[plot]'`); nothing else in xcr d
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import XcrError
+from .errors import UsageError, XcrError
 
 if TYPE_CHECKING:
     import torch
@@ -40,9 +41,48 @@ def require_matplotlib() -> None:
         raise XcrError(f"--plot needs matplotlib, which is not installed: {PLOT_EXTRA}") from e
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_path(path: Path, shown: str | None = None) -> None:
+    """Refuse, before any work, a --plot file that cannot or must not be written: not a .png name,
+    a folder, a missing or read-only folder, a file that is not an earlier picture (xcr replaces
+    only PNGs), or a place inside a checkpoint folder (a source or an output)."""
+    shown = shown or str(path)
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--plot {shown}: the picture is a PNG; give a file name ending in .png")
+    if path.is_dir():
+        raise UsageError(f"--plot {shown} is a folder; give a file name ending in .png")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"--plot {shown}: the folder {parent} does not exist; create it or choose another file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--plot {shown}: the folder {parent} is not writable; choose another file")
+    if path.exists() or path.is_symlink():
+        try:
+            with open(path, "rb") as f:
+                is_png = f.read(8) == PNG_SIGNATURE
+        except OSError:
+            is_png = False
+        if not is_png:
+            raise UsageError(f"--plot {shown} exists and is not a PNG; xcr replaces only an earlier picture")
+    if any((parent / name).exists() for name in ("config.json", "open_clip_config.json")):
+        raise UsageError(
+            f"--plot {shown} is inside the checkpoint folder {parent}; draw it outside the source and the output"
+        )
+
+
+MAX_TILES = 48  # tiles per side at most: a larger grid shows every k-th cell's tile (memory and pixels stay bounded)
+
+
+def stride(g: int) -> int:
+    """Show every `stride(g)`-th cell's tile of a g×g grid."""
+    return -(-g // MAX_TILES)
+
+
 def mosaic(table: torch.Tensor, prefix: int) -> torch.Tensor:
-    """[g*(g+1)-1, g*(g+1)-1] float: tile (i, j) holds the cosine similarity of cell (i, j) to every
-    cell, NaN between tiles."""
+    """[t*(g+1)-1, t*(g+1)-1] float for a g×g grid and t = ceil(g / stride) tiles per side: tile
+    (a, b) holds the cosine similarity of cell (a*stride, b*stride) to every cell, NaN between tiles."""
     import torch
 
     from .interpolate import grid_side
@@ -51,18 +91,23 @@ def mosaic(table: torch.Tensor, prefix: int) -> torch.Tensor:
     g = grid_side(grid.shape[0])
     if g is None:
         raise XcrError(f"a table of {grid.shape[0]} grid rows is not a square grid")
+    k = stride(g)
+    cells = torch.arange(0, g, k)
+    t = len(cells)
     unit = torch.nn.functional.normalize(grid, dim=1)
-    sim = (unit @ unit.T).reshape(g, g, g, g)  # [i, j, y, x]
-    out = torch.full((g * (g + 1) - 1, g * (g + 1) - 1), float("nan"))
-    for i in range(g):
-        for j in range(g):
-            out[i * (g + 1) : i * (g + 1) + g, j * (g + 1) : j * (g + 1) + g] = sim[i, j]
+    picked = (cells[:, None] * g + cells[None, :]).reshape(-1)
+    sim = (unit[picked] @ unit.T).reshape(t, t, g, g)  # [a, b, y, x]
+    out = torch.full((t * (g + 1) - 1, t * (g + 1) - 1), float("nan"))
+    for a in range(t):
+        for b in range(t):
+            out[a * (g + 1) : a * (g + 1) + g, b * (g + 1) : b * (g + 1) + g] = sim[a, b]
     return out
 
 
 def save(path: Path, panels: list[Panel], title: str = "") -> None:
     """Draw `panels` side by side into the PNG at `path` (at least 800×400 px)."""
     require_matplotlib()
+    check_path(path)  # again: the output that landed may now be the folder it names
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,5 +178,6 @@ def _panel(folder: Path, role: str) -> Panel:
     g = grid_side(table.shape[-2] - prefix)
     rec = record.read(folder) if role == "output" else None
     method = f", {rec['mode']}" + (" antialias" if rec.get("antialias") else "") if rec else ""
-    title = f"{role + ': ' if role else ''}{g}×{g} grid, {sizes.image_size} px{method}"
+    every = f"; a tile for every {stride(g)} cells each way" if g and stride(g) > 1 else ""
+    title = f"{role + ': ' if role else ''}{g}×{g} grid, {sizes.image_size} px{method}{every}"
     return Panel(table, prefix, title)

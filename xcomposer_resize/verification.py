@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -110,35 +111,43 @@ def verify(
     revision: str | None = None,
     token: str | None = None,
     images: str | Path | None = None,
+    family: str | None = None,
     quiet: bool = True,
 ) -> Verification:
     """Check the output folder `out` against its source: the one its record names (a Hub repo at
     the recorded commit), or `against` (a folder or a repo id; required for an output made from a
     local folder, whose card does not record paths). Raises XcrError for what cannot be checked
     at all (no such folder, no source); failed checks are reported, not raised."""
+    for name, value in (("OUT", out), ("against", against), ("images", images)):
+        if value is not None and not str(value).strip():
+            raise UsageError(f"{name if name == 'OUT' else arg(name)} is empty; give a folder")
     folder = Path(out).expanduser()
+    if not folder.exists():
+        raise InputError(f"{folder} does not exist; give the folder xcr resize wrote")
     if not any((folder / name).is_file() for name in CONFIG_FILES):
         raise InputError(f"{folder} is not a checkpoint folder (it has no config.json); give an xcr output")
     rec = record.read(folder)
-    _name, config, family = model_config(folder)
-    source = _source(folder, rec, against, revision, token, quiet, family.weight_files)
-    res, grid, config_problem = _meant(folder, config, family, rec, source.folder)
-    made = _made(rec, family)
+    _name, config, adapter = model_config(folder, family)
+    source = _source(folder, rec, against, revision, token, quiet, adapter.weight_files)
+    if source.folder.resolve() == folder.resolve():
+        raise UsageError(f"{folder} is checked against itself; give {arg('against')} the checkpoint it was made from")
+    res, grid, config_problem = _meant(folder, config, adapter, rec, source.folder)
+    made = _made(rec, adapter)
     checks: list[Check] = []
     files = _check_files(folder)
     checks.append(files)
-    src_ckpt = open_checkpoint(source.folder, family.weight_files)
-    prefix = _prefix(family, src_ckpt, source.folder)
+    src_ckpt = open_checkpoint(source.folder, adapter.weight_files)
+    prefix = _prefix(adapter, src_ckpt, source.folder)
     if files.ok:
         out_ckpt = open_checkpoint(folder)
-        checks.append(_check_tensors(family, src_ckpt, out_ckpt, made))
-        checks.append(_check_table(family, src_ckpt, out_ckpt, grid, prefix, made))
+        checks.append(_check_tensors(adapter, src_ckpt, out_ckpt, made))
+        checks.append(_check_table(adapter, src_ckpt, out_ckpt, grid, prefix, made))
     else:
         checks += [Check(name, None, "not run: the files did not parse") for name in ("tensors", "table")]
-    checks.append(_check_configs(folder, family, config, res, grid, prefix, config_problem))
+    checks.append(_check_configs(folder, adapter, config, res, grid, prefix, config_problem, source.folder))
     with _quiet_transformers():
-        checks.append(_check_load(folder, source.folder, config, family, res, made))
-        drift = _drift(folder, source.folder, config, family, Path(images)) if images is not None else None
+        checks.append(_check_load(folder, source.folder, config, adapter, res, made))
+        drift = _drift(folder, source.folder, config, adapter, Path(images)) if images is not None else None
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
 
 
@@ -237,8 +246,12 @@ def _check_files(folder: Path) -> Check:
         except (OSError, ValueError, KeyError, TypeError) as e:
             return Check("files", False, f"{index.name} is not a valid index ({type(e).__name__})")
         if weight_map != held:
+            lost = sorted({str(v) for v in weight_map.values()} - set(names))
+            if lost:
+                return Check("files", False, f"{', '.join(lost[:3])} is missing (named in {index.name})")
             wrong = sorted(set(weight_map.items()) ^ set(held.items()))[:2]
-            return Check("files", False, f"{index.name} does not map the tensors the files hold (e.g. {wrong})")
+            shown = ", ".join(f"{t} in {f}" for t, f in wrong)
+            return Check("files", False, f"{index.name} does not map the tensors the files hold (e.g. {shown})")
     elif len(names) > 1:
         return Check("files", False, f"{len(names)} weight files but no model.safetensors.index.json")
     reader = "the safetensors library and xcr's reader" if safe_open is not None else "xcr's reader"
@@ -353,12 +366,15 @@ def _check_table(family: Family, src: Checkpoint, out: Checkpoint, grid: int, pr
 
 
 def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: int, grid: int, prefix: int,
-                   problem: str | None = None) -> Check:  # fmt: skip
-    """config.json's vision blocks, the processor files' sizes and the weights' grid: one resolution."""
+                   problem: str | None = None, source: Path | None = None) -> Check:  # fmt: skip
+    """config.json's vision blocks, the processor files' sizes and the weights' grid: one resolution;
+    and every processor file of the source is there."""
     problems = [problem] if problem else []
+    named = {id(v): k for k, v in config.items() if isinstance(v, dict)}
     for block in family.vision_config_blocks(config):
         if block.get("image_size") != res:
-            problems.append(f"a vision block says image_size {block.get('image_size')}")
+            where = f"{named[id(block)]}." if id(block) in named else ""
+            problems.append(f"{family.config_file} has {where}image_size {block.get('image_size')}, not {res}")
     if problem is None and not family.vision_config_blocks(config):  # sizes stated elsewhere (timm)
         stated = vision_sizes(config, family)
         if stated.image_size != res or stated.missing:
@@ -382,14 +398,24 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: in
                 crops = block.get("crop_size") is not None and block.get("do_center_crop", True) is not False
                 for key in SIZE_KEYS:
                     value = block.get(key)
-                    if value is None or (key == "size" and crops):  # the crop is what the model sees
+                    if value is None:
                         continue
-                    sizes += 1
                     values = (
                         value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
                     )
+                    if key == "size" and crops:  # resized, then cropped to what the model sees: at least that
+                        if any(type(v) is not int or v < res for v in values):
+                            problems.append(
+                                f"{rel} has {where}size {json.dumps(value)}, smaller than its {res}-px crop"
+                            )
+                        continue
+                    sizes += 1
                     if any(v != res for v in values):
-                        problems.append(f"{rel} has {where}{key} {json.dumps(value)}")
+                        problems.append(f"{rel} has {where}{key} {json.dumps(value)}, not {res}")
+    if source is not None:
+        theirs = {rel for path, rel in walk(source) if path.name in PROCESSOR_FILES}
+        ours = {rel for path, rel in walk(folder) if path.name in PROCESSOR_FILES}
+        problems += [f"{rel} is missing (the source has it)" for rel in sorted(theirs - ours)]
     if problems:
         return Check("configs", False, "; ".join(problems[:3]))
     return Check(
@@ -422,7 +448,10 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
         model, info = cls.from_pretrained(folder, output_loading_info=True)
     except Exception as e:
         return Check("load", False, f"{cls.__name__}.from_pretrained fails: {_first_line(e)}")
-    reference, source_info = cls.from_pretrained(source, output_loading_info=True)
+    try:
+        reference, source_info = cls.from_pretrained(source, output_loading_info=True)
+    except Exception as e:
+        return Check("load", False, f"the source does not load as {cls.__name__}: {_first_line(e)}")
     # keys the source itself lacks or has to spare (a ViTModel saved without its pooler) are not the output's doing
     problems = {k: sorted(set(v) - set(source_info.get(k) or ()))[:3] for k, v in info.items() if k != "error_msgs"}
     problems = {k: v for k, v in problems.items() if v}
@@ -431,6 +460,13 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
     pixels_note = _processor_pixels(folder, res)
     if pixels_note:
         return Check("load", False, pixels_note)
+    head = (
+        f"{cls.__name__} loads with no missing, unexpected or mismatched keys; the processor makes {res}×{res} pixels"
+    )
+    if (made.mode, made.antialias) != (family.mode, family.antialias):
+        method = made.mode + (", antialias" if made.antialias else "")
+        return Check("load", True, f"{head}; the forward pass is not compared: the table was made with {method}, "
+                     f"not the {family.name} runtime's own method, which the source runs (the table check proves it)")  # fmt: skip
     dtypes = {p.dtype for p in model.parameters()}
     exact = dtypes == {torch.float32}
     reference = _fresh(reference.float())
@@ -442,9 +478,6 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
     diff = (got - want).abs().max().item()
     cosine = torch.nn.functional.cosine_similarity(got.flatten(1), want.flatten(1)).min().item()
     figures = f"max |difference| {diff:.3g}, cosine similarity {cosine:.6f}"
-    head = (
-        f"{cls.__name__} loads with no missing, unexpected or mismatched keys; the processor makes {res}×{res} pixels"
-    )
     if exact:
         if torch.equal(got, want):
             return Check("load", True, f"{head}; the forward pass at {res}×{res} equals the source's, bit for bit")
@@ -551,8 +584,9 @@ def _processor_pixels(folder: Path, res: int) -> str | None:
 
 
 def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0][:200] if lines else type(e).__name__
+    lines = [line for line in str(e).strip().splitlines() if line.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return text if len(text) <= 400 else text[:400] + "…"
 
 
 # ---------------------------------------------------------------- drift
@@ -570,11 +604,13 @@ def _drift(folder: Path, source: Path, config: dict[str, Any], family: Family, i
 
     if not family.oracles:
         raise UsageError(f"--images needs a checkpoint transformers loads; {family.name} checkpoints are not")
+    if not images.exists():
+        raise UsageError(f"{arg('images', images)} does not exist; give a folder of images")
     if not images.is_dir():
-        raise UsageError(f"{arg('images', images)} is not a folder of images")
+        raise UsageError(f"{arg('images', images)} is not a folder of images; give the folder that holds it")
     files = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise UsageError(f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        raise UsageError(f"{images} holds no images ({', '.join(IMAGE_SUFFIXES)}); give a folder that does")
     cls = _model_class(config, family)
     pairs = []
     for root in (source, folder):
@@ -582,9 +618,15 @@ def _drift(folder: Path, source: Path, config: dict[str, Any], family: Family, i
     scores = []
     for path in files:
         try:
-            image = Image.open(path).convert("RGB")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(path).convert("RGB")
+        except Image.DecompressionBombError as e:
+            raise InputError(
+                f"{path} is larger than PIL's safety limit ({_first_line(e)}); shrink it or move it out"
+            ) from e
         except Exception as e:
-            raise InputError(f"{path} is not an image PIL can read ({_first_line(e)})") from e
+            raise InputError(f"{path} is not an image PIL can read ({_first_line(e)}); fix it or move it out") from e
         with torch.no_grad():
             a, b = (_embedding(m, p(images=image, return_tensors="pt")["pixel_values"]) for p, m in pairs)
         scores.append((torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0).item(), path.name))
