@@ -84,8 +84,8 @@ def test_default_output_name(
     ("res", "message"),
     [
         (5, "--res 5 is smaller than one 14-px patch; use at least 14"),
-        (0, "--res 0 is not a positive number of pixels"),
-        (-14, "--res -14 is not a positive number of pixels"),
+        (0, "--res 0 is not a positive number of pixels; give a size such as 490"),
+        (-14, "--res -14 is not a positive number of pixels; give a size such as 490"),
     ],
 )
 def test_bad_res(xcr: Any, make_ckpt: Any, tmp_path: Path, res: int, message: str) -> None:
@@ -460,7 +460,7 @@ def test_out_with_a_tilde_is_expanded(make_ckpt: Any, tmp_path: Path) -> None:
         ({"res": []}, "res is empty; give at least one resolution"),
         ({"res": True}, "res must be a whole number of pixels, not True"),
         ({"res": 4.5}, "res must be a whole number of pixels or a list of them, not float 4.5"),
-        ({"res": 0}, "res=0 is not a positive number of pixels"),
+        ({"res": 0}, "res=0 is not a positive number of pixels; give a size such as 490"),
         ({"res": 5}, "res=5 is smaller than one 14-px patch; use at least 14"),
         ({"res": 490, "mode": "lanczos"}, "mode must be one of bicubic, bilinear, nearest, area, not 'lanczos'"),
         ({"res": 490, "force": "yes"}, "force must be True or False, not 'yes'"),

@@ -354,3 +354,53 @@ def test_a_repo_with_both_layouts_converts_the_transformers_one(xcr: Any, make_c
         json.loads((tmp_path / "oc-out" / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]["image_size"]
         == 448
     )
+
+
+def test_timm_vision_only_keeps_its_config_and_test_size_scales(tmp_path: Path) -> None:
+    from tests.family_builders import build_timm
+
+    src = build_timm(tmp_path / "src", prefix="cls+reg4", model_args=True)
+    config = json.loads((src / "config.json").read_text())
+    config["pretrained_cfg"]["test_input_size"] = [3, 256, 256]
+    (src / "config.json").write_text(json.dumps(config))
+    resize(src, 448, tmp_path / "out", vision_only=True)
+    out = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert out["architecture"] == config["architecture"] and out["num_classes"] == 10
+    assert out["pretrained_cfg"]["input_size"] == [3, 448, 448]
+    assert out["pretrained_cfg"]["test_input_size"] == [3, 512, 512], "the same share above the input size"
+    assert out["pretrained_cfg"]["crop_pct"] == 0.9 and out["model_args"]["img_size"] == 448
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "`config.json` state the new resolution, so `timm.create_model` loads it at 448 px" in card
+    assert "5 prefix rows copied" in card
+    assert verify(tmp_path / "out", src).ok
+
+
+def test_family_must_not_contradict_the_config(xcr: Any, tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "dinov2-registers")
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out", "--family", "dinov2")
+    assert r.code == 2
+    assert one_error_line(r.err) == (
+        "xcr: error: --family dinov2 contradicts the config, which is a DINOv2 with registers checkpoint's "
+        "(model_type 'dinov2_with_registers'); leave --family out (it is for configs that name no family xcr knows)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_forced_family_is_verified_as_that_family(xcr: Any, tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "dinov2")
+    config = json.loads((src / "config.json").read_text())
+    del config["model_type"]
+    (src / "config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out", "--family", "dinov2", "--verify")
+    assert r.code == 0, r.err
+    assert "all 5 checks that ran passed" in r.out
+
+
+def test_siglip_has_no_projection_to_keep(xcr: Any, tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "siglip")
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out", "--vision-only", "--with-projection")
+    assert r.code == 2
+    assert one_error_line(r.err) == (
+        "xcr: error: SigLIP vision towers have no projection to keep (SiglipVisionModel has none); "
+        "leave --with-projection out"
+    )

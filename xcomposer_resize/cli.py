@@ -265,9 +265,11 @@ def resize(
     if result.interrupted is not None and later:  # Ctrl-C as the last output landed: no more work
         raise interruption(result.interrupted, outputs, what=later)
     try:
-        checked = _verify_outputs(result) if verify else []
+        checked = _verify_outputs(result, options.family) if verify else []
         if plot is not None:
             _plot_outputs(result, plot)
+            if not result.outputs:
+                _Progress(quiet or json_out).note("no plot was drawn: nothing was written")
     except KeyboardInterrupt as e:
         raise interruption(e, outputs, what=f"{later} (interrupted)") from None
     try:
@@ -295,11 +297,18 @@ def resize(
         )
 
 
-def _verify_outputs(result: Any) -> list[Any]:
-    """xcr verify on each output of `result`, against the source it was made from."""
+def _verify_outputs(result: Any, family: str | None) -> list[Any]:
+    """xcr verify on each output of `result`, against the source it was made from. The outputs are in
+    place whatever happens here: what stops a check is a failed verification (exit 1), never bad usage."""
     from .verification import verify as check
 
-    return [check(o.path, result.source, revision=result.revision) for o in result.outputs]
+    found = []
+    for o in result.outputs:
+        try:
+            found.append(check(o.path, result.source, revision=result.revision, family=family))
+        except XcrError as e:
+            raise OutputError(f"{o.path} is complete, but it could not be verified: {e.message}") from e
+    return found
 
 
 def _plot_path(plot: str, res: int) -> Path:
@@ -473,7 +482,8 @@ def _inspection(found: Any) -> str:
     stated = "" if found.stated else " (not in config.json: transformers' defaults)"
     rows.add_row("source", escape(found.source) + (f" @ {found.revision[:12]}" if found.revision else ""))
     rows.add_row(
-        "family", f"{found.family} ({found.model_type}; {', '.join(found.architectures) or 'no architectures'})"
+        "family",
+        f"{found.family} ({found.model_type or 'no model_type'}; {', '.join(found.architectures) or 'no architectures'})",
     )
     rows.add_row("input", f"{found.image_size} px, {p}-px patches, a {g[0]}×{g[1]} grid{stated}")
     if t:

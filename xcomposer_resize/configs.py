@@ -206,6 +206,16 @@ class CardInfo:
     record: dict[str, Any] | None = None  # what made the output (record.py), in the front matter
     family: str = "CLIP"
     library: str = "transformers"
+    config_file: str = "config.json"
+    processors: bool = True  # the output has processor files
+
+    @property
+    def loader(self) -> str:
+        """What loads the checkpoint, in the card's words."""
+        return {"transformers": "`from_pretrained`", "timm": "`timm.create_model`"}.get(
+            self.library, f"`{self.library}`"
+        )
+
     prefix: int = 1  # rows before the grid, copied unchanged
     runtime: str = "InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding`"
 
@@ -296,7 +306,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     meta.setdefault(
         "pipeline_tag", "image-feature-extraction" if info.vision_only else "zero-shot-image-classification"
     )
-    prefix = {0: "no class token", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
+    prefix = {0: "no prefix rows", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
     tags = meta.get("tags")
     tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])
     for tag in (info.family.split()[0].lower(), "vision", *OUR_TAGS, f"{info.new_res}px"):
@@ -340,10 +350,10 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
             if not info.dtype
             else "Every other tensor holds the source's values, cast as `tensor.to(dtype)` casts them. "
         )
-        + "`config.json` and the processor files "
-        "state the new resolution, so `from_pretrained` loads it at "
-        f"{info.new_res} px with no edits. With the default method the position table equals what "
-        f"{info.runtime} computes at run time.",
+        + f"`{info.config_file}`"
+        + (" and the processor files" if info.processors else "")
+        + f" state the new resolution, so {info.loader} loads it at {info.new_res} px with no edits. "
+        f"With the default method the position table equals what {info.runtime} computes at run time.",
         "",
     ]
     body = source.body.strip("\n") if source else ""

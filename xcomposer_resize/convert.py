@@ -200,7 +200,7 @@ def convert(
     if not sizes.stated:  # sizes assumed: first the weights must agree, or every --res hint would be wrong
         source.fetch_weights(family.weight_files)
         plan = make_plan(source, family, config, sizes, options, config_name)
-        note(f"config.json does not state the vision {' and '.join(sizes.missing)}; transformers assumes "
+        note(f"{config_name} does not state the vision {' and '.join(sizes.missing)}; {family.library} assumes "
              f"{sizes.image_size} px with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
     resolutions = [r for r in options.resolutions if not _as_is(options, sizes, r)]
     for r in options.resolutions:
@@ -553,6 +553,8 @@ def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str,
         record=rec,
         family=plan.family.name,
         library=plan.family.library,
+        config_file=plan.config_name,
+        processors=bool(plan.processors),
         prefix=plan.prefix,
         runtime=plan.family.runtime,
     )

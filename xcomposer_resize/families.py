@@ -113,10 +113,10 @@ class Family:
         """The config of a vision-only checkpoint made from `config`: the vision block at the top
         level (the legacy `vision_config_dict` applied, as transformers applies it), with the
         architecture that takes exactly the tensors `is_vision_tensor` keeps."""
+        if not self.has_text:  # a vision model already (DINOv2, ViT, timm): its config as it is
+            return dict(config)
         if config.get("model_type") == self.vision_model_type:
             out = dict(config)
-            if not self.has_text:
-                return out
         else:
             out = dict(config.get("vision_config") or {})
             out.update(config.get("vision_config_dict") or {})
@@ -293,10 +293,13 @@ class TimmFamily(Family):
 
     def set_size(self, config: dict[str, Any], res: int, patch: int) -> None:
         cfg: dict[str, Any] = config.setdefault("pretrained_cfg", {})
-        channels = (cfg.get("input_size") or [3])[0]
+        old = cfg.get("input_size") or [3, res, res]
+        channels = old[0]
         cfg["input_size"] = [channels, res, res]
-        if cfg.get("test_input_size") is not None:  # a larger evaluation size of the old model: now this one
-            cfg["test_input_size"] = [channels, res, res]
+        test = cfg.get("test_input_size")
+        if isinstance(test, list) and len(test) == 3 and all(type(v) is int for v in test) and old[1] == old[2]:
+            # a larger evaluation size of the old model: the same share larger than the new size
+            cfg["test_input_size"] = [test[0], round(test[1] * res / old[1]), round(test[2] * res / old[2])]
         args = config.get("model_args")
         if not isinstance(args, dict):
             args = config["model_args"] = {}
@@ -327,7 +330,7 @@ TIMM = TimmFamily(
     antialias=True,
     batched=True,
     top_level=True,
-    runtime="timm's `resample_abs_pos_embed` (antialias, float32), which timm applies on load",
+    runtime="timm's `resample_abs_pos_embed` (antialias, float32; timm applies it on load)",
     library="timm",
 )
 
@@ -399,7 +402,7 @@ OPEN_CLIP = OpenClipFamily(
     ),  # fmt: skip
     projections=(),
     antialias=True,
-    runtime="open_clip's `resize_pos_embed` (antialias), which open_clip applies on load",
+    runtime="open_clip's `resize_pos_embed` (antialias; open_clip applies it on load)",
     config_file="open_clip_config.json",
     library="open_clip",
     weight_files=("open_clip_model.safetensors", "open_clip_pytorch_model.bin"),
@@ -432,7 +435,15 @@ def family_for(config: dict[str, Any], name: str | None = None) -> Family:
     """The family of a `config.json` (or the one `name` forces), or an InputError naming what was
     found and what xcr supports."""
     if name is not None:
-        return family_named(name)
+        forced = family_named(name)
+        named = next((f for f in FAMILIES if f.matches(config)), None)
+        if named is not None and named is not forced:
+            raise UsageError(
+                f"{arg('family', name)} contradicts the config, which is a {named.name} checkpoint's"
+                f"{' (model_type ' + repr(config.get('model_type')) + ')' if config.get('model_type') else ''}; "
+                f"leave {arg('family')} out (it is for configs that name no family xcr knows)"
+            )
+        return forced
     model_type = config.get("model_type")
     for family in FAMILIES:
         if family.matches(config):

@@ -42,7 +42,7 @@ class Inspection:
     revision: str | None
     folder: str  # where its files are on this machine (a Hub snapshot in the cache)
     family: str
-    model_type: str
+    model_type: str | None
     architectures: list[str]
     image_size: int
     patch_size: int
@@ -79,7 +79,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     sizes = vision_sizes(config, adapter)
     sizes_by_name = _listing(source, token)
     names = sorted(sizes_by_name)
-    weights = pick_weights([n for n in names if "/" not in n]) or []
+    weights = pick_weights([n for n in names if "/" not in n], adapter.weight_files) or []
     if weights and weights[0].endswith(".index.json"):
         weights = weights + _shards(source, weights[0], token)
     local = bool(weights) and all((source.folder / w).is_file() for w in weights)
@@ -117,7 +117,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         revision=source.revision,
         folder=str(source.folder),
         family=adapter.name,
-        model_type=str(config.get("model_type") or "no model_type"),
+        model_type=str(config["model_type"]) if config.get("model_type") else None,
         architectures=[str(a) for a in config.get("architectures") or [config.get("architecture") or ""] if a],
         image_size=sizes.image_size,
         patch_size=sizes.patch_size,

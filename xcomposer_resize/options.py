@@ -218,7 +218,7 @@ def pixels(value: object) -> int:
             f"{arg('res')} must be a whole number of pixels or a list of them, not {type(value).__name__} {value!r}"
         ) from None
     if n <= 0:
-        raise UsageError(f"{arg('res', n)} is not a positive number of pixels")
+        raise UsageError(f"{arg('res', n)} is not a positive number of pixels; give a size such as 490")
     return n
 
 
@@ -262,11 +262,12 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 def _family(value: object) -> str | None:
     if value is None:
         return None
-    from .families import family_named
+    from .families import NAMES, family_named
 
     if not isinstance(value, str):
         raise UsageError(f"{arg('family')} must be a family name, not {value!r}")
-    return family_named(value).name
+    found = family_named(value)
+    return next(key for key, family in NAMES.items() if family is found)  # as the user spells it on the CLI
 
 
 def _antialias(value: object, mode: object) -> bool | None:

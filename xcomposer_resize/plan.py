@@ -109,9 +109,12 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
     prefix = family.prefix_rows(rows, sizes.grid**2)
     grid = grid_side(rows - prefix)
     if grid is None:
-        raise InputError(f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid")
+        raise InputError(
+            f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid"
+            + (f"; is --family {options.family} right?" if options.family else "; is this a checkpoint xcr knows?")
+        )
     if grid != sizes.grid:
-        raise InputError(_disagreement(sizes, grid, _patch_of(ckpt, family), pos_name))
+        raise InputError(_disagreement(sizes, grid, _patch_of(ckpt, family), pos_name, family, config_name))
     ids = None
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:
@@ -119,6 +122,11 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
             raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
     if options.vision_only and options.with_projection:
+        if not family.projections:
+            raise InputError(
+                f"{family.name} vision towers have no projection to keep ({family.vision_architectures[False]} has "
+                f"none); leave {arg('with_projection', True)} out"
+            )
         if not any(n.split(".")[0] in family.projections for n in names):
             raise InputError(
                 f"the source has no {' or '.join(family.projections)} to keep; leave --with-projection out: "
@@ -174,19 +182,20 @@ def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
     return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
 
 
-def _disagreement(sizes: VisionSizes, grid: int, patch: int | None, pos_name: str) -> str:
+def _disagreement(sizes: VisionSizes, grid: int, patch: int | None, pos_name: str, family: Family,
+                  config_name: str) -> str:  # fmt: skip
     """What is wrong when the config's grid is not the weights', and what to write in the config."""
     weights = f"{pos_name} holds a {grid}×{grid} grid"
-    fix = "fix config.json or use the weights it was made for"
+    fix = f"fix {config_name} or use the weights it was made for"
     if patch:
         weights += f" of {patch}-px patches ({grid * patch} px)"
         fix = f'set "image_size": {grid * patch}, "patch_size": {patch} in its vision config'
     if sizes.missing:
-        said = f"does not state the vision {' and '.join(sizes.missing)}, so transformers assumes"
+        said = f"does not state the vision {' and '.join(sizes.missing)}, so {family.library} assumes"
     else:
         said = "says"
     return (
-        f"config.json {said} {sizes.image_size} px with {sizes.patch_size}-px patches ({sizes.grid}×{sizes.grid}) "
+        f"{config_name} {said} {sizes.image_size} px with {sizes.patch_size}-px patches ({sizes.grid}×{sizes.grid}) "
         f"but {weights}; the config and the weights disagree: {fix}"
     )
 

@@ -421,9 +421,9 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: in
     return Check(
         "configs",
         True,
-        f"{family.config_file}, "
-        + (f"{sizes} processor input size(s) " if sizes else "")
-        + f"and the weights' {grid}×{grid} grid all say {res} px",
+        f"{family.config_file}"
+        + (f", {sizes} processor input size(s)" if sizes else "")
+        + f" and the weights' {grid}×{grid} grid all say {res} px",
     )
 
 
