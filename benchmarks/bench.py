@@ -446,8 +446,8 @@ def write(path: Path, text: str, runs: int) -> None:
     generated = (
         f"{START}\n"
         "`xcr resize --res 490` (SigLIP-so400m: `--res 768`) side by side with `cp -r` of the same source and\n"
-        "with the transformers\n"
-        "round trip (`CLIPModel.from_pretrained`, `interpolate_pos_encoding`, `save_pretrained`): cp and xcr\n"
+        "with the transformers round trip (`CLIPModel.from_pretrained`, `interpolate_pos_encoding`,\n"
+        "`save_pretrained`): cp and xcr\n"
         f"alternating, then the round trip, {runs} runs each, median wall time, peak RSS of the child\n"
         "(`/usr/bin/time`). Random weights with the real shapes, built in a child process. Before every\n"
         "command: the outputs are deleted, dirty pages flushed (`sync`), the source read into the page cache\n"

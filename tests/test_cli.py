@@ -114,7 +114,8 @@ def test_absurd_res_is_refused_before_allocating(xcr: Any, make_ckpt: Any, tmp_p
         (["--mode", "lanczos"], "'lanczos' is not one of"),
         (["--device", "tpu"], "'tpu' is not one of"),
         (["--mode", "nearest", "--antialias"], "--antialias works only with --mode bicubic or bilinear, not nearest"),
-        (["--res", "abc"], "Invalid value for '--res'"),
+        (["--res", "abc"], "'abc' is not a whole number of pixels such as 490"),
+        (["--res", "448x672"], "448x672 is not square: xcr converts square grids only"),
         (["--bogus"], "No such option: --bogus"),
     ],
 )
@@ -126,6 +127,12 @@ def test_bad_flags(xcr: Any, make_ckpt: Any, tmp_path: Path, args: list[str], fr
     assert r.code == 2
     assert fragment in one_error_line(r.err)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_square_hxw_is_its_side(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", "490x490", "--out", tmp_path / "out", "--quiet")
+    assert r.code == 0, r.err
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["vision_config"]["image_size"] == 490
 
 
 def test_missing_res(xcr: Any) -> None:

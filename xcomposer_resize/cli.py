@@ -60,6 +60,25 @@ class Mode(str, enum.Enum):
     area = "area"
 
 
+def _pixels(value: str) -> int:
+    """--res: a whole number of pixels; a square HxW is its side; a non-square one is refused, saying why."""
+    import re
+
+    text = value.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        return int(text)  # a sign is judged by build_options, in words of its own
+    pair = re.fullmatch(r"(\d+)\s*[x×]\s*(\d+)", text)
+    if pair and pair.group(1) == pair.group(2):
+        return int(pair.group(1))
+    if pair:
+        raise typer.BadParameter(
+            f"{text} is not square: xcr converts square grids only (transformers' CLIP, SigLIP, DINOv2 and ViT "
+            "configs state one image_size; timm's input_size could state two, which is not supported yet); "
+            "give one size such as 448"
+        )
+    raise typer.BadParameter(f"{text!r} is not a whole number of pixels such as 490")
+
+
 def _version(value: bool) -> None:
     if value:
         _write(sys.stdout, f"xcr {__version__}\n")
@@ -109,8 +128,9 @@ def resize(
             "--res",
             "-r",
             metavar="PIXELS",
-            help="Target input size in pixels: a multiple of the patch size (14 for ViT-L/14), e.g. 224 or 490. "
-            "Repeat it for several outputs from one read of the source.",
+            parser=_pixels,
+            help="Target input size in pixels, e.g. 224 or 490: a grid of res // patch (a multiple of the patch "
+            "fits exactly). Repeat it for several outputs from one read of the source.",
             show_default=False,
         ),
     ] = None,
