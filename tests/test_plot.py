@@ -113,3 +113,24 @@ def test_a_large_grid_shows_every_kth_tile() -> None:
     m = mosaic(table, 1)
     assert k == 3 and m.shape == (tiles * (g + 1) - 1,) * 2
     assert m[0, 1 * (g + 1) + 3].item() == pytest.approx(1.0, abs=1e-5), "tile 1 is cell 3's"
+
+
+def test_every_line_between_tiles_is_equally_wide(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    """Nothing is resampled: along a row of the picture, the tiles and the white lines between them
+    come in runs of one width each (a resampled picture shows 1- and 2-pixel lines: false seams)."""
+    from PIL import Image
+
+    assert xcr("inspect", make_ckpt(table="smooth"), "--plot", tmp_path / "p.png").code == 0
+    image = Image.open(tmp_path / "p.png").convert("RGB")
+    row = [image.getpixel((x, 64)) for x in range(24, image.width)]  # the first pixel row of the panel
+    runs: list[tuple[bool, int]] = []
+    for pixel in row:
+        white = pixel == (255, 255, 255)
+        if runs and runs[-1][0] == white:
+            runs[-1] = (white, runs[-1][1] + 1)
+        else:
+            runs.append((white, 1))
+    tiles = [n for white, n in runs if not white][:24]
+    lines = [n for white, n in runs if white][:23]
+    assert len(tiles) == 24 and len(set(tiles)) == 1 and len(set(lines)) == 1, runs[:50]
+    assert tiles[0] == 24 * lines[0], "a tile is 24 values, a line one value, at the same scale"

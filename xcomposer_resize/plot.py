@@ -3,8 +3,10 @@
 For a g×g grid, the picture is a g×g mosaic of tiles; the tile at row i, column j is itself g×g
 and shows the cosine similarity of cell (i, j)'s position vector to every cell's. A learned table
 shows each tile bright near its own place and dim far from it; a resampled table should show the
-same pattern on its finer (or coarser) grid. Source and output side by side, one mosaic pixel per
-screen pixel, one blank pixel between tiles, so a 35×35 grid of 35×35 tiles stays legible.
+same pattern on its finer (or coarser) grid. Source and output side by side; every value is a k×k
+block of screen pixels (k ≥ 1, enough for 800×400) placed at whole-pixel offsets and never
+resampled, one blank value between tiles, so a 35×35 grid of 35×35 tiles stays legible and every
+line between tiles has one width.
 
 Needs matplotlib (`pip install 'xcomposer-resize[plot]'`); nothing else in xcr does.
 """
@@ -112,22 +114,48 @@ def save(path: Path, panels: list[Panel], title: str = "") -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     images = [mosaic(p.table, p.prefix).numpy() for p in panels]
+    # Every value is drawn as a k×k block of screen pixels, placed at whole-pixel offsets (figimage):
+    # nothing is resampled, so every line between tiles is exactly k pixels wide.
+    margin, gap, top, bottom, bar = 24, 48, 64, 24, 16
+    content_w = sum(m.shape[1] for m in images) + gap * (len(images) - 1)
+    content_h = max(m.shape[0] for m in images)
+    k = max(1, -(-(800 - 2 * margin - 80) // content_w), -(-(400 - top - bottom) // content_h))
+    width = 2 * margin + k * content_w + gap + bar + 56
+    height = top + k * content_h + bottom
     dpi = 100
-    width = max(8.0, sum(m.shape[1] for m in images) / dpi + 1.2 * len(images) + 1)
-    height = max(4.0, max(m.shape[0] for m in images) / dpi + 1.2)
-    fig, axes = plt.subplots(1, len(images), figsize=(width, height), dpi=dpi, squeeze=False, layout="constrained",
-                             gridspec_kw={"width_ratios": [m.shape[1] for m in images]})  # fmt: skip
-    cmap = plt.get_cmap("viridis").with_extremes(bad="white")
-    shown = []
-    for ax, panel, image in zip(axes[0], panels, images, strict=True):
-        shown.append(ax.imshow(image, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest"))
-        ax.set_title(panel.title, fontsize=11)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.colorbar(shown[-1], ax=axes[0].tolist(), fraction=0.02, pad=0.01, label="cosine similarity")
-    fig.suptitle(title or "position embeddings: each tile is one cell's cosine similarity to every cell", fontsize=12)
+    fig = plt.figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    cmap = plt.get_cmap("viridis")
+
+    def colors(values: Any) -> Any:
+        """RGBA bytes of `values` in [-1, 1]; NaN (between tiles) white."""
+        rgba = cmap((np.nan_to_num(values, nan=0.0) + 1) / 2)
+        rgba[np.isnan(values)] = (1.0, 1.0, 1.0, 1.0)
+        return (rgba * 255).round().astype(np.uint8)
+
+    x = margin
+    for panel, image in zip(panels, images, strict=True):
+        h, w = image.shape[0] * k, image.shape[1] * k
+        fig.figimage(
+            np.kron(colors(image), np.ones((k, k, 1), dtype=np.uint8)),
+            xo=x,
+            yo=bottom + k * content_h - h,
+            origin="upper",
+        )
+        fig.text((x + w / 2) / width, (bottom + k * content_h + 8) / height, panel.title, ha="center", va="bottom",
+                 fontsize=11)  # fmt: skip
+        x += w + gap
+    scale = np.linspace(1, -1, k * content_h)[:, None].repeat(bar, axis=1)
+    fig.figimage(colors(scale), xo=x, yo=bottom, origin="upper")
+    for value in (1, 0.5, 0, -0.5, -1):
+        y = bottom + (value + 1) / 2 * (k * content_h)
+        fig.text((x + bar + 4) / width, y / height, f"{value:g}", ha="left", va="center", fontsize=9)
+    fig.text((x + bar / 2) / width, (bottom + k * content_h + 8) / height, "cosine", ha="center", va="bottom",
+             fontsize=9)  # fmt: skip
+    fig.text(0.5, (height - 12) / height, title or "position embeddings: each tile is one cell's cosine similarity "
+             "to every cell", ha="center", va="top", fontsize=12)  # fmt: skip
     try:
         fig.savefig(path, format="png", dpi=dpi)
     except OSError as e:
