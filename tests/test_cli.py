@@ -15,6 +15,7 @@ import torch
 from tests.conftest import snapshot
 from xcomposer_resize import __version__
 from xcomposer_resize.errors import UsageError
+from xcomposer_resize.size import Size
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo" / "clip-vit-tiny-patch14-336"
@@ -114,8 +115,8 @@ def test_absurd_res_is_refused_before_allocating(xcr: Any, make_ckpt: Any, tmp_p
         (["--mode", "lanczos"], "'lanczos' is not one of"),
         (["--device", "tpu"], "'tpu' is not one of"),
         (["--mode", "nearest", "--antialias"], "--antialias works only with --mode bicubic or bilinear, not nearest"),
-        (["--res", "abc"], "'abc' is not a whole number of pixels such as 490"),
-        (["--res", "448x672"], "448x672 is not square: xcr converts square grids only"),
+        (["--res", "abc"], "'abc' is not a size such as 490, or 448x672 (height x width)"),
+        (["--res", "448x672"], "--res 448x672 is not square, and a CLIP checkpoint cannot be: transformers' CLIP"),
         (["--bogus"], "No such option: --bogus"),
     ],
 )
@@ -332,9 +333,9 @@ def test_a_huge_res_says_the_largest_that_works(xcr: Any, make_ckpt: Any, tmp_pa
     line = one_error_line(r.err)
     largest = int(line.rsplit("at most ", 1)[1])
     assert "--res 1000000 means a 71428×71428 grid" in line and largest % 14 == 0
-    check_res(largest, 14, 32, 1)  # the size it names is accepted
+    check_res(Size.square(largest), 14, 32, 1)  # the size it names is accepted
     with pytest.raises(UsageError):
-        check_res(largest + 14, 14, 32, 1)  # and the next grid is not
+        check_res(Size.square(largest + 14), 14, 32, 1)  # and the next grid is not
 
 
 def test_a_res_that_is_not_a_multiple_is_accepted_with_a_note(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
@@ -461,8 +462,10 @@ def test_out_with_a_tilde_is_expanded(make_ckpt: Any, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"res": "490"}, "res must be a whole number of pixels such as 490, not the text '490'"),
-        ({"res": "224"}, "res must be a whole number of pixels such as 490, not the text '224'"),
+        ({"res": "49O"}, "res '49O' is not a size such as 490 or 448x672 (height x width)"),
+        ({"res": "448x672"}, "res='448x672' is not square, and a CLIP checkpoint cannot be"),
+        ({"res": ["224", 224]}, "res lists 224 twice; give each resolution once"),
+        ({"res": "0x14"}, "res='0x14' is not a positive number of pixels"),
         ({"res": [224, 224]}, "res lists 224 twice; give each resolution once"),
         ({"res": []}, "res is empty; give at least one resolution"),
         ({"res": True}, "res must be a whole number of pixels, not True"),
@@ -495,4 +498,5 @@ def test_the_python_api_accepts_numpy_integers(make_ckpt: Any, tmp_path: Path) -
     from xcomposer_resize import resize
 
     result = resize(make_ckpt(), np.int64(224), tmp_path / "out")
-    assert result.outputs[0].res == 224 and type(result.outputs[0].res) is int
+    assert result.outputs[0].res == Size(224, 224) and type(result.outputs[0].res.height) is int
+    assert json.dumps(result.to_json()["outputs"][0]["res"]) == "224"

@@ -32,7 +32,13 @@ def test_inspect_a_folder(xcr: Any, make_ckpt: Any) -> None:
                               "I64": sum(t.numel() for t in every.values() if not t.dtype.is_floating_point)}  # fmt: skip
     assert data["sharded"] is True and data["weights_format"] == "safetensors" and data["weights_local"] is True
     assert [w["name"] for w in data["weight_files"]] == [f"model-0000{i}-of-00003.safetensors" for i in (1, 2, 3)]
-    assert data["accepted_res"] == {"multiple_of": 14, "min": 14, "max": 57330}
+    assert data["accepted_res"] == {
+        "multiple_of": 14,
+        "min": 14,
+        "max": 57330,
+        "non_square": "transformers' CLIP config states one image_size and CLIPVisionEmbeddings builds a square grid "
+        "from it",
+    }
     assert data["processors"] == {"preprocessor_config.json": {"size": 336, "crop_size": 336}}
     assert data["download"] is None
     human = xcr("inspect", src)

@@ -15,6 +15,7 @@ from tests.hubserver import HubServer
 from tests.test_convert import image_features, load
 from xcomposer_resize import XcrError, resize
 from xcomposer_resize.configs import rewrite_processor
+from xcomposer_resize.size import Size
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "demo" / "clip-vit-tiny-patch14-336"
@@ -67,7 +68,28 @@ def test_checkpoints_saved_by_transformers_5_get_processors_of_the_new_size(
     ],
 )
 def test_every_size_form_is_rewritten_in_its_own_form(data: dict[str, Any], want: dict[str, Any]) -> None:
-    assert rewrite_processor(data, 224, "processor_config.json") == want
+    assert rewrite_processor(data, Size.square(224), "processor_config.json") == want
+
+
+@pytest.mark.parametrize(
+    ("data", "want"),
+    [
+        ({"size": {"height": 224, "width": 224}}, {"size": {"height": 448, "width": 672}}),
+        ({"size": [224, 224], "crop_size": {"height": 224, "width": 224}},
+         {"size": [448, 672], "crop_size": {"height": 448, "width": 672}}),
+        # resize then crop (DINOv2-like): the resize keeps its share of each side
+        ({"size": {"height": 256, "width": 256}, "crop_size": {"height": 224, "width": 224}},
+         {"size": {"height": 512, "width": 768}, "crop_size": {"height": 448, "width": 672}}),
+    ],
+)  # fmt: skip
+def test_a_non_square_size_is_stated_side_by_side(data: dict[str, Any], want: dict[str, Any]) -> None:
+    assert rewrite_processor(data, Size(448, 672), "preprocessor_config.json", Size.square(224)) == want
+
+
+@pytest.mark.parametrize("value", [224, {"shortest_edge": 224}, {"longest_edge": 224}])
+def test_one_number_cannot_state_a_non_square_size(value: Any) -> None:
+    with pytest.raises(XcrError, match="one number, which cannot state 448×672 px"):
+        rewrite_processor({"size": value}, Size(448, 672), "preprocessor_config.json")
 
 
 @pytest.mark.parametrize(

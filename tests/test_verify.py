@@ -199,7 +199,7 @@ def test_the_processor_resize_must_cover_its_crop(xcr: Any, make_ckpt: Any, tmp_
     (tmp_path / "out" / "preprocessor_config.json").write_text(json.dumps(pre))
     r = xcr("verify", tmp_path / "out", "--against", src, "--json")
     assert r.code == 1
-    assert "preprocessor_config.json has size 336, smaller than its 490-px crop" in checks(r)["configs"]["detail"]
+    assert "preprocessor_config.json has size 336, smaller than its 490 px crop" in checks(r)["configs"]["detail"]
     (tmp_path / "out" / "preprocessor_config.json").unlink()
     r = xcr("verify", tmp_path / "out", "--against", src, "--json")
     assert r.code == 1 and "preprocessor_config.json is missing (the source has it)" in checks(r)["configs"]["detail"]

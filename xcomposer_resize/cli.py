@@ -26,6 +26,7 @@ import typer
 
 from . import __version__
 from .errors import OutputError, SigTerm, UsageError, XcrError, cli_spelling, interruption
+from .size import Size
 from .text import human_bytes, printable
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"  # presets.DEFAULT_MODEL, here without importing it
@@ -60,23 +61,17 @@ class Mode(str, enum.Enum):
     area = "area"
 
 
-def _pixels(value: str) -> int:
-    """--res: a whole number of pixels; a square HxW is its side; a non-square one is refused, saying why."""
+def _pixels(value: str) -> Size:
+    """--res: pixels (490), or height x width (448x672) for the families whose configs state both."""
     import re
 
     text = value.strip()
-    if re.fullmatch(r"[+-]?\d+", text):
-        return int(text)  # a sign is judged by build_options, in words of its own
-    pair = re.fullmatch(r"(\d+)\s*[x×]\s*(\d+)", text)
-    if pair and pair.group(1) == pair.group(2):
-        return int(pair.group(1))
-    if pair:
-        raise typer.BadParameter(
-            f"{text} is not square: xcr converts square grids only (transformers' CLIP, SigLIP, DINOv2 and ViT "
-            "configs state one image_size; timm's input_size could state two, which is not supported yet); "
-            "give one size such as 448"
-        )
-    raise typer.BadParameter(f"{text!r} is not a whole number of pixels such as 490")
+    if re.fullmatch(r"[+-]\d+", text):
+        return Size.square(int(text))  # a sign is judged by build_options, in words of its own
+    found = Size.parse(text)
+    if found is None:
+        raise typer.BadParameter(f"{text!r} is not a size such as 490, or 448x672 (height x width)")
+    return found
 
 
 def _version(value: bool) -> None:
@@ -123,14 +118,15 @@ def root(
 @app.command()
 def resize(
     res: Annotated[
-        list[int] | None,
+        list[Size] | None,
         typer.Option(
             "--res",
             "-r",
             metavar="PIXELS",
             parser=_pixels,
             help="Target input size in pixels, e.g. 224 or 490: a grid of res // patch (a multiple of the patch "
-            "fits exactly). Repeat it for several outputs from one read of the source.",
+            "fits exactly); HxW such as 448x672 (height x width) for ViT, timm and open_clip. Repeat it for "
+            "several outputs from one read of the source.",
             show_default=False,
         ),
     ] = None,
@@ -331,7 +327,7 @@ def _verify_outputs(result: Any, family: str | None) -> list[Any]:
     return found
 
 
-def _plot_path(plot: str, res: int) -> Path:
+def _plot_path(plot: str, res: Size) -> Path:
     return Path(plot.replace("{res}", str(res))).expanduser()
 
 
@@ -505,7 +501,8 @@ def _inspection(found: Any) -> str:
         "family",
         f"{found.family} ({found.model_type or 'no model_type'}; {', '.join(found.architectures) or 'no architectures'})",
     )
-    rows.add_row("input", f"{found.image_size} px, {p}-px patches, a {g[0]}×{g[1]} grid{stated}")
+    shown = Size.from_json(found.image_size)
+    rows.add_row("input", f"{shown.px if shown else found.image_size}, {p}-px patches, a {g[0]}×{g[1]} grid{stated}")
     if t:
         implied = "" if t.known_from == "weights" else " (implied by config.json: the weights are not on this machine)"
         rows.add_row(
@@ -515,7 +512,11 @@ def _inspection(found: Any) -> str:
         )
     rows.add_row("position ids", escape(found.position_ids or "none"))
     a = found.accepted_res
-    rows.add_row("--res accepted", f"{a['min']} to {a['max']}; multiples of {a['multiple_of']} fit the patches exactly")
+    rows.add_row(
+        "--res accepted",
+        f"{a['min']} to {a['max']}; multiples of {a['multiple_of']} fit the patches exactly; "
+        + ("HxW such as 448x672 too" if a["non_square"] is True else "square only"),
+    )
     rows.add_row("default method", escape(found.method))
     if found.parameters is not None:
         kinds = ", ".join(f"{d} {n:,}" for d, n in sorted(found.dtypes.items()))
@@ -548,7 +549,7 @@ def _summary(result: Any) -> str:
     lines = []
     for o in result.outputs:
         done = " (up to date)" if o.up_to_date else ""
-        lines.append(f"[green]✓[/green] {escape(o.path)}  [dim]{o.res} px, {o.grid[0]}×{o.grid[1]} grid{done}[/dim]")
+        lines.append(f"[green]✓[/green] {escape(o.path)}  [dim]{o.res.px}, {o.grid[0]}×{o.grid[1]} grid{done}[/dim]")
     lines.append(f"  from {escape(result.source)}" + (f" @ {result.revision[:12]}" if result.revision else ""))
     if result.bytes_written:
         lines.append(f"  rewritten: {escape(', '.join(result.tensors_rewritten) or 'none (grid unchanged)')}")

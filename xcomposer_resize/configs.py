@@ -10,6 +10,7 @@ from typing import Any
 
 from .errors import InputError
 from .families import Family
+from .size import Grid, Size, grid_text
 from .text import readable
 
 # Processor files that may state an image size, as transformers names them: the image processor's
@@ -27,13 +28,13 @@ class VisionSizes:
     `missing` names the keys config.json leaves out, for which transformers' defaults apply.
     """
 
-    image_size: int
+    image_size: Size
     patch_size: int
     missing: tuple[str, ...] = ()  # keys config.json leaves out, whose defaults apply
 
     @property
-    def grid(self) -> int:
-        return self.image_size // self.patch_size
+    def grid(self) -> Grid:
+        return self.image_size.grid(self.patch_size)
 
     @property
     def stated(self) -> bool:
@@ -52,12 +53,15 @@ def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
         blocks = family.vision_config_blocks(config)
         if not blocks:
             raise InputError(f"config.json has no vision_config; is this a {family.name} checkpoint?")
-        image = _agreed(blocks, "image_size")
-        patch = _agreed(blocks, "patch_size")
+        side = _agreed(blocks, "image_size", pair=not family.square_only)
+        image = side if side is None or isinstance(side, Size) else Size.square(side)
+        stated_patch = _agreed(blocks, "patch_size")
+        assert stated_patch is None or isinstance(stated_patch, int)
+        patch = stated_patch
     missing = tuple(k for k, v in (("image_size", image), ("patch_size", patch)) if v is None)
-    image = image if image is not None else family.default_image_size
+    image = image if image is not None else Size.square(family.default_image_size)
     patch = patch if patch is not None else family.default_patch_size
-    if image < patch:  # a size that is not a multiple is fine (SigLIP-so400m: 384 px, 14-px patches)
+    if min(image.sides) < patch:  # a size that is not a multiple is fine (SigLIP-so400m: 384 px, 14-px patches)
         said = f"does not state {' and '.join(missing)}, so transformers assumes" if missing else "says"
         raise InputError(
             f"config.json {said} image_size {image}, which is smaller than one patch ({patch} px); "
@@ -66,19 +70,25 @@ def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
     return VisionSizes(image, patch, missing)
 
 
-def _agreed(blocks: list[dict[str, Any]], key: str) -> int | None:
+def _agreed(blocks: list[dict[str, Any]], key: str, pair: bool = False) -> int | Size | None:
+    """The value every block that states `key` gives: a positive int, or with `pair` also [h, w]."""
     values = {json.dumps(b[key]) for b in blocks if key in b}
     if len(values) > 1:
         raise InputError(f"config.json gives two different vision {key} values: {sorted(values)}")
     if not values:
         return None
     value = json.loads(values.pop())
-    if type(value) is not int or value <= 0:
-        raise InputError(f"config.json has vision {key} {value!r}, not a positive integer")
-    return value
+    if type(value) is int and value > 0:
+        return value
+    size = Size.from_json(value) if pair else None
+    if size is None:
+        raise InputError(
+            f"config.json has vision {key} {value!r}, not a positive integer" + (" or [H, W]" if pair else "")
+        )
+    return size
 
 
-def rewrite_config(config: dict[str, Any], family: Family, sizes: VisionSizes, res: int) -> dict[str, Any]:
+def rewrite_config(config: dict[str, Any], family: Family, sizes: VisionSizes, res: Size) -> dict[str, Any]:
     """A copy of `config` with the vision image_size set to `res` in every block that holds the
     vision sizes (vision_config, the legacy vision_config_dict that overrides it, or the top level
     of a vision-only config).
@@ -109,15 +119,16 @@ def set_dtype(config: dict[str, Any], dtype: str) -> dict[str, Any]:
     return out
 
 
-def rewrite_processor(data: dict[str, Any], res: int, filename: str, old: int | None = None) -> dict[str, Any]:
-    """A copy of a processor file whose images come out `res`×`res`, each size in the form it had.
+def rewrite_processor(data: dict[str, Any], res: Size, filename: str, old: Size | None = None) -> dict[str, Any]:
+    """A copy of a processor file whose images come out `res`, each size in the form it had.
 
     Sizes are `size` and `crop_size` at the top level (preprocessor_config.json) and in the blocks
     nested under a `…processor` key (processor_config.json: `image_processor`, `video_processor`).
-    Forms: an int, [h, w], {"shortest_edge": n}, {"longest_edge": n}, {"height": n, "width": n}.
-    `crop_size` (what the model sees) becomes `res`; so does `size`, unless the file crops and its
-    resize differs from the old size `old` (DINOv2: resize 256, crop 224): then the resize is
-    scaled by res / old, keeping the share of the image the crop takes.
+    Forms: an int, [h, w], {"shortest_edge": n}, {"longest_edge": n}, {"height": n, "width": n}; a
+    non-square `res` needs a form with two sides. `crop_size` (what the model sees) becomes `res`;
+    so does `size`, unless the file crops and its resize differs from the old size `old` (DINOv2:
+    resize 256, crop 224): then the resize is scaled by res / old, keeping the share of the image
+    the crop takes.
     """
     out = copy.deepcopy(data)
     for where, block in _size_blocks(out):
@@ -137,25 +148,38 @@ def _size_blocks(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return blocks
 
 
-def _resized(value: Any, res: int, old: int | None, what: str) -> Any:
-    """`value` with every number n made `res`, or, given `old`, scaled: n * res / old (n == old: res)."""
+def _resized(value: Any, res: Size, old: Size | None, what: str) -> Any:
+    """`value` with every number n made the side of `res` it stands for, or, given `old`, scaled:
+    n * res / old on that side (n == old: res)."""
 
-    def new(n: int) -> int:
-        return res if old is None or n == old else max(1, round(n * res / old))
+    def new(n: int, side: int) -> int:
+        if old is None or n == old.sides[side]:
+            return res.sides[side]
+        return max(1, round(n * res.sides[side] / old.sides[side]))
+
+    def one_number() -> None:
+        if not res.is_square:
+            raise InputError(
+                f"{what} {json.dumps(value)}, one number, which cannot state {res.px}; give that file "
+                '{"height": H, "width": W} sizes, or convert to a square size'
+            )
 
     if isinstance(value, bool):
         raise InputError(f"{what} {value!r}, which is not a size")
     if isinstance(value, int):
-        return new(value)
+        one_number()
+        return new(value, 0)
     if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):
-        return [new(v) for v in value]
+        return [new(v, i) for i, v in enumerate(value)]
     if isinstance(value, dict) and value and all(k in SIZE_DICT_KEYS and type(v) is int for k, v in value.items()):
         if "shortest_edge" in value and "longest_edge" in value:
             raise InputError(
                 f"{what} {json.dumps(value)}: with both shortest_edge and longest_edge the new sizes are "
                 "a choice xcr will not guess; set that file's sizes by hand"
             )
-        return {k: new(v) for k, v in value.items()}
+        if "shortest_edge" in value or "longest_edge" in value:
+            one_number()
+        return {k: new(v, 1 if k == "width" else 0) for k, v in value.items()}
     raise InputError(
         f"{what} {json.dumps(value)}; expected an int, [h, w], "
         '{"shortest_edge": n}, {"longest_edge": n} or {"height": n, "width": n}'
@@ -190,10 +214,10 @@ class CardInfo:
     source: str  # repo id, or the source folder's name
     repo_id: str | None
     revision: str | None
-    old_res: int
-    new_res: int
-    old_grid: int
-    new_grid: int
+    old_res: Size
+    new_res: Size
+    old_grid: Grid
+    new_grid: Grid
     patch_size: int
     mode: str
     antialias: bool
@@ -309,7 +333,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     prefix = {0: "no prefix rows", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
     tags = meta.get("tags")
     tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])
-    for tag in (info.family.split()[0].lower(), "vision", *OUR_TAGS, f"{info.new_res}px"):
+    for tag in (info.family.split()[0].lower(), "vision", *OUR_TAGS, f"{info.new_res}px"):  # 490px, 448x672px
         if tag not in tags:
             tags.append(tag)
     meta["tags"] = tags
@@ -324,17 +348,17 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         front.rstrip("\n"),
         "---",
         "",
-        f"# {info.source} at {info.new_res} px",
+        f"# {info.source} at {info.new_res.px}",
         "",
         f"This is `{info.source}`{revision} with its vision position embeddings resampled from a "
-        f"{info.old_grid}×{info.old_grid} grid ({info.old_res} px) to a {info.new_grid}×{info.new_grid} grid "
-        f"({info.new_res} px, patch size {info.patch_size}), ready for fine-tuning at {info.new_res} px.",
+        f"{grid_text(info.old_grid)} grid ({info.old_res.px}) to a {grid_text(info.new_grid)} grid "
+        f"({info.new_res.px}, patch size {info.patch_size}), ready for fine-tuning at {info.new_res.px}.",
         "",
         "| | |",
         "| --- | --- |",
         f"| source | `{info.source}`{revision} |",
-        f"| resolution | {info.old_res} px → {info.new_res} px |",
-        f"| grid | {info.old_grid}×{info.old_grid} → {info.new_grid}×{info.new_grid} |",
+        f"| resolution | {info.old_res.px} → {info.new_res.px} |",
+        f"| grid | {grid_text(info.old_grid)} → {grid_text(info.new_grid)} |",
         f"| method | {method_text(info.mode, info.antialias)}; {prefix}; float32 compute |",
         f"| tensors rewritten | {', '.join(f'`{t}`' for t in info.tensors) or 'none'} |",
         *(
@@ -352,7 +376,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         )
         + f"`{info.config_file}`"
         + (" and the processor files" if info.processors else "")
-        + f" state the new resolution, so {info.loader} loads it at {info.new_res} px with no edits. "
+        + f" state the new resolution, so {info.loader} loads it at {info.new_res.px} with no edits. "
         f"With the default method the position table equals what {info.runtime} computes at run time.",
         "",
     ]

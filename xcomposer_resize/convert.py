@@ -28,7 +28,7 @@ from .configs import (
 )
 from .errors import InputError, OutputError, UsageError, XcrError, arg
 from .families import Family
-from .options import Options, build_options, check_cost, check_res
+from .options import Options, build_options, check_cost, check_res, res_arg
 from .output import (
     ChangedError,
     Staging,
@@ -52,6 +52,7 @@ from .safetensors_io import (
     torch_dtype,
     write_file,
 )
+from .size import Grid, Size, grid_text
 from .sources import load_tensor, model_config
 
 if TYPE_CHECKING:
@@ -69,22 +70,22 @@ class Target:
     identity of what was there when it was checked (what --force may replace), what its record
     will say, and whether it is already there (up to date)."""
 
-    res: int
+    res: Size
     shown: Path
     final: Path
     seen: tuple[int, int] | None = None
     want: dict[str, Any] = field(default_factory=dict)
     up_to_date: bool = False
 
-    def grid(self, patch: int) -> int:
-        return self.res // patch
+    def grid(self, patch: int) -> Grid:
+        return self.res.grid(patch)
 
 
 @dataclass(frozen=True)
 class OutputReport:
     path: str
-    res: int
-    grid: tuple[int, int]
+    res: Size
+    grid: Grid
     up_to_date: bool = False  # already there from an earlier run: nothing was rewritten
 
 
@@ -110,7 +111,8 @@ class Result:
             "source": self.source,
             "revision": self.revision,
             "outputs": [
-                {"path": o.path, "res": o.res, "grid": list(o.grid), "up_to_date": o.up_to_date} for o in self.outputs
+                {"path": o.path, "res": o.res.json(), "grid": list(o.grid), "up_to_date": o.up_to_date}
+                for o in self.outputs
             ],
             "tensors_rewritten": self.tensors_rewritten,
             "bytes_written": self.bytes_written,
@@ -121,7 +123,7 @@ class Result:
 
 def resize(
     model: str | os.PathLike[str] | None = None,
-    res: int | Sequence[int] | None = None,
+    res: int | str | Size | Sequence[int | str | Size] | None = None,
     out: str | os.PathLike[str] | None = None,
     *,
     preset: str | Sequence[str] | None = None,
@@ -140,7 +142,8 @@ def resize(
     on_progress: ProgressFn | None = None,
     on_note: NoteFn | None = None,
 ) -> Result:
-    """Convert `model` (a folder, or a Hub repo id) to each resolution in `res` (pixels).
+    """Convert `model` (a folder, or a Hub repo id) to each resolution in `res`: pixels (490), or
+    height x width ("448x672" or `Size(448, 672)`) for the families whose configs state two sides.
 
     Writes one folder per resolution (`out`, which holds `{res}` when there are several, or a name
     derived from the source's), each a complete checkpoint whose config and processor files state
@@ -201,11 +204,17 @@ def convert(
         source.fetch_weights(family.weight_files)
         plan = make_plan(source, family, config, sizes, options, config_name)
         note(f"{config_name} does not state the vision {' and '.join(sizes.missing)}; {family.library} assumes "
-             f"{sizes.image_size} px with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
+             f"{sizes.image_size.px} with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
+    for r in options.resolutions:
+        if not r.is_square and family.square_only:
+            raise UsageError(
+                f"{res_arg(r)} is not square, and a {family.name} checkpoint cannot be: {family.square_only}; "
+                f"give one size such as {r.height}"
+            )
     resolutions = [r for r in options.resolutions if not _as_is(options, sizes, r)]
     for r in options.resolutions:
         if r not in resolutions:
-            note(f"no conversion is needed for {r} px: {source.display} is already at {sizes.image_size} px")
+            note(f"no conversion is needed for {r.px}: {source.display} is already at {sizes.image_size.px}")
     if not resolutions:
         return Result(
             source.display, source.revision, [], [], 0, time.perf_counter() - started, notes, str(source.folder)
@@ -217,9 +226,7 @@ def convert(
             note(partial)
     if options.device == "cuda":
         _check_cuda()
-    reports = [
-        OutputReport(str(t.shown), t.res, (t.grid(sizes.patch_size),) * 2, True) for t in targets if t.up_to_date
-    ]
+    reports = [OutputReport(str(t.shown), t.res, t.grid(sizes.patch_size), True) for t in targets if t.up_to_date]
     for report in reports:  # complete already: what an interruption now must not report as lost
         if on_landed:
             on_landed(report)
@@ -234,11 +241,12 @@ def convert(
         plan = make_plan(source, family, config, sizes, options, config_name)
     for t in todo:
         check_cost(t.res, sizes.patch_size, plan.pos.shape[-1], plan.prefix)
-    check_processors(plan, todo[0].res)
+    for t in todo:
+        check_processors(plan, t.res)
     for message in plan.notes:
         note(message)
     if any(t.grid(sizes.patch_size) == sizes.grid for t in todo):
-        note(f"the position grid is already {sizes.grid}×{sizes.grid} at {sizes.image_size} px: writing it unchanged")
+        note(f"the position grid is already {grid_text(sizes.grid)} at {sizes.image_size.px}: writing it unchanged")
 
     total = sum(planned_bytes(plan, t.grid(sizes.patch_size)) for t in todo)
     done = 0
@@ -254,8 +262,7 @@ def convert(
 
     def landed(target: Target, nbytes: int, names: tuple[str, ...], up_to_date: bool) -> None:
         nonlocal written
-        g = target.grid(sizes.patch_size)
-        reports.append(OutputReport(str(target.shown), target.res, (g, g), up_to_date))
+        reports.append(OutputReport(str(target.shown), target.res, target.grid(sizes.patch_size), up_to_date))
         written += nbytes
         rewritten.update(names)
         if on_landed:
@@ -308,28 +315,28 @@ def _mention_completed(e: BaseException, paths: list[str]) -> None:
 # ---------------------------------------------------------------- checks before any work
 
 
-def _as_is(options: Options, sizes: VisionSizes, res: int) -> bool:
+def _as_is(options: Options, sizes: VisionSizes, res: Size) -> bool:
     """A preset that runs the source as it is, and the source is already that: nothing to write
     (unless the output's form changes: --vision-only, --dtype)."""
     same_form = not options.vision_only and options.dtype == "keep"
     return res in options.as_is and res == sizes.image_size and same_form
 
 
-def _targets(options: Options, resolutions: list[int], source: Source, sizes: VisionSizes, width: int | None,
+def _targets(options: Options, resolutions: list[Size], source: Source, sizes: VisionSizes, width: int | None,
              prefix: int, fingerprint: str) -> list[Target]:  # fmt: skip
     targets = [_target(options, source, sizes, width, prefix, r, fingerprint) for r in resolutions]
-    seen: dict[Path, int] = {}
+    seen: dict[Path, Size] = {}
     for t in targets:
         if t.final in seen:
             raise UsageError(
-                f"{arg('res', seen[t.final])} and {arg('res', t.res)} would both be written to {t.final}; "
+                f"{res_arg(seen[t.final])} and {res_arg(t.res)} would both be written to {t.final}; "
                 f"give {arg('out')} a {{res}} that tells them apart"
             )
         seen[t.final] = t.res
     return targets
 
 
-def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int, res: int,
+def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int, res: Size,
             fingerprint: str) -> Target:  # fmt: skip
     check_res(res, sizes.patch_size, width, prefix)
     name = default_name(source.name, sizes.image_size, res)
@@ -454,7 +461,7 @@ def _write_target(
     return staging.interrupts
 
 
-def _config(plan: Plan, res: int) -> dict[str, Any]:
+def _config(plan: Plan, res: Size) -> dict[str, Any]:
     """config.json of an output at `res`: the vision sizes, the vision tower alone, the dtype."""
     config, sizes = plan.config, plan.sizes
     if plan.options.vision_only:
@@ -491,8 +498,8 @@ def _start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
     return Worker.start()
 
 
-def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
-    """The bytes of the new position table (in the output's dtype) and ids for grid g."""
+def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
+    """The bytes of the new position table (in the output's dtype) and ids for grid g (rows, columns)."""
     s, prefix, pos, options = plan.sizes, plan.prefix, plan.pos, plan.options
     out_dtype = plan.out_dtype(pos)
     if worker is not None and isinstance(pos.data, FileRange):
@@ -500,8 +507,8 @@ def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
             "dtype": pos.dtype,
             "out_dtype": out_dtype,
             "shape": list(pos.shape),
-            "new_grid": [g, g],
-            "old_grid": [s.grid, s.grid],
+            "new_grid": list(g),
+            "old_grid": list(s.grid),
             "prefix": prefix,
             "mode": options.interpolation[0],
             "antialias": options.interpolation[1],
@@ -511,10 +518,10 @@ def _resampled(plan: Plan, g: int, worker: Worker | None) -> dict[str, Buffer]:
     else:
         from .interpolate import resample_grid
 
-        new = resample_grid(load_tensor(pos), (g, g), prefix, (s.grid, s.grid), *options.interpolation,
+        new = resample_grid(load_tensor(pos), g, prefix, s.grid, *options.interpolation,
                             options.device, torch_dtype(out_dtype))  # fmt: skip
         table = tensor_bytes(new.contiguous())
-    rows = prefix + g * g
+    rows = prefix + g[0] * g[1]
     out = {pos.name: table}
     if plan.ids is not None:
         width = DTYPE_SIZES[plan.ids.dtype]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InputError, UsageError, arg
+from .size import Size
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Family:
         oracles: transformers classes that load a checkpoint of the family (full model first).
         runtime: the code that interpolates at run time (what the default equals), for cards and inspect.
         config_file: the file that holds the model config (open_clip: open_clip_config.json).
+        square_only: why the family's checkpoints cannot be non-square ("": they can).
     """
 
     name: str
@@ -65,6 +67,7 @@ class Family:
     library: str = "transformers"  # the library that loads it (the model card's library_name)
     weight_files: tuple[str, ...] = ()  # its own weight files, first in a repo that carries several layouts
     vision_only_layout: bool = True  # a vision-only checkpoint of the family is something a loader loads
+    square_only: str = ""  # why an output cannot be non-square, e.g. 448x672 ("": it can)
 
     @property
     def has_text(self) -> bool:
@@ -75,15 +78,16 @@ class Family:
         """Whether `config` (config.json) is of this family."""
         return config.get("model_type") in self.model_types
 
-    def stated_sizes(self, config: dict[str, Any]) -> tuple[int | None, int | None] | None:
-        """(image_size, patch_size) as the config states them (None for a key it leaves out), for a
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
+        """(image size, patch size) as the config states them (None for a key it leaves out), for a
         family whose sizes are not in vision config blocks; None: read the blocks (the default)."""
         return None
 
-    def set_size(self, config: dict[str, Any], res: int, patch: int) -> None:
-        """State `res` in `config` (a copy, changed in place) wherever the family's loader reads it."""
+    def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
+        """State `res` in `config` (a copy, changed in place) wherever the family's loader reads it:
+        an int when square, [height, width] otherwise (only for a family that is not square_only)."""
         for block in self.vision_config_blocks(config):
-            block["image_size"] = res
+            block["image_size"] = res.json()
             block.setdefault("patch_size", patch)
 
     def prefix_rows(self, rows: int, cells: int) -> int:
@@ -161,6 +165,7 @@ CLIP = Family(
     projections=("visual_projection",),
     oracles=("CLIPModel", "CLIPVisionModel"),
     runtime="InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding`",
+    square_only="transformers' CLIP config states one image_size and CLIPVisionEmbeddings builds a square grid from it",
 )
 
 SIGLIP = Family(
@@ -179,6 +184,8 @@ SIGLIP = Family(
     projections=(),
     oracles=("SiglipModel", "SiglipVisionModel"),
     runtime="transformers' `SiglipVisionEmbeddings.interpolate_pos_encoding`",
+    square_only="transformers' SigLIP config states one image_size and SiglipVisionEmbeddings builds a square grid "
+    "from it",
 )
 
 DINOV2 = Family(
@@ -199,6 +206,7 @@ DINOV2 = Family(
     top_level=True,
     oracles=("Dinov2Model",),
     runtime="transformers' `Dinov2Embeddings.interpolate_pos_encoding` (float32, on every forward)",
+    square_only="transformers' DINOv2 resamples its table on every forward pass and reads it as a square grid",
 )
 
 DINOV2_REGISTERS = Family(
@@ -220,6 +228,8 @@ DINOV2_REGISTERS = Family(
     top_level=True,
     oracles=("Dinov2WithRegistersModel",),
     runtime="transformers' `Dinov2WithRegistersEmbeddings.interpolate_pos_encoding` (antialias, float32)",
+    square_only="transformers' DINOv2 with registers resamples its table on every forward pass and reads it as a "
+    "square grid",
 )
 
 VIT = Family(
@@ -255,55 +265,49 @@ class TimmFamily(Family):
     def matches(self, config: dict[str, Any]) -> bool:
         return isinstance(config.get("architecture"), str) and isinstance(config.get("pretrained_cfg"), dict)
 
-    def stated_sizes(self, config: dict[str, Any]) -> tuple[int | None, int | None] | None:
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
         cfg: dict[str, Any] = config.get("pretrained_cfg") or {}
         args: dict[str, Any] = config["model_args"] if isinstance(config.get("model_args"), dict) else {}
         sizes = []
         input_size = cfg.get("input_size")
         if input_size is not None:
-            if not (isinstance(input_size, list) and len(input_size) == 3 and all(type(v) is int for v in input_size)):
+            size = Size.from_json(input_size[1:]) if isinstance(input_size, list) and len(input_size) == 3 else None
+            if size is None or type(input_size[0]) is not int:
                 raise InputError(f"config.json has pretrained_cfg.input_size {input_size!r}, not [channels, H, W]")
-            sizes.append(("pretrained_cfg.input_size", tuple(input_size[1:])))
+            sizes.append(("pretrained_cfg.input_size", size))
         img_size = args.get("img_size")
         if img_size is not None:
-            pair = (
-                (img_size, img_size) if type(img_size) is int else tuple(img_size) if isinstance(img_size, list) else ()
-            )
-            if len(pair) != 2 or not all(type(v) is int for v in pair):
+            size = Size.from_json(img_size)
+            if size is None:
                 raise InputError(f"config.json has model_args.img_size {img_size!r}, not an int or [H, W]")
-            sizes.append(("model_args.img_size", pair))
-        if len({hw for _, hw in sizes}) > 1:
+            sizes.append(("model_args.img_size", size))
+        if len({size for _, size in sizes}) > 1:
             raise InputError(
-                f"config.json says {' but '.join(f'{k} {list(hw)}' for k, hw in sizes)}; timm builds the model "
+                f"config.json says {' but '.join(f'{k} {size.px}' for k, size in sizes)}; timm builds the model "
                 "from model_args: make them agree"
             )
-        image = None
-        if sizes:
-            h, w = sizes[0][1]
-            if h != w:
-                raise InputError(
-                    f"config.json states a non-square input ({h}×{w}); xcr converts square grids only so far"
-                )
-            image = h
         patch = args.get("patch_size")
         if type(patch) is not int:
             found = re.search(r"patch(\d+)", str(config.get("architecture")))
             patch = int(found.group(1)) if found else None
-        return image, patch
+        return (sizes[0][1] if sizes else None), patch
 
-    def set_size(self, config: dict[str, Any], res: int, patch: int) -> None:
+    def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         cfg: dict[str, Any] = config.setdefault("pretrained_cfg", {})
-        old = cfg.get("input_size") or [3, res, res]
-        channels = old[0]
-        cfg["input_size"] = [channels, res, res]
+        old = cfg.get("input_size") or [3, *res.sides]
+        cfg["input_size"] = [old[0], *res.sides]
         test = cfg.get("test_input_size")
-        if isinstance(test, list) and len(test) == 3 and all(type(v) is int for v in test) and old[1] == old[2]:
+        if isinstance(test, list) and len(test) == 3 and all(type(v) is int for v in test):
             # a larger evaluation size of the old model: the same share larger than the new size
-            cfg["test_input_size"] = [test[0], round(test[1] * res / old[1]), round(test[2] * res / old[2])]
+            cfg["test_input_size"] = [
+                test[0],
+                round(test[1] * res.height / old[1]),
+                round(test[2] * res.width / old[2]),
+            ]
         args = config.get("model_args")
         if not isinstance(args, dict):
             args = config["model_args"] = {}
-        args["img_size"] = res
+        args["img_size"] = res.json()
 
     def prefix_rows(self, rows: int, cells: int) -> int:
         extra = rows - cells
@@ -356,21 +360,21 @@ class OpenClipFamily(Family):
             )
         return vision
 
-    def stated_sizes(self, config: dict[str, Any]) -> tuple[int | None, int | None] | None:
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
         vision = self._vision(config)
-        sizes = []
-        for key in ("image_size", "patch_size"):
-            value = vision.get(key)
-            if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
-                value = value[0]
-            if value is not None and (type(value) is not int or value <= 0):
-                raise InputError(f"open_clip_config.json has vision_cfg.{key} {value!r}, not a positive integer")
-            sizes.append(value)
-        return sizes[0], sizes[1]
+        image, patch = vision.get("image_size"), vision.get("patch_size")
+        size = None if image is None else Size.from_json(image)
+        if image is not None and size is None:
+            raise InputError(f"open_clip_config.json has vision_cfg.image_size {image!r}, not an int or [H, W]")
+        if isinstance(patch, list) and len(patch) == 2 and patch[0] == patch[1]:
+            patch = patch[0]
+        if patch is not None and (type(patch) is not int or patch <= 0):
+            raise InputError(f"open_clip_config.json has vision_cfg.patch_size {patch!r}, not a positive integer")
+        return size, patch
 
-    def set_size(self, config: dict[str, Any], res: int, patch: int) -> None:
+    def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         vision = self._vision(config)
-        vision["image_size"] = res
+        vision["image_size"] = res.json()
         vision.setdefault("patch_size", patch)
 
     def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:

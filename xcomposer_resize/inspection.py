@@ -44,12 +44,13 @@ class Inspection:
     family: str
     model_type: str | None
     architectures: list[str]
-    image_size: int
+    image_size: int | list[int]  # 490, or [height, width] when not square
     patch_size: int
     grid: list[int]
     prefix_tokens: int
     stated: bool  # config.json states image_size and patch_size (else transformers' defaults)
-    accepted_res: dict[str, int]  # min, max; multiples of multiple_of fit exactly (others leave pixels out)
+    accepted_res: dict[str, Any]  # min, max (a side); multiples of multiple_of fit exactly; non_square: HxW
+    # accepted, else why not
     method: str  # the family's own run-time interpolation, xcr's default for it
     table: Table | None
     position_ids: str | None
@@ -99,7 +100,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     else:  # a .bin not on this machine: what config.json implies
         width = next((b.get("hidden_size") for b in adapter.vision_config_blocks(config) if b.get("hidden_size")), None)
         if isinstance(width, int):
-            rows = adapter.num_prefix_tokens + sizes.grid**2
+            rows = adapter.num_prefix_tokens + sizes.grid[0] * sizes.grid[1]
             table = Table(
                 adapter.pos_suffix,
                 [1, rows, width] if adapter.batched else [rows, width],
@@ -119,12 +120,19 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         family=adapter.name,
         model_type=str(config["model_type"]) if config.get("model_type") else None,
         architectures=[str(a) for a in config.get("architectures") or [config.get("architecture") or ""] if a],
-        image_size=sizes.image_size,
+        image_size=sizes.image_size.json(),
         patch_size=sizes.patch_size,
-        grid=[sizes.grid, sizes.grid],
-        prefix_tokens=adapter.prefix_rows(table.shape[-2], sizes.grid**2) if table else adapter.num_prefix_tokens,
+        grid=list(sizes.grid),
+        prefix_tokens=(
+            adapter.prefix_rows(table.shape[-2], sizes.grid[0] * sizes.grid[1]) if table else adapter.num_prefix_tokens
+        ),
         stated=sizes.stated,
-        accepted_res={"multiple_of": sizes.patch_size, "min": sizes.patch_size, "max": largest},
+        accepted_res={
+            "multiple_of": sizes.patch_size,
+            "min": sizes.patch_size,
+            "max": largest,
+            "non_square": adapter.square_only or True,
+        },
         method=adapter.mode + (", antialias" if adapter.antialias else "") + f" (= {adapter.runtime.replace('`', '')})",
         table=table,
         position_ids=ids,

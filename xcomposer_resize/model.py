@@ -29,6 +29,7 @@ def resize_model(model: Any, res: int, *, mode: str = "bicubic", antialias: bool
 
     from .interpolate import ANTIALIAS_MODES, MODES, resample_grid
     from .options import check_res, pixels
+    from .size import Size
 
     res = pixels(res)
     if mode not in MODES:
@@ -43,7 +44,7 @@ def resize_model(model: Any, res: int, *, mode: str = "bicubic", antialias: bool
     old = int(round((rows - 1) ** 0.5))
     if 1 + old * old != rows:
         raise UsageError(f"the model's position table has {rows} rows, not a class row plus a square grid")
-    check_res(res, patch, width, 1)
+    check_res(Size.square(res), patch, width, 1)
     grid = res // patch
     if grid == old:
         return model

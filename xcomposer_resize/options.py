@@ -20,6 +20,7 @@ from .errors import UsageError, arg
 from .interpolate import ANTIALIAS_MODES, MODES
 from .presets import DEFAULT_MODEL, Preset
 from .presets import preset as find_preset
+from .size import Size
 from .text import human_bytes
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class Options:
     """What to convert, to which resolutions, where, and how."""
 
     model: str
-    resolutions: tuple[int, ...]
+    resolutions: tuple[Size, ...]
     out: str | None  # as given (`~` not yet expanded; may hold `{res}`); None: a name derived from the source's
     force: bool = False
     device: str = "cpu"
@@ -49,7 +50,7 @@ class Options:
     with_projection: bool = False  # with vision_only: keep visual_projection (CLIPVisionModelWithProjection)
     fsync: bool = False  # flush every file and the folder to the disk before and after landing
     notes: tuple[str, ...] = ()  # what the presets say
-    as_is: tuple[int, ...] = ()  # resolutions a preset runs the source at as it is: nothing to write when it is
+    as_is: tuple[Size, ...] = ()  # resolutions a preset runs the source at as it is: nothing to write when it is
 
     def method(self, family: Family) -> Options:
         """These options with the interpolation settled: what was given, else `family`'s default."""
@@ -68,8 +69,8 @@ class Options:
             raise AssertionError("the interpolation is not settled: call Options.method(family) first")
         return self.mode, self.antialias
 
-    def out_for(self, res: int) -> str | None:
-        """The output folder for `res`: `out` with `{res}` filled in."""
+    def out_for(self, res: Size) -> str | None:
+        """The output folder for `res`: `out` with `{res}` filled in (`490`, `448x672`)."""
         return None if self.out is None else self.out.replace("{res}", str(res))
 
 
@@ -93,7 +94,8 @@ def build_options(
 ) -> Options:
     """Validate the arguments of `resize()` and return them as one `Options` value.
 
-    `res` (pixels, one or several) or `preset` (names from presets.PRESETS, one or several) says
+    `res` (one or several sizes: pixels such as 490, or `Size`/text such as "448x672" for height x
+    width) or `preset` (names from presets.PRESETS, one or several) says
     which resolutions; with neither, 490. `model` defaults to the presets' source, or
     openai/clip-vit-large-patch14-336. `mode`/`antialias` None: the family's own interpolation.
     """
@@ -101,8 +103,8 @@ def build_options(
     if presets and res is not None:
         raise UsageError(f"give {arg('res')} or {arg('preset')}, not both")
     if presets:
-        resolutions = tuple(p.res for p in presets)
-        as_is = tuple(p.res for p in presets if not p.convert)
+        resolutions = tuple(Size.square(p.res) for p in presets)
+        as_is = tuple(Size.square(p.res) for p in presets if not p.convert)
         notes = tuple(f"{p.name}: {p.note}" for p in presets)
     else:
         resolutions, as_is, notes = _resolutions(490 if res is None else res), (), ()
@@ -160,43 +162,56 @@ def _presets(preset: object) -> list[Preset]:
 
 
 def largest_grid(width: int, prefix: int) -> int:
-    """The side of the largest grid whose float32 table fits in MAX_TABLE_BYTES."""
+    """The side of the largest square grid whose float32 table fits in MAX_TABLE_BYTES."""
     cells = MAX_TABLE_BYTES // (4 * width) - prefix
     return math.isqrt(cells) if cells > 0 else 0
 
 
-def check_res(res: int, patch: int, width: int | None, prefix: int) -> str | None:
-    """Refuse a resolution the table cannot have (too large, or smaller than one patch). A size
-    that is not a multiple of the patch is accepted, as transformers and timm accept it (the grid
-    is res // patch): the returned note says how many pixels the patches leave out."""
+def check_res(res: Size, patch: int, width: int | None, prefix: int) -> str | None:
+    """Refuse a size the table cannot have (too large, or smaller than one patch). A size that is
+    not a multiple of the patch is accepted, as transformers and timm accept it (the grid is
+    res // patch): the returned note says how many pixels the patches leave out."""
     check_cost(res, patch, width, prefix)
-    if res < patch:
-        raise UsageError(f"{arg('res', res)} is smaller than one {patch}-px patch; use at least {patch}")
-    if res % patch == 0:
+    if min(res.sides) < patch:
+        raise UsageError(f"{res_arg(res)} is smaller than one {patch}-px patch; use at least {patch}")
+    if res.height % patch == 0 and res.width % patch == 0:
         return None
-    grid = res // patch
+    gh, gw = res.grid(patch)
     largest = largest_grid(width, prefix) * patch if width else None
-    lower, upper = res - res % patch, res - res % patch + patch
-    hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
+    if res.is_square:
+        lower, upper = res.height - res.height % patch, res.height - res.height % patch + patch
+        hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
+        where = f"the last {res.height % patch} px on the right and at the bottom"
+    else:
+        fits = Size(gh * patch, gw * patch)
+        hints = [str(fits)]
+        left = [f"{n % patch} px {side}" for n, side in ((res.width, "on the right"), (res.height, "at the bottom"))
+                if n % patch]  # fmt: skip
+        where = f"the last {' and '.join(left)}"
     return (
-        f"{arg('res', res)} is not a multiple of the patch size {patch}: the {grid}×{grid} grid covers "
-        f"{grid * patch} px and the patch embedding does not see the last {res % patch} px on the right "
-        f"and at the bottom (as at run time); {' or '.join(hints)} would fit exactly"
+        f"{res_arg(res)} is not a multiple of the patch size {patch}: the {gh}×{gw} grid covers "
+        f"{Size(gh * patch, gw * patch).px} and the patch embedding does not see {where} (as at run time); "
+        f"{' or '.join(hints)} would fit exactly"
     )
 
 
-def check_cost(res: int, patch: int, width: int | None, prefix: int) -> None:
+def check_cost(res: Size, patch: int, width: int | None, prefix: int) -> None:
     """Refuse, before allocating anything, a position table too large to be meant."""
     if width is None:
         return
-    grid = res // patch
-    cost = (prefix + grid * grid) * width * 4
+    gh, gw = res.grid(patch)
+    cost = (prefix + gh * gw) * width * 4
     if cost > MAX_TABLE_BYTES:
         raise UsageError(
-            f"{arg('res', res)} means a {grid}×{grid} grid and a position table of {_size(cost)} "
+            f"{res_arg(res)} means a {gh}×{gw} grid and a position table of {_size(cost)} "
             f"(limit {_size(MAX_TABLE_BYTES)}); use a smaller {arg('res')}, "
-            f"at most {largest_grid(width, prefix) * patch}"
+            f"at most {largest_grid(width, prefix) * patch}" + ("" if res.is_square else " on a side of a square")
         )
+
+
+def res_arg(res: Size) -> str:
+    """`--res 490` / `res=490`; `--res 448x672` / `res='448x672'`."""
+    return arg("res", res.height if res.is_square else str(res))
 
 
 def _size(n: int) -> str:
@@ -222,11 +237,25 @@ def pixels(value: object) -> int:
     return n
 
 
-def _resolutions(res: object) -> tuple[int, ...]:
-    if isinstance(res, Iterable) and not isinstance(res, (str, bytes)) and not hasattr(res, "__index__"):
-        values = [pixels(r) for r in res]
+def size(value: object) -> Size:
+    """A size from pixels (490), a `Size`, or text: "490", "448x672" (height x width)."""
+    if isinstance(value, Size):
+        found: Size | None = value
+    elif isinstance(value, str):
+        found = Size.parse(value)
+        if found is None:
+            raise UsageError(f"{arg('res')} {value!r} is not a size such as 490 or 448x672 (height x width)")
     else:
-        values = [pixels(res)]
+        return Size.square(pixels(value))
+    assert found is not None
+    if min(found.sides) <= 0:
+        raise UsageError(f"{res_arg(found)} is not a positive number of pixels; give a size such as 490")
+    return found
+
+
+def _resolutions(res: object) -> tuple[Size, ...]:
+    many = isinstance(res, Iterable) and not isinstance(res, (str, bytes, Size)) and not hasattr(res, "__index__")
+    values = [size(r) for r in res] if isinstance(res, Iterable) and many else [size(res)]
     if not values:
         raise UsageError(f"{arg('res')} is empty; give at least one resolution")
     for r in values:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from . import record
 from .errors import OutputError, UsageError, arg
+from .size import Size
 from .sources import CONFIG_FILES, is_weight_file
 
 TMP_TAG = ".xcr-tmp-"
@@ -41,10 +42,10 @@ TAG_BYTES = 100  # longer output names are shortened (with a hash) in the names 
 INNER_NAME_ALLOWANCE = 64  # room left in a path for the names of the files inside an output
 
 
-def default_name(source_name: str, old_res: int, new_res: int) -> str:
+def default_name(source_name: str, old_res: Size, new_res: Size) -> str:
     """`clip-vit-large-patch14-336` → `clip-vit-large-patch14-490`; without the old resolution
-    in the name, `-490` is appended."""
-    hits = list(re.finditer(rf"(?<!\d){old_res}(?!\d)", source_name))
+    in the name, `-490` is appended (`-448x672` for a size that is not square)."""
+    hits = list(re.finditer(rf"(?<![\dx]){re.escape(str(old_res))}(?![\dx])", source_name))
     if hits:
         m = hits[-1]
         return source_name[: m.start()] + str(new_res) + source_name[m.end() :]

@@ -19,6 +19,7 @@ from .errors import InputError, arg
 from .families import Family
 from .interpolate import grid_side
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
+from .size import Grid, Size, grid_text
 from .sources import (
     BIN_INDEX,
     CONFIG,
@@ -106,15 +107,16 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
     if family.batched and pos.shape[0] != 1:
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
     rows, _width = pos.shape[-2:]
-    prefix = family.prefix_rows(rows, sizes.grid**2)
-    grid = grid_side(rows - prefix)
-    if grid is None:
-        raise InputError(
-            f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid"
-            + (f"; is --family {options.family} right?" if options.family else "; is this a checkpoint xcr knows?")
-        )
-    if grid != sizes.grid:
-        raise InputError(_disagreement(sizes, grid, _patch_of(ckpt, family), pos_name, family, config_name))
+    cells = sizes.grid[0] * sizes.grid[1]
+    prefix = family.prefix_rows(rows, cells)
+    if rows - prefix != cells:
+        side = grid_side(rows - prefix)
+        if side is None and sizes.image_size.is_square:
+            raise InputError(
+                f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid"
+                + (f"; is --family {options.family} right?" if options.family else "; is this a checkpoint xcr knows?")
+            )
+        raise InputError(_disagreement(sizes, rows - prefix, _patch_of(ckpt, family), pos_name, family, config_name))
     ids = None
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:
@@ -182,20 +184,22 @@ def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
     return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
 
 
-def _disagreement(sizes: VisionSizes, grid: int, patch: int | None, pos_name: str, family: Family,
+def _disagreement(sizes: VisionSizes, cells: int, patch: int | None, pos_name: str, family: Family,
                   config_name: str) -> str:  # fmt: skip
-    """What is wrong when the config's grid is not the weights', and what to write in the config."""
-    weights = f"{pos_name} holds a {grid}×{grid} grid"
+    """What is wrong when the config's grid is not the weights' (`cells` grid rows), and what to
+    write in the config."""
+    side = grid_side(cells)
+    weights = f"{pos_name} holds a {side}×{side} grid" if side else f"{pos_name} holds {cells} grid rows"
     fix = f"fix {config_name} or use the weights it was made for"
-    if patch:
-        weights += f" of {patch}-px patches ({grid * patch} px)"
-        fix = f'set "image_size": {grid * patch}, "patch_size": {patch} in its vision config'
+    if patch and side:
+        weights += f" of {patch}-px patches ({side * patch} px)"
+        fix = f'set "image_size": {side * patch}, "patch_size": {patch} in its vision config'
     if sizes.missing:
         said = f"does not state the vision {' and '.join(sizes.missing)}, so {family.library} assumes"
     else:
         said = "says"
     return (
-        f"{config_name} {said} {sizes.image_size} px with {sizes.patch_size}-px patches ({sizes.grid}×{sizes.grid}) "
+        f"{config_name} {said} {sizes.image_size.px} with {sizes.patch_size}-px patches ({grid_text(sizes.grid)}) "
         f"but {weights}; the config and the weights disagree: {fix}"
     )
 
@@ -246,7 +250,7 @@ def _plan_files(plan: Plan) -> None:
         )
 
 
-def check_processors(plan: Plan, res: int) -> None:
+def check_processors(plan: Plan, res: Size) -> None:
     """Refuse, before any work, a processor file whose size form xcr cannot rewrite."""
     for rel, data in plan.processors.items():
         rewrite_processor(data, res, rel, plan.sizes.image_size)
@@ -259,19 +263,19 @@ def _read_text(path: Path) -> str:
         raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
 
 
-def new_shapes(plan: Plan, grid: int) -> dict[str, tuple[int, ...]]:
-    """Tensors whose shape changes for a `grid`×`grid` output → their new shape (none when the grid
-    is the same)."""
+def new_shapes(plan: Plan, grid: Grid) -> dict[str, tuple[int, ...]]:
+    """Tensors whose shape changes for an output of `grid` (rows, columns) → their new shape (none
+    when the grid is the same)."""
     if grid == plan.sizes.grid:
         return {}
-    rows = plan.prefix + grid * grid
+    rows = plan.prefix + grid[0] * grid[1]
     shapes: dict[str, tuple[int, ...]] = {plan.pos.name: (*plan.pos.shape[:-2], rows, plan.pos.shape[-1])}
     if plan.ids is not None:
         shapes[plan.ids.name] = (1, rows) if len(plan.ids.shape) == 2 else (rows,)
     return shapes
 
 
-def out_tensors(plan: Plan, grid: int, compute: Callable[[str], Any]) -> list[list[OutTensor]]:
+def out_tensors(plan: Plan, grid: Grid, compute: Callable[[str], Any]) -> list[list[OutTensor]]:
     """For each output weight file, its tensors and where their bytes come from: copied from the
     source file (FileRange), converted while copying (Cast), or computed (`compute(name)`)."""
     shapes = new_shapes(plan, grid)
@@ -295,6 +299,6 @@ def out_tensors(plan: Plan, grid: int, compute: Callable[[str], Any]) -> list[li
     return files
 
 
-def planned_bytes(plan: Plan, grid: int) -> int:
+def planned_bytes(plan: Plan, grid: Grid) -> int:
     """Bytes of tensor data one output of `grid` holds (what the progress bar counts)."""
     return sum(sum(t.nbytes for t in f) for f in out_tensors(plan, grid, lambda _n: b""))

@@ -1,6 +1,6 @@
 """A picture of the position embeddings: the cosine-similarity map of the ViT paper's figure 7.
 
-For a g×g grid, the picture is a g×g mosaic of tiles; the tile at row i, column j is itself g×g
+For an h×w grid, the picture is an h×w mosaic of tiles; the tile at row i, column j is itself h×w
 and shows the cosine similarity of cell (i, j)'s position vector to every cell's. A learned table
 shows each tile bright near its own place and dim far from it; a resampled table should show the
 same pattern on its finer (or coarser) grid. Source and output side by side; every value is a k×k
@@ -28,11 +28,12 @@ PLOT_EXTRA = "pip install 'xcomposer-resize[plot]'"
 
 @dataclass(frozen=True)
 class Panel:
-    """One table to draw: [prefix + g*g, C], and its title."""
+    """One table to draw: [prefix + h*w, C] for a grid (h, w), and its title."""
 
     table: Any  # torch.Tensor
     prefix: int
     title: str
+    grid: tuple[int, int] | None = None  # None: a square grid
 
 
 def require_matplotlib() -> None:
@@ -82,27 +83,33 @@ def stride(g: int) -> int:
     return -(-g // MAX_TILES)
 
 
-def mosaic(table: torch.Tensor, prefix: int) -> torch.Tensor:
-    """[t*(g+1)-1, t*(g+1)-1] float for a g×g grid and t = ceil(g / stride) tiles per side: tile
-    (a, b) holds the cosine similarity of cell (a*stride, b*stride) to every cell, NaN between tiles."""
+def mosaic(table: torch.Tensor, prefix: int, shape: tuple[int, int] | None = None) -> torch.Tensor:
+    """[th*(h+1)-1, tw*(w+1)-1] float for an h×w grid (`shape`; None: square) and th×tw tiles, one
+    for every stride(max(h, w))-th cell each way: tile (a, b) holds the cosine similarity of cell
+    (a*stride, b*stride) to every cell, NaN between tiles."""
     import torch
 
     from .interpolate import grid_side
 
     grid = table.detach().float().cpu().reshape(-1, table.shape[-1])[prefix:]
-    g = grid_side(grid.shape[0])
-    if g is None:
-        raise XcrError(f"a table of {grid.shape[0]} grid rows is not a square grid")
-    k = stride(g)
-    cells = torch.arange(0, g, k)
-    t = len(cells)
+    if shape is None:
+        side = grid_side(grid.shape[0])
+        if side is None:
+            raise XcrError(f"a table of {grid.shape[0]} grid rows is not a square grid")
+        shape = (side, side)
+    h, w = shape
+    if h * w != grid.shape[0]:
+        raise XcrError(f"a table of {grid.shape[0]} grid rows is not a {h}×{w} grid")
+    k = stride(max(h, w))
+    rows, cols = torch.arange(0, h, k), torch.arange(0, w, k)
+    th, tw = len(rows), len(cols)
     unit = torch.nn.functional.normalize(grid, dim=1)
-    picked = (cells[:, None] * g + cells[None, :]).reshape(-1)
-    sim = (unit[picked] @ unit.T).reshape(t, t, g, g)  # [a, b, y, x]
-    out = torch.full((t * (g + 1) - 1, t * (g + 1) - 1), float("nan"))
-    for a in range(t):
-        for b in range(t):
-            out[a * (g + 1) : a * (g + 1) + g, b * (g + 1) : b * (g + 1) + g] = sim[a, b]
+    picked = (rows[:, None] * w + cols[None, :]).reshape(-1)
+    sim = (unit[picked] @ unit.T).reshape(th, tw, h, w)  # [a, b, y, x]
+    out = torch.full((th * (h + 1) - 1, tw * (w + 1) - 1), float("nan"))
+    for a in range(th):
+        for b in range(tw):
+            out[a * (h + 1) : a * (h + 1) + h, b * (w + 1) : b * (w + 1) + w] = sim[a, b]
     return out
 
 
@@ -116,7 +123,7 @@ def save(path: Path, panels: list[Panel], title: str = "") -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    images = [mosaic(p.table, p.prefix).numpy() for p in panels]
+    images = [mosaic(p.table, p.prefix, p.grid).numpy() for p in panels]
     # Every value is drawn as a k×k block of screen pixels, placed at whole-pixel offsets (figimage):
     # nothing is resampled, so every line between tiles is exactly k pixels wide.
     margin, gap, top, bottom, bar = 24, 48, 64, 24, 16
@@ -192,7 +199,7 @@ def recorded_source(folder: Path) -> Path | None:
 def _panel(folder: Path, role: str) -> Panel:
     from . import record
     from .configs import vision_sizes
-    from .interpolate import grid_side
+    from .size import grid_text
     from .sources import load_tensor, model_config, open_checkpoint
 
     _name, config, family = model_config(folder)
@@ -202,10 +209,13 @@ def _panel(folder: Path, role: str) -> Panel:
     if name is None:
         raise XcrError(f"{folder} has no vision position table to draw")
     table = load_tensor(ckpt.tensor(name))
-    prefix = family.prefix_rows(table.shape[-2], sizes.grid**2)
-    g = grid_side(table.shape[-2] - prefix)
+    g = sizes.grid
+    prefix = family.prefix_rows(table.shape[-2], g[0] * g[1])
+    if table.shape[-2] - prefix != g[0] * g[1]:
+        raise XcrError(f"{folder}: {name} does not hold the {grid_text(g)} grid its config states")
     rec = record.read(folder) if role == "output" else None
     method = f", {rec['mode']}" + (" antialias" if rec.get("antialias") else "") if rec else ""
-    every = f"; a tile for every {stride(g)} cells each way" if g and stride(g) > 1 else ""
-    title = f"{role + ': ' if role else ''}{g}×{g} grid, {sizes.image_size} px{method}{every}"
-    return Panel(table, prefix, title)
+    k = stride(max(g))
+    every = f"; a tile for every {k} cells each way" if k > 1 else ""
+    title = f"{role + ': ' if role else ''}{grid_text(g)} grid, {sizes.image_size.px}{method}{every}"
+    return Panel(table, prefix, title, g)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .safetensors_io import read_bytes, read_header
+from .size import Size
 from .sources import walk
 
 if TYPE_CHECKING:
@@ -48,13 +49,14 @@ def fingerprint(source: Source) -> str:
     return "files:" + digest.hexdigest()[:32]
 
 
-def wanted(options: Options, source: Source, source_fingerprint: str, res: int) -> dict[str, Any]:
-    """What an output of this run for `res` records, before the files are known."""
+def wanted(options: Options, source: Source, source_fingerprint: str, res: Size) -> dict[str, Any]:
+    """What an output of this run for `res` records, before the files are known (`res`: 490, or
+    [448, 672] when not square)."""
     return {
         "source": source.repo_id or source.name,
         "revision": source.revision,
         "source_fingerprint": source_fingerprint,
-        "res": res,
+        "res": res.json(),
         "mode": options.interpolation[0],
         "antialias": options.interpolation[1],
         "dtype": options.dtype,
@@ -160,7 +162,8 @@ def check(folder: Path, want: dict[str, Any]) -> Verdict:
             "added, removed, copied or touched: a folder is told by its files' names, sizes and times)",
         )
     if rec.get("res") != want["res"]:
-        return Verdict(False, f"is for {rec.get('res')} px, not {want['res']}")
+        size = Size.from_json(rec.get("res"))
+        return Verdict(False, f"is for {size.px if size else rec.get('res')}, not {Size.from_json(want['res'])}")
     for key in SHAPING:
         if rec.get(key) != want[key]:
             return Verdict(False, f"was made with {key} {rec.get(key)!r}, not {want[key]!r}")

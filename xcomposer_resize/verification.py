@@ -32,6 +32,7 @@ from .configs import PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
 from .errors import InputError, UsageError, XcrError, arg
 from .families import Family
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, FileRange, read_bytes, read_header, tensor_bytes, torch_dtype
+from .size import Grid, Size, grid_text
 from .sources import CONFIG_FILES, Checkpoint, SourceTensor, load_tensor, model_config, open_checkpoint, read_json, walk
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ class Verification:
     output: str
     source: str
     revision: str | None
-    res: int
+    res: Size
     checks: list[Check]
     drift: Drift | None = None
 
@@ -89,6 +90,7 @@ class Verification:
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
+        data["res"] = self.res.json()
         data["ok"] = self.ok
         return data
 
@@ -131,17 +133,18 @@ def verify(
     source = _source(folder, rec, against, revision, token, quiet, adapter.weight_files)
     if source.folder.resolve() == folder.resolve():
         raise UsageError(f"{folder} is checked against itself; give {arg('against')} the checkpoint it was made from")
-    res, grid, config_problem = _meant(folder, config, adapter, rec, source.folder)
+    src_sizes = vision_sizes(model_config(source.folder, adapter.name)[1], adapter)
+    res, grid, config_problem = _meant(folder, config, adapter, rec, src_sizes.patch_size)
     made = _made(rec, adapter)
     checks: list[Check] = []
     files = _check_files(folder)
     checks.append(files)
     src_ckpt = open_checkpoint(source.folder, adapter.weight_files)
-    prefix = _prefix(adapter, src_ckpt, source.folder)
+    prefix = _prefix(adapter, src_ckpt, src_sizes.grid)
     if files.ok:
         out_ckpt = open_checkpoint(folder)
         checks.append(_check_tensors(adapter, src_ckpt, out_ckpt, made))
-        checks.append(_check_table(adapter, src_ckpt, out_ckpt, grid, prefix, made))
+        checks.append(_check_table(adapter, src_ckpt, out_ckpt, src_sizes.grid, grid, prefix, made))
     else:
         checks += [Check(name, None, "not run: the files did not parse") for name in ("tensors", "table")]
     checks.append(_check_configs(folder, adapter, config, res, grid, prefix, config_problem, source.folder))
@@ -151,17 +154,16 @@ def verify(
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
 
 
-def _prefix(family: Family, src: Checkpoint, source: Path) -> int:
+def _prefix(family: Family, src: Checkpoint, grid: Grid) -> int:
     """The rows before the grid in the source's table (timm: what the table holds beyond its grid)."""
     name = family.find(src.names, family.pos_suffix)
     if name is None:
         return family.num_prefix_tokens
-    grid = vision_sizes(model_config(source, family.name)[1], family).grid
-    return family.prefix_rows(src.tensor(name).shape[-2], grid * grid)
+    return family.prefix_rows(src.tensor(name).shape[-2], grid[0] * grid[1])
 
 
 def _meant(folder: Path, config: dict[str, Any], family: Family, rec: dict[str, Any] | None,
-           source: Path) -> tuple[int, int, str | None]:  # fmt: skip
+           patch: int) -> tuple[Size, Grid, str | None]:  # fmt: skip
     """The resolution and grid the output is meant to have: its record's (else its config's), with
     the source's patch size; and what is wrong with its config, for the configs check to report."""
     try:
@@ -169,15 +171,14 @@ def _meant(folder: Path, config: dict[str, Any], family: Family, rec: dict[str, 
         problem = None
     except InputError as e:
         sizes, problem = None, e.message
-    recorded = rec.get("res") if rec else None
-    if type(recorded) is int and recorded > 0:
+    recorded = Size.from_json(rec.get("res")) if rec else None
+    if recorded is not None:
         res = recorded
     elif sizes is not None:
         res = sizes.image_size
     else:
         raise InputError(f"{folder}: {problem}; without an xcr record its resolution is not known either")
-    patch = vision_sizes(model_config(source, family.name)[1], family).patch_size
-    return res, res // patch, problem
+    return res, res.grid(patch), problem
 
 
 def _source(folder: Path, rec: dict[str, Any] | None, against: str | Path | None, revision: str | None,
@@ -333,27 +334,32 @@ def _same(src: SourceTensor, out: SourceTensor) -> bool:
 # ---------------------------------------------------------------- 3. table
 
 
-def _check_table(family: Family, src: Checkpoint, out: Checkpoint, grid: int, prefix: int, made: _Made) -> Check:
-    """The output's table against a fresh resample of the source's, with the recorded method."""
+def _check_table(family: Family, src: Checkpoint, out: Checkpoint, g0: Grid, g1: Grid, prefix: int,
+                 made: _Made) -> Check:  # fmt: skip
+    """The output's table (grid `g1`) against a fresh resample of the source's (grid `g0`), with the
+    recorded method."""
     import torch
 
-    from .interpolate import grid_side, resample_grid
+    from .interpolate import resample_grid
 
     src_name, out_name = family.find(src.names, family.pos_suffix), family.find(out.names, family.pos_suffix)
     if src_name is None or out_name is None:
         return Check("table", False, "no vision position table in the " + ("source" if src_name is None else "output"))
     old, new = src.tensor(src_name), out.tensor(out_name)
-    g0, g1 = grid_side(old.shape[-2] - prefix), grid_side(new.shape[-2] - prefix)
-    if g1 != grid or g0 is None:
-        return Check("table", False, f"{out_name} holds a {g1}×{g1} grid; config.json says {grid}×{grid}")
+    if old.shape[-2] - prefix != g0[0] * g0[1]:
+        return Check("table", False, f"the source's {src_name} does not hold its config's {grid_text(g0)} grid")
+    if new.shape[-2] - prefix != g1[0] * g1[1]:
+        return Check(
+            "table", False, f"{out_name} has {new.shape[-2] - prefix} grid rows; the config says {grid_text(g1)}"
+        )
     device = made.device if made.device != "cuda" or torch.cuda.is_available() else "cpu"
-    fresh = resample_grid(load_tensor(old), (g1, g1), prefix, (g0, g0), made.mode, made.antialias, device,
+    fresh = resample_grid(load_tensor(old), g1, prefix, g0, made.mode, made.antialias, device,
                           torch_dtype(new.dtype))  # fmt: skip
     got = load_tensor(new)
     method = f"{made.mode}{', antialias' if made.antialias else ''}" + (
         "" if made.recorded else " (assumed: no record)"
     )
-    what = f"a fresh {method} resample of the source's {g0}×{g0} table to {g1}×{g1}"
+    what = f"a fresh {method} resample of the source's {grid_text(g0)} table to {grid_text(g1)}"
     if torch.equal(fresh, got):
         return Check("table", True, f"equals {what}, bit for bit")
     diff = (fresh.float() - got.float()).abs().max().item()
@@ -365,26 +371,28 @@ def _check_table(family: Family, src: Checkpoint, out: Checkpoint, grid: int, pr
 # ---------------------------------------------------------------- 4. configs
 
 
-def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: int, grid: int, prefix: int,
+def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Size, grid: Grid, prefix: int,
                    problem: str | None = None, source: Path | None = None) -> Check:  # fmt: skip
     """config.json's vision blocks, the processor files' sizes and the weights' grid: one resolution;
     and every processor file of the source is there."""
     problems = [problem] if problem else []
     named = {id(v): k for k, v in config.items() if isinstance(v, dict)}
     for block in family.vision_config_blocks(config):
-        if block.get("image_size") != res:
+        if block.get("image_size") != res.json():
             where = f"{named[id(block)]}." if id(block) in named else ""
-            problems.append(f"{family.config_file} has {where}image_size {block.get('image_size')}, not {res}")
+            problems.append(
+                f"{family.config_file} has {where}image_size {json.dumps(block.get('image_size'))}, not {res}"
+            )
     if problem is None and not family.vision_config_blocks(config):  # sizes stated elsewhere (timm)
         stated = vision_sizes(config, family)
         if stated.image_size != res or stated.missing:
-            problems.append(f"config.json says {stated.image_size} px" + (" (by default)" if stated.missing else ""))
+            problems.append(f"config.json says {stated.image_size.px}" + (" (by default)" if stated.missing else ""))
     try:
         ckpt = open_checkpoint(folder)
         name = family.find(ckpt.names, family.pos_suffix)
         rows = ckpt.tensor(name).shape[-2] if name else None
-        if rows != prefix + grid * grid:
-            problems.append(f"the weights' table has {rows} rows, not {prefix + grid * grid}")
+        if rows != prefix + grid[0] * grid[1]:
+            problems.append(f"the weights' table has {rows} rows, not {prefix + grid[0] * grid[1]}")
     except InputError as e:
         problems.append(e.message)
     sizes = 0
@@ -400,17 +408,15 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: in
                     value = block.get(key)
                     if value is None:
                         continue
-                    values = (
-                        value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
-                    )
+                    values = _sides(value, res)
                     if key == "size" and crops:  # resized, then cropped to what the model sees: at least that
-                        if any(type(v) is not int or v < res for v in values):
+                        if any(type(v) is not int or v < side for v, side in values):
                             problems.append(
-                                f"{rel} has {where}size {json.dumps(value)}, smaller than its {res}-px crop"
+                                f"{rel} has {where}size {json.dumps(value)}, smaller than its {res.px} crop"
                             )
                         continue
                     sizes += 1
-                    if any(v != res for v in values):
+                    if any(v != side for v, side in values):
                         problems.append(f"{rel} has {where}{key} {json.dumps(value)}, not {res}")
     if source is not None:
         theirs = {rel for path, rel in walk(source) if path.name in PROCESSOR_FILES}
@@ -423,14 +429,23 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: in
         True,
         f"{family.config_file}"
         + (f", {sizes} processor input size(s)" if sizes else "")
-        + f" and the weights' {grid}×{grid} grid all say {res} px",
+        + f" and the weights' {grid_text(grid)} grid all say {res.px}",
     )
+
+
+def _sides(value: Any, res: Size) -> list[tuple[Any, int]]:
+    """Each number of a processor size paired with the side of `res` it should state."""
+    if isinstance(value, dict):
+        return [(v, res.width if k == "width" else res.height) for k, v in value.items()]
+    if isinstance(value, list):
+        return [(v, res.sides[i] if i < 2 else res.height) for i, v in enumerate(value)]
+    return [(value, res.height)]
 
 
 # ---------------------------------------------------------------- 5. load and forward
 
 
-def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Family, res: int, made: _Made) -> Check:
+def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Family, res: Size, made: _Made) -> Check:
     """Load the output with transformers, make N×N pixels with its processor, and compare its
     forward pass at N×N with the source's with interpolate_pos_encoding=True."""
     if not family.oracles:
@@ -461,7 +476,8 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
     if pixels_note:
         return Check("load", False, pixels_note)
     head = (
-        f"{cls.__name__} loads with no missing, unexpected or mismatched keys; the processor makes {res}×{res} pixels"
+        f"{cls.__name__} loads with no missing, unexpected or mismatched keys; the processor makes "
+        f"{res.height}×{res.width} pixels"
     )
     if (made.mode, made.antialias) != (family.mode, family.antialias):
         method = made.mode + (", antialias" if made.antialias else "")
@@ -471,7 +487,7 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
     exact = dtypes == {torch.float32}
     reference = _fresh(reference.float())
     model = _fresh(model.float())
-    pixels = torch.randn(2, 3, res, res, generator=torch.Generator().manual_seed(0))
+    pixels = torch.randn(2, 3, *res.sides, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         got = _features(model, pixels)
         want = _features(reference, pixels, interpolate=True)
@@ -480,7 +496,9 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
     figures = f"max |difference| {diff:.3g}, cosine similarity {cosine:.6f}"
     if exact:
         if torch.equal(got, want):
-            return Check("load", True, f"{head}; the forward pass at {res}×{res} equals the source's, bit for bit")
+            return Check(
+                "load", True, f"{head}; the forward pass at {res.height}×{res.width} equals the source's, bit for bit"
+            )
         return Check("load", False, f"{head}, but its forward pass differs from the source's ({figures})")
     stored = next(WORD_DTYPES[str(d).removeprefix("torch.")] for d in dtypes if d != torch.float32)
     need = TOLERANCE.get(stored, 0.99)
@@ -564,8 +582,8 @@ def _embedding(model: Any, pixels: Any) -> Any:
     return got.last_hidden_state[:, 0]
 
 
-def _processor_pixels(folder: Path, res: int) -> str | None:
-    """None when the folder's image processor makes res×res pixels; else what it makes."""
+def _processor_pixels(folder: Path, res: Size) -> str | None:
+    """None when the folder's image processor makes `res` pixels; else what it makes."""
     from PIL import Image
     from transformers import AutoImageProcessor
 
@@ -578,8 +596,8 @@ def _processor_pixels(folder: Path, res: int) -> str | None:
     )
     return (
         None
-        if shape[-2:] == (res, res)
-        else f"its image processor makes {shape[-2]}×{shape[-1]} pixels, not {res}×{res}"
+        if shape[-2:] == res.sides
+        else f"its image processor makes {shape[-2]}×{shape[-1]} pixels, not {res.height}×{res.width}"
     )
 
 
