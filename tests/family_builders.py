@@ -135,10 +135,14 @@ def build_timm(folder: Path, *, prefix: str = "cls", fmt: str = "safetensors", i
 
 
 def build_open_clip(folder: Path, *, fmt: str = "safetensors", image_size: int = 224, patch_size: int = 16,
-                    seed: int = 0) -> Path:  # fmt: skip
+                    seed: int = 0, trunk: str | None = None) -> Path:  # fmt: skip
     """open_clip's hub layout (laion/CLIP-ViT-B-16-laion2B-s34B-b88K without its transformers files):
     open_clip_config.json and open_clip_model.safetensors ("safetensors") or
-    open_clip_pytorch_model.bin ("bin"), with open_clip's state-dict names at width 32."""
+    open_clip_pytorch_model.bin ("bin"), with open_clip's state-dict names at width 32. `trunk`
+    builds the tower on a timm trunk instead: "siglip" (timm/ViT-SO400M-14-SigLIP-384: 384 px,
+    14-px patches, no class token, a custom text tower under `text.`) or "clip" (a class token)."""
+    if trunk is not None:
+        return _open_clip_trunk(folder, trunk, fmt, seed)
     g = torch.Generator().manual_seed(seed)
     width, grid = 32, image_size // patch_size
     sd: dict[str, torch.Tensor] = {
@@ -167,6 +171,59 @@ def build_open_clip(folder: Path, *, fmt: str = "safetensors", image_size: int =
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (folder / "README.md").write_text("---\nlicense: mit\nlibrary_name: open_clip\n---\n# a tiny open_clip ViT\n")
+    if fmt == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(folder / "open_clip_model.safetensors"))
+    elif fmt == "bin":
+        torch.save(sd, folder / "open_clip_pytorch_model.bin")
+    else:
+        raise ValueError(fmt)
+    return folder
+
+
+# open_clip towers on timm trunks: (timm_model_name, image_size, patch_size, class token)
+OPEN_CLIP_TRUNKS = {
+    "siglip": ("vit_so400m_patch14_siglip_384", 384, 14, False),
+    "clip": ("vit_base_patch16_clip_224", 224, 16, True),
+}
+
+
+def _open_clip_trunk(folder: Path, trunk: str, fmt: str, seed: int) -> Path:
+    g = torch.Generator().manual_seed(seed)
+    name, image_size, patch_size, cls = OPEN_CLIP_TRUNKS[trunk]
+    width, grid = 32, image_size // patch_size
+    sd: dict[str, torch.Tensor] = {
+        "text.positional_embedding": torch.randn(64, 16, generator=g),  # the text tower's: never touched
+        "text.token_embedding.weight": torch.randn(99, 16, generator=g),
+        "text.ln_final.weight": torch.ones(16),
+        "logit_scale": torch.tensor([4.6052]),
+        "logit_bias": torch.tensor([-10.0]),
+        "visual.trunk.pos_embed": torch.randn(1, int(cls) + grid * grid, width, generator=g),
+        "visual.trunk.patch_embed.proj.weight": torch.randn(width, 3, patch_size, patch_size, generator=g),
+        "visual.trunk.patch_embed.proj.bias": torch.randn(width, generator=g),
+        "visual.trunk.blocks.0.attn.qkv.weight": torch.randn(3 * width, width, generator=g),
+        "visual.trunk.norm.weight": torch.ones(width),
+    }
+    if cls:
+        sd["visual.trunk.cls_token"] = torch.randn(1, 1, width, generator=g)
+    else:
+        sd["visual.trunk.attn_pool.latent"] = torch.randn(1, 1, width, generator=g)
+    vision: dict[str, Any] = {"image_size": image_size, "timm_model_name": name, "timm_model_pretrained": False,
+                              "timm_pool": "map" if not cls else "token", "timm_proj": "none"}  # fmt: skip
+    config = {
+        "model_cfg": {
+            "embed_dim": width,
+            "init_logit_bias": -10,
+            "custom_text": True,
+            "vision_cfg": vision,
+            "text_cfg": {"context_length": 64, "vocab_size": 99, "width": 16, "heads": 2, "layers": 1},
+        },
+        "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic"},
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (folder / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: open_clip\n---\n# a tiny SigLIP\n")
     if fmt == "safetensors":
         from safetensors.torch import save_file
 

@@ -41,7 +41,7 @@ def table_of(folder: Path) -> tuple[str, torch.Tensor]:
         for n in ckpt.names
         if (n.endswith(("embeddings.position_embedding.weight", "embeddings.position_embeddings"))
             and not n.startswith("text_model."))
-        or n in ("pos_embed", "visual.positional_embedding")
+        or n in ("pos_embed", "visual.positional_embedding", "visual.trunk.pos_embed")
     )  # fmt: skip
     return name, load_tensor(ckpt.tensor(name))
 
@@ -331,6 +331,77 @@ def test_open_clip_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
     hub.add(rid, build_open_clip(tmp_path / "src", fmt="bin"))
     result = resize(rid, 336, tmp_path / "out")
     assert result.outputs[0].grid == (21, 21)
+    assert verify(tmp_path / "out").ok
+
+
+@pytest.mark.parametrize(("trunk", "prefix"), [("siglip", 0), ("clip", 1)])
+def test_open_clip_on_a_timm_trunk(xcr: Any, tmp_path: Path, trunk: str, prefix: int) -> None:
+    """timm/ViT-SO400M-14-SigLIP-384 and the like: the table is the trunk's `visual.trunk.pos_embed`,
+    with timm's prefix rows; open_clip builds the trunk from timm_model_kwargs (else the timm
+    architecture's own size) and loads the table as it is, so both sizes must say the new one."""
+    from tests.family_builders import OPEN_CLIP_TRUNKS, build_open_clip
+
+    src = build_open_clip(tmp_path / "src", trunk=trunk)
+    _, size, patch, _ = OPEN_CLIP_TRUNKS[trunk]
+    res = size * 2
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", src, "--res", res, "--out", out)
+    assert r.code == 0, r.err
+    grid = res // patch
+    name, got = table_of(out)
+    assert name == "visual.trunk.pos_embed" and got.shape == (1, prefix + grid * grid, 32)
+    assert torch.equal(got, expected_table(src, grid, prefix, antialias=True))
+    text = "text.positional_embedding"
+    assert torch.equal(load_tensor(open_checkpoint(out).tensor(text)), load_tensor(open_checkpoint(src).tensor(text)))
+    vision = json.loads((out / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]
+    assert vision["image_size"] == res and vision["timm_model_kwargs"] == {"img_size": res}
+    assert vision["timm_model_name"] == OPEN_CLIP_TRUNKS[trunk][0], "the architecture is kept"
+    assert "resample_abs_pos_embed" in (out / "README.md").read_text()
+    found = verify(out, src)
+    assert found.ok, found.checks
+
+    # non-square, and back from the output (which now states timm_model_kwargs.img_size)
+    wide = tmp_path / "wide"
+    assert xcr("resize", "--model", out, "--res", f"{size}x{res}", "--out", wide).code == 0
+    vision = json.loads((wide / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]
+    assert vision["image_size"] == [size, res] and vision["timm_model_kwargs"] == {"img_size": [size, res]}
+    _, wide_table = table_of(wide)
+    assert wide_table.shape == (1, prefix + (size // patch) * grid, 32)
+    assert verify(wide, out).ok
+
+    r = xcr("inspect", src, "--json")
+    data = json.loads(r.out)
+    assert data["table"]["name"] == "visual.trunk.pos_embed" and data["prefix_tokens"] == prefix
+    assert data["image_size"] == size and data["patch_size"] == patch
+
+
+def test_open_clip_trunk_sizes_that_disagree(xcr: Any, tmp_path: Path) -> None:
+    from tests.family_builders import build_open_clip
+
+    src = build_open_clip(tmp_path / "src", trunk="siglip")
+    config = json.loads((src / "open_clip_config.json").read_text())
+    config["model_cfg"]["vision_cfg"]["timm_model_kwargs"] = {"img_size": 224, "drop_path_rate": 0.1}
+    (src / "open_clip_config.json").write_text(json.dumps(config))
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "vision_cfg.image_size 384 px but timm_model_kwargs.img_size 224 px" in one_error_line(r.err)
+    config["model_cfg"]["vision_cfg"]["timm_model_kwargs"]["img_size"] = 384
+    config["preprocess_cfg"]["size"] = 384
+    (src / "open_clip_config.json").write_text(json.dumps(config))
+    assert xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out").code == 0
+    written = json.loads((tmp_path / "out" / "open_clip_config.json").read_text())
+    kwargs = written["model_cfg"]["vision_cfg"]["timm_model_kwargs"]
+    assert kwargs == {"img_size": 448, "drop_path_rate": 0.1}, "other kwargs are kept"
+    assert written["preprocess_cfg"]["size"] == 448
+
+
+def test_open_clip_trunk_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
+    from tests.family_builders import build_open_clip
+
+    rid = f"timm/ViT-SO400M-14-SigLIP-384-{tmp_path.name[-8:]}"
+    hub.add(rid, build_open_clip(tmp_path / "src", trunk="siglip", fmt="bin"))
+    result = resize(rid, 768, tmp_path / "out")
+    assert result.outputs[0].grid == (54, 54)
     assert verify(tmp_path / "out").ok
 
 

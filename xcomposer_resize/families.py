@@ -10,6 +10,7 @@ family means adding an adapter here; convert, plan and the CLI only ask the adap
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -77,6 +78,10 @@ class Family:
     def matches(self, config: dict[str, Any]) -> bool:
         """Whether `config` (config.json) is of this family."""
         return config.get("model_type") in self.model_types
+
+    def for_config(self, config: dict[str, Any]) -> Family:
+        """The adapter for this very config: itself, or a variant (open_clip's timm-trunk towers)."""
+        return self
 
     def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
         """(image size, patch size) as the config states them (None for a key it leaves out), for a
@@ -344,21 +349,43 @@ class OpenClipFamily(Family):
     """open_clip's hub layout: open_clip_config.json = {model_cfg {embed_dim, vision_cfg {image_size,
     patch_size, width, ...}, text_cfg}, preprocess_cfg}; weights open_clip_model.safetensors or
     open_clip_pytorch_model.bin. The vision table is `visual.positional_embedding` [1+N, C]; the text
-    tower's is the top-level `positional_embedding`, never touched. Towers built on a timm trunk
-    (vision_cfg.timm_model_name) keep their table in the trunk: not converted yet."""
+    tower's is the top-level `positional_embedding` (`text.positional_embedding`), never touched.
+
+    A tower built on a timm trunk (vision_cfg.timm_model_name, e.g. ViT-SO400M-14-SigLIP-384) keeps
+    its table in the trunk, `visual.trunk.pos_embed` [1, P+N, C], with timm's prefix rows (none for
+    SigLIP trunks). open_clip builds the trunk with `timm.create_model(timm_model_name,
+    **timm_model_kwargs)` and loads the table as it is (its `resize_pos_embed` resamples only its own
+    towers): the trunk's size is `timm_model_kwargs.img_size`, else the timm architecture's default,
+    so the output states it there as well as in `image_size` (what the preprocessing uses)."""
+
+    trunk: bool = False  # the timm-trunk form (for_config)
 
     def matches(self, config: dict[str, Any]) -> bool:
         cfg = config.get("model_cfg")
         return isinstance(cfg, dict) and isinstance(cfg.get("vision_cfg"), dict)
 
+    def for_config(self, config: dict[str, Any]) -> Family:
+        if self.trunk or not self._vision(config).get("timm_model_name"):
+            return self
+        return dataclasses.replace(
+            self,
+            pos_suffix="visual.trunk.pos_embed",
+            patch_suffix="visual.trunk.patch_embed.proj.weight",
+            batched=True,
+            trunk=True,
+            runtime="timm's `resample_abs_pos_embed` (antialias, float32), which timm applies when it builds a "
+            "trunk at another size",
+        )
+
     def _vision(self, config: dict[str, Any]) -> dict[str, Any]:
         vision: dict[str, Any] = (config.get("model_cfg") or {}).get("vision_cfg") or {}
-        if vision.get("timm_model_name"):
-            raise InputError(
-                f"open_clip_config.json builds the vision tower on the timm model {vision['timm_model_name']!r}; "
-                "xcr converts open_clip's own VisionTransformer towers only so far"
-            )
         return vision
+
+    def _kwargs(self, config: dict[str, Any]) -> dict[str, Any]:
+        kwargs = self._vision(config).get("timm_model_kwargs")
+        if kwargs is not None and not isinstance(kwargs, dict):
+            raise InputError(f"open_clip_config.json has vision_cfg.timm_model_kwargs {kwargs!r}, not an object")
+        return kwargs or {}
 
     def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
         vision = self._vision(config)
@@ -366,6 +393,24 @@ class OpenClipFamily(Family):
         size = None if image is None else Size.from_json(image)
         if image is not None and size is None:
             raise InputError(f"open_clip_config.json has vision_cfg.image_size {image!r}, not an int or [H, W]")
+        if self.trunk:
+            kwargs, name = self._kwargs(config), str(vision.get("timm_model_name"))
+            built = kwargs.get("img_size")
+            trunk = None if built is None else Size.from_json(built)
+            if built is not None and trunk is None:
+                raise InputError(
+                    f"open_clip_config.json has timm_model_kwargs.img_size {built!r}, not an int or [H, W]"
+                )
+            if trunk is not None and size is not None and trunk != size:
+                raise InputError(
+                    f"open_clip_config.json says vision_cfg.image_size {size.px} but timm_model_kwargs.img_size "
+                    f"{trunk.px}; open_clip builds the trunk from timm_model_kwargs: make them agree"
+                )
+            size = trunk or size
+            patch = kwargs.get("patch_size")
+            if patch is None:
+                found = re.search(r"patch(\d+)", name)
+                patch = int(found.group(1)) if found else None
         if isinstance(patch, list) and len(patch) == 2 and patch[0] == patch[1]:
             patch = patch[0]
         if patch is not None and (type(patch) is not int or patch <= 0):
@@ -375,7 +420,18 @@ class OpenClipFamily(Family):
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         vision = self._vision(config)
         vision["image_size"] = res.json()
-        vision.setdefault("patch_size", patch)
+        preprocess = config.get("preprocess_cfg")
+        if isinstance(preprocess, dict) and preprocess.get("size") is not None:  # open_clip overrides it anyway
+            preprocess["size"] = res.json()
+        if self.trunk:
+            kwargs = self._kwargs(config)
+            vision["timm_model_kwargs"] = {**kwargs, "img_size": res.json()}
+        else:
+            vision.setdefault("patch_size", patch)
+
+    def prefix_rows(self, rows: int, cells: int) -> int:
+        extra = rows - cells
+        return extra if self.trunk and 0 <= extra <= 64 else self.num_prefix_tokens
 
     def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         return []
@@ -388,7 +444,7 @@ OPEN_CLIP = OpenClipFamily(
     ids_suffix="",
     patch_suffix="visual.conv1.weight",
     exclude_prefixes=(),
-    num_prefix_tokens=1,  # the class token, always
+    num_prefix_tokens=1,  # the class token, always (a timm trunk: what its table holds beyond the grid)
     default_image_size=224,  # open_clip's CLIPVisionCfg
     default_patch_size=16,
     vision_model_type="",
@@ -447,11 +503,11 @@ def family_for(config: dict[str, Any], name: str | None = None) -> Family:
                 f"{' (model_type ' + repr(config.get('model_type')) + ')' if config.get('model_type') else ''}; "
                 f"leave {arg('family')} out (it is for configs that name no family xcr knows)"
             )
-        return forced
+        return forced.for_config(config)
     model_type = config.get("model_type")
     for family in FAMILIES:
         if family.matches(config):
-            return family
+            return family.for_config(config)
     if isinstance(model_type, str) and model_type in REFUSED:
         raise InputError(f"config.json has model_type {model_type!r}: {REFUSED[model_type]}")
     supported = ", ".join(t for f in FAMILIES for t in f.model_types) + ", and timm's and open_clip's hub layouts"
