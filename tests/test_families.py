@@ -424,6 +424,11 @@ def test_a_repo_with_both_layouts_converts_the_transformers_one(xcr: Any, make_c
         json.loads((tmp_path / "oc-out" / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]["image_size"]
         == 448
     )
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "oc-out")  # --family forgotten
+    assert r.code == 2
+    assert "was made from the open_clip checkpoint, not the CLIP one; pass --force" in one_error_line(r.err)
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "oc-out", "--family", "open-clip")
+    assert r.code == 0 and "up to date" in r.out, r.err
 
 
 def test_timm_vision_only_keeps_its_config_and_test_size_scales(tmp_path: Path) -> None:
@@ -464,6 +469,13 @@ def test_a_forced_family_is_verified_as_that_family(xcr: Any, tmp_path: Path) ->
     r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out", "--family", "dinov2", "--verify")
     assert r.code == 0, r.err
     assert "all 5 checks that ran passed" in r.out
+    # later, without --family: the output's record names the family its config does not
+    r = xcr("verify", tmp_path / "out", "--against", src)
+    assert r.code == 0 and "all 5 checks that ran passed" in r.out, r.err
+    r = xcr("inspect", tmp_path / "out", "--plot", tmp_path / "table.png")
+    assert r.code == 0, r.err
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out", "--family", "dinov2")
+    assert r.code == 0 and "up to date" in r.out, r.err
 
 
 def test_siglip_has_no_projection_to_keep(xcr: Any, tmp_path: Path) -> None:
@@ -474,3 +486,17 @@ def test_siglip_has_no_projection_to_keep(xcr: Any, tmp_path: Path) -> None:
         "xcr: error: SigLIP vision towers have no projection to keep (SiglipVisionModel has none); "
         "leave --with-projection out"
     )
+
+
+@pytest.mark.parametrize("layout", ["timm", "open_clip"])
+def test_a_cast_leaves_timm_and_open_clip_configs_without_a_dtype(tmp_path: Path, layout: str) -> None:
+    """timm and open_clip take the dtype from the weights; a transformers `torch_dtype` key would be noise."""
+    from tests.family_builders import build_open_clip, build_timm
+
+    src = build_timm(tmp_path / "src") if layout == "timm" else build_open_clip(tmp_path / "src")
+    resize(src, 448, tmp_path / "out", dtype="float16")
+    name = "config.json" if layout == "timm" else "open_clip_config.json"
+    assert "dtype" not in (tmp_path / "out" / name).read_text()
+    assert {t.dtype for t in open_checkpoint(tmp_path / "out").shards[0].tensors} == {"F16"}
+    found = verify(tmp_path / "out", src)
+    assert found.ok, found.checks

@@ -219,7 +219,7 @@ def convert(
         return Result(
             source.display, source.revision, [], [], 0, time.perf_counter() - started, notes, str(source.folder)
         )
-    targets = _targets(options, resolutions, source, sizes, width, family.num_prefix_tokens, fingerprint)
+    targets = _targets(options, resolutions, source, sizes, width, family, fingerprint)
     for r in resolutions:
         partial = check_res(r, sizes.patch_size, width, family.num_prefix_tokens)
         if partial:
@@ -323,8 +323,8 @@ def _as_is(options: Options, sizes: VisionSizes, res: Size) -> bool:
 
 
 def _targets(options: Options, resolutions: list[Size], source: Source, sizes: VisionSizes, width: int | None,
-             prefix: int, fingerprint: str) -> list[Target]:  # fmt: skip
-    targets = [_target(options, source, sizes, width, prefix, r, fingerprint) for r in resolutions]
+             family: Family, fingerprint: str) -> list[Target]:  # fmt: skip
+    targets = [_target(options, source, sizes, width, family, r, fingerprint) for r in resolutions]
     seen: dict[Path, Size] = {}
     for t in targets:
         if t.final in seen:
@@ -336,14 +336,14 @@ def _targets(options: Options, resolutions: list[Size], source: Source, sizes: V
     return targets
 
 
-def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, prefix: int, res: Size,
+def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, family: Family, res: Size,
             fingerprint: str) -> Target:  # fmt: skip
-    check_res(res, sizes.patch_size, width, prefix)
+    check_res(res, sizes.patch_size, width, family.num_prefix_tokens)
     name = default_name(source.name, sizes.image_size, res)
     shown, final = output_paths(options.out_for(res), name)
     check_place(final, shown, source.folder, suggest=name)
     clean_stale(final)  # after the checks: a refused run touches nothing
-    want = record.wanted(options, source, fingerprint, res)
+    want = record.wanted(options, source, fingerprint, res, family)
     if not options.force and final.is_dir() and not final.is_symlink() and any(final.iterdir()):
         verdict = record.check(final, want)
         if verdict.up_to_date:
@@ -467,7 +467,9 @@ def _config(plan: Plan, res: Size) -> dict[str, Any]:
     if plan.options.vision_only:
         config = plan.family.vision_only_config(config, plan.options.with_projection)
     config = rewrite_config(config, plan.family, sizes, res)
-    return set_dtype(config, plan.options.dtype) if plan.options.dtype != "keep" else config
+    if plan.options.dtype == "keep" or plan.family.library != "transformers":
+        return config  # timm and open_clip take the dtype from the weights; their configs state none
+    return set_dtype(config, plan.options.dtype)
 
 
 def _place(tmp: Path, rel: str, source: Path, modes: dict[str, Path]) -> Path:

@@ -13,11 +13,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import record
 from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
 from .errors import HubError, UsageError
 from .options import largest_grid
 from .safetensors_io import FLOAT_DTYPES
-from .sources import EXPORT_FOLDERS, is_weight_file, model_config, open_checkpoint, read_json, walk
+from .sources import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
 
 if TYPE_CHECKING:
     from .hub import Source
@@ -76,7 +77,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     if not model.strip():
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
-    _name, config, adapter = model_config(source.folder, family)
+    _name, config, adapter = record.folder_config(source.folder, family)
     sizes = vision_sizes(config, adapter)
     sizes_by_name = _listing(source, token)
     names = sorted(sizes_by_name)

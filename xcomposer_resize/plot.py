@@ -173,9 +173,9 @@ def save(path: Path, panels: list[Panel], title: str = "") -> None:
 
 def draw(path: Path, output: Path, source: Path | None = None) -> None:
     """Draw the position table of the checkpoint folder `output`, beside `source`'s when given."""
-    panels = [_panel(source, "source")] if source is not None else []
-    panels.append(_panel(output, "output" if source is not None else ""))
-    save(path, panels)
+    out, family = _panel(output, "output" if source is not None else "")
+    panels = [_panel(source, "source", family)[0]] if source is not None else []
+    save(path, [*panels, out])
 
 
 def recorded_source(folder: Path) -> Path | None:
@@ -196,13 +196,14 @@ def recorded_source(folder: Path) -> Path | None:
     return None if missing_from_snapshot(snapshot) else snapshot
 
 
-def _panel(folder: Path, role: str) -> Panel:
+def _panel(folder: Path, role: str, forced: str | None = None) -> tuple[Panel, str]:
+    """The panel of `folder`'s table, and the family it was read as (`forced`: as that family)."""
     from . import record
     from .configs import vision_sizes
     from .size import grid_text
-    from .sources import load_tensor, model_config, open_checkpoint
+    from .sources import load_tensor, open_checkpoint
 
-    _name, config, family = model_config(folder)
+    _name, config, family = record.folder_config(folder, forced)
     sizes = vision_sizes(config, family)
     ckpt = open_checkpoint(folder)
     name = family.find(ckpt.names, family.pos_suffix)
@@ -218,4 +219,4 @@ def _panel(folder: Path, role: str) -> Panel:
     k = stride(max(g))
     every = f"; a tile for every {k} cells each way" if k > 1 else ""
     title = f"{role + ': ' if role else ''}{grid_text(g)} grid, {sizes.image_size.px}{method}{every}"
-    return Panel(table, prefix, title, g)
+    return Panel(table, prefix, title, g), family.name

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
+from .errors import InputError, XcrError
 from .safetensors_io import read_bytes, read_header
 from .size import Size
-from .sources import walk
+from .sources import model_config, walk
 
 if TYPE_CHECKING:
+    from .families import Family
     from .hub import Source
     from .options import Options
 
@@ -49,7 +50,7 @@ def fingerprint(source: Source) -> str:
     return "files:" + digest.hexdigest()[:32]
 
 
-def wanted(options: Options, source: Source, source_fingerprint: str, res: Size) -> dict[str, Any]:
+def wanted(options: Options, source: Source, source_fingerprint: str, res: Size, family: Family) -> dict[str, Any]:
     """What an output of this run for `res` records, before the files are known (`res`: 490, or
     [448, 672] when not square)."""
     return {
@@ -57,6 +58,7 @@ def wanted(options: Options, source: Source, source_fingerprint: str, res: Size)
         "revision": source.revision,
         "source_fingerprint": source_fingerprint,
         "res": res.json(),
+        "family": family.name,
         "mode": options.interpolation[0],
         "antialias": options.interpolation[1],
         "dtype": options.dtype,
@@ -91,6 +93,22 @@ def _weights(name: str) -> bool:
 
 def digest(data: bytes | bytearray | memoryview) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def folder_config(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
+    """`sources.model_config` of an output folder; when its config names no family xcr knows, the
+    family its record names (an output made with --family keeps its source's config)."""
+    try:
+        return model_config(folder, forced)
+    except XcrError:
+        rec = read(folder) if forced is None else None
+        name = rec.get("family") if rec else None
+        if not isinstance(name, str):
+            raise
+    try:
+        return model_config(folder, name)
+    except XcrError:
+        return model_config(folder, forced)  # the first error, which names what was found
 
 
 def read(folder: Path) -> dict[str, Any] | None:
@@ -164,6 +182,8 @@ def check(folder: Path, want: dict[str, Any]) -> Verdict:
     if rec.get("res") != want["res"]:
         size = Size.from_json(rec.get("res"))
         return Verdict(False, f"is for {size.px if size else rec.get('res')}, not {Size.from_json(want['res'])}")
+    if rec.get("family", want["family"]) != want["family"]:  # records before 0.x name no family
+        return Verdict(False, f"was made from the {rec.get('family')} checkpoint, not the {want['family']} one")
     for key in SHAPING:
         if rec.get(key) != want[key]:
             return Verdict(False, f"was made with {key} {rec.get(key)!r}, not {want[key]!r}")

@@ -129,7 +129,7 @@ def verify(
     if not any((folder / name).is_file() for name in CONFIG_FILES):
         raise InputError(f"{folder} is not a checkpoint folder (it has no config.json); give an xcr output")
     rec = record.read(folder)
-    _name, config, adapter = model_config(folder, family)
+    _name, config, adapter = record.folder_config(folder, family)
     source = _source(folder, rec, against, revision, token, quiet, adapter.weight_files)
     if source.folder.resolve() == folder.resolve():
         raise UsageError(f"{folder} is checked against itself; give {arg('against')} the checkpoint it was made from")
