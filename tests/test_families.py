@@ -445,7 +445,7 @@ def test_timm_vision_only_keeps_its_config_and_test_size_scales(tmp_path: Path) 
     assert out["pretrained_cfg"]["test_input_size"] == [3, 512, 512], "the same share above the input size"
     assert out["pretrained_cfg"]["crop_pct"] == 0.9 and out["model_args"]["img_size"] == 448
     card = (tmp_path / "out" / "README.md").read_text()
-    assert "`config.json` state the new resolution, so `timm.create_model` loads it at 448 px" in card
+    assert "`config.json` states the new resolution, so `timm.create_model` loads it at 448 px" in card
     assert "5 prefix rows copied" in card
     assert verify(tmp_path / "out", src).ok
 

@@ -36,8 +36,9 @@ def test_inspect_a_folder(xcr: Any, make_ckpt: Any) -> None:
         "multiple_of": 14,
         "min": 14,
         "max": 57330,
-        "non_square": "transformers' CLIP config states one image_size and CLIPVisionEmbeddings builds a square grid "
-        "from it",
+        "non_square": False,
+        "square_only": "transformers' CLIP config states one image_size and CLIPVisionEmbeddings builds a square "
+        "grid from it",
     }
     assert data["processors"] == {"preprocessor_config.json": {"size": 336, "crop_size": 336}}
     assert data["download"] is None
@@ -46,7 +47,7 @@ def test_inspect_a_folder(xcr: Any, make_ckpt: Any) -> None:
     for fragment in (
         "24×24 grid",
         "F32 [577, 32]",
-        "14 to 57330; multiples of 14 fit the patches exactly",
+        "14 to 57330 (a square's side); multiples of 14 fit the patches exactly",
         "sharded, on this machine",
     ):
         assert fragment in human.out, fragment

@@ -152,7 +152,9 @@ def test_a_size_that_is_not_a_multiple_says_which_pixels_are_left_out(xcr: Any, 
     r = xcr("resize", "--model", src, "--res", "450x680", "--out", tmp_path / "out")
     assert r.code == 0, r.err
     assert "--res 450x680 is not a multiple of the patch size 16: the 28×42 grid covers 448×672 px" in r.err
-    assert "the last 8 px on the right and 2 px at the bottom" in r.err and "448x672 would fit exactly" in r.err
+    assert (
+        "the last 8 px on the right and 2 px at the bottom" in r.err and "448x672 or 464x688 would fit exactly" in r.err
+    )
     assert json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]["input_size"] == [3, 450, 680]
 
 
@@ -170,7 +172,7 @@ def test_several_sizes_name_their_folders_and_rerun_up_to_date(xcr: Any, tmp_pat
     assert r.code == 0, r.err
     assert all(o["up_to_date"] for o in json.loads(r.out)["outputs"])
     r = xcr("resize", "--model", src, "--res", "672x448", "--out", tmp_path / "vit-448x672")
-    assert r.code == 2 and "is for 448×672 px, not 672x448" in one_error_line(r.err)
+    assert r.code == 2 and "is for 448×672 px, not 672×448 px" in one_error_line(r.err)
 
 
 def test_the_default_name_and_the_python_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -191,3 +193,71 @@ def test_the_mosaic_of_a_non_square_grid(tmp_path: Path) -> None:
     assert image.shape == (2 * 3 - 1, 3 * 4 - 1), "2×3 tiles of 2×3 cells, a blank line between tiles"
     unit = F.normalize(table[1:], dim=1)
     assert torch.allclose(image[:2, 4:7], (unit[1] @ unit.T).reshape(2, 3)), "tile (0, 1) is cell (0, 1)'s"
+
+
+def test_a_non_square_vit_source_converts_and_verifies_without_a_forward_compare(xcr: Any, tmp_path: Path) -> None:
+    """transformers resamples a table as a square grid at run time, so a non-square source has no
+    run-time oracle: the table check proves the table, and the load check says why it compares no forward."""
+    src = build_family(tmp_path / "src", "vit")
+    wide = tmp_path / "wide"
+    assert xcr("resize", "--model", src, "--res", "448x672", "--out", wide).code == 0
+    back = tmp_path / "back"
+    r = xcr("resize", "--model", wide, "--res", "336x224", "--out", back, "--verify")
+    assert r.code == 0, r.err
+    said = " ".join(r.out.split())  # rich wraps long lines
+    assert "the forward pass is not compared: transformers reads a table it resamples as a square grid" in said
+    _, table = table_of(back)
+    assert torch.equal(table, resampled(table_of(wide)[1], 1, (28, 42), (21, 14), antialias=False))
+    card = (back / "README.md").read_text()
+    assert "The source's grid is not square" in card and "F.interpolate(size=(21, 14))" in card
+
+
+def test_a_masked_image_modeling_vit_stays_square(xcr: Any, tmp_path: Path) -> None:
+    import transformers
+
+    src = tmp_path / "src"
+    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+                                    num_attention_heads=2, intermediate_size=32)  # fmt: skip
+    transformers.ViTForMaskedImageModeling(config).save_pretrained(src)
+    r = xcr("resize", "--model", src, "--res", "32x48", "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "transformers' ViTForMaskedImageModeling folds its output back into a square grid" in one_error_line(r.err)
+    assert not (tmp_path / "out").exists()
+    assert xcr("resize", "--model", src, "--res", 48, "--out", tmp_path / "out").code == 0
+
+
+@pytest.mark.parametrize(
+    ("res", "message"),
+    [
+        ((448, 672), "res=(448, 672) is ambiguous: give a list [448, 672] for two sizes, or '448x672'"),
+        (Size("448", "672"), "must hold whole numbers of pixels"),  # type: ignore[arg-type]
+        (Size(True, 672), "must hold whole numbers of pixels"),
+        ({448: 1}, "res must be a size or a list of them, not dict"),
+        ("٤٤٨x672", "is not a size such as 490 or 448x672"),
+    ],
+)
+def test_python_sizes_that_are_refused(tmp_path: Path, res: Any, message: str) -> None:
+    from xcomposer_resize import XcrError
+
+    src = build_timm(tmp_path / "src")
+    with pytest.raises(XcrError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        resize(src, res, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert [o.res for o in resize(src, [448, 672], tmp_path / "out-{res}").outputs] == [Size(448, 448), Size(672, 672)]
+
+
+def test_a_square_source_named_hxw_keeps_its_naming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    src = build_timm(tmp_path / "vit-224x224")
+    assert Path(resize(src, "448x672").outputs[0].path).name == "vit-448x672"
+    assert Path(resize(src, 336).outputs[0].path).name == "vit-336"
+
+
+def test_verify_without_processor_files(tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "vit")
+    (src / "preprocessor_config.json").unlink()
+    resize(src, "448x672", tmp_path / "out")
+    found = verify(tmp_path / "out", src)
+    assert found.ok, found.checks
+    load = next(c for c in found.checks if c.check == "load")
+    assert "(it has no image processor)" in load.detail and "bit for bit" in load.detail

@@ -66,7 +66,7 @@ def _pixels(value: str) -> Size:
     import re
 
     text = value.strip()
-    if re.fullmatch(r"[+-]\d+", text):
+    if re.fullmatch(r"[+-][0-9]+", text):
         return Size.square(int(text))  # a sign is judged by build_options, in words of its own
     found = Size.parse(text)
     if found is None:
@@ -514,8 +514,8 @@ def _inspection(found: Any) -> str:
     a = found.accepted_res
     rows.add_row(
         "--res accepted",
-        f"{a['min']} to {a['max']}; multiples of {a['multiple_of']} fit the patches exactly; "
-        + ("HxW such as 448x672 too" if a["non_square"] is True else "square only"),
+        f"{a['min']} to {a['max']} (a square's side); multiples of {a['multiple_of']} fit the patches exactly; "
+        + ("HxW such as 448x672 too" if a["non_square"] else "square only"),
     )
     rows.add_row("default method", escape(found.method))
     if found.parameters is not None:

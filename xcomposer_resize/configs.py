@@ -375,9 +375,14 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
             else "Every other tensor holds the source's values, cast as `tensor.to(dtype)` casts them. "
         )
         + f"`{info.config_file}`"
-        + (" and the processor files" if info.processors else "")
-        + f" state the new resolution, so {info.loader} loads it at {info.new_res.px} with no edits. "
-        f"With the default method the position table equals what {info.runtime} computes at run time.",
+        + (" and the processor files state" if info.processors else " states")
+        + f" the new resolution, so {info.loader} loads it at {info.new_res.px} with no edits. "
+        + (
+            f"With the default method the position table equals what {info.runtime} computes at run time."
+            if info.old_grid[0] == info.old_grid[1]
+            else f"The source's grid is not square, which {info.runtime} does not read at run time: the table was "
+            f"resampled with `F.interpolate(size={info.new_grid})` as it resamples a square one."
+        ),
         "",
     ]
     body = source.body.strip("\n") if source else ""

@@ -205,10 +205,11 @@ def convert(
         plan = make_plan(source, family, config, sizes, options, config_name)
         note(f"{config_name} does not state the vision {' and '.join(sizes.missing)}; {family.library} assumes "
              f"{sizes.image_size.px} with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
+    square_reason = family.square_reason(config)
     for r in options.resolutions:
-        if not r.is_square and family.square_only:
+        if not r.is_square and square_reason:
             raise UsageError(
-                f"{res_arg(r)} is not square, and a {family.name} checkpoint cannot be: {family.square_only}; "
+                f"{res_arg(r)} is not square, and a {family.name} checkpoint cannot be: {square_reason}; "
                 f"give one size such as {r.height}"
             )
     resolutions = [r for r in options.resolutions if not _as_is(options, sizes, r)]

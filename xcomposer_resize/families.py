@@ -69,6 +69,7 @@ class Family:
     weight_files: tuple[str, ...] = ()  # its own weight files, first in a repo that carries several layouts
     vision_only_layout: bool = True  # a vision-only checkpoint of the family is something a loader loads
     square_only: str = ""  # why an output cannot be non-square, e.g. 448x672 ("": it can)
+    square_architectures: tuple[str, ...] = ()  # architectures of the family that need a square grid all the same
 
     @property
     def has_text(self) -> bool:
@@ -78,6 +79,13 @@ class Family:
     def matches(self, config: dict[str, Any]) -> bool:
         """Whether `config` (config.json) is of this family."""
         return config.get("model_type") in self.model_types
+
+    def square_reason(self, config: dict[str, Any]) -> str:
+        """Why a checkpoint with this config cannot be converted to a non-square size ("": it can)."""
+        archs = [a for a in config.get("architectures") or [] if a in self.square_architectures]
+        if self.square_only or not archs:
+            return self.square_only
+        return f"transformers' {archs[0]} folds its output back into a square grid"
 
     def for_config(self, config: dict[str, Any]) -> Family:
         """The adapter for this very config: itself, or a variant (open_clip's timm-trunk towers)."""
@@ -255,6 +263,7 @@ VIT = Family(
     top_level=True,
     oracles=("ViTModel",),
     runtime="transformers' `ViTEmbeddings.interpolate_pos_encoding`",
+    square_architectures=("ViTForMaskedImageModeling",),
 )
 
 

@@ -50,8 +50,8 @@ class Inspection:
     grid: list[int]
     prefix_tokens: int
     stated: bool  # config.json states image_size and patch_size (else transformers' defaults)
-    accepted_res: dict[str, Any]  # min, max (a side); multiples of multiple_of fit exactly; non_square: HxW
-    # accepted, else why not
+    accepted_res: dict[str, Any]  # min, max (a square's side); multiples of multiple_of fit exactly;
+    # non_square: whether HxW is accepted; square_only: why not (None when it is)
     method: str  # the family's own run-time interpolation, xcr's default for it
     table: Table | None
     position_ids: str | None
@@ -132,7 +132,8 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
             "multiple_of": sizes.patch_size,
             "min": sizes.patch_size,
             "max": largest,
-            "non_square": adapter.square_only or True,
+            "non_square": not adapter.square_reason(config),
+            "square_only": adapter.square_reason(config) or None,
         },
         method=adapter.mode + (", antialias" if adapter.antialias else "") + f" (= {adapter.runtime.replace('`', '')})",
         table=table,

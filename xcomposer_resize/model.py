@@ -12,9 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import UsageError
+from .size import Size
 
 
-def resize_model(model: Any, res: int, *, mode: str = "bicubic", antialias: bool = False, device: str = "cpu") -> Any:
+def resize_model(
+    model: Any, res: int | str | Size, *, mode: str = "bicubic", antialias: bool = False, device: str = "cpu"
+) -> Any:
     """Resize the vision position embeddings of a loaded transformers CLIP model (CLIPModel,
     CLIPVisionModel, CLIPVisionModelWithProjection; any dtype, CPU or CUDA) to `res` pixels, in place;
     return the model.
@@ -27,11 +30,14 @@ def resize_model(model: Any, res: int, *, mode: str = "bicubic", antialias: bool
     """
     import torch
 
+    from .families import CLIP
     from .interpolate import ANTIALIAS_MODES, MODES, resample_grid
-    from .options import check_res, pixels
-    from .size import Size
+    from .options import check_res, res_arg, size
 
-    res = pixels(res)
+    wanted = size(res)
+    if not wanted.is_square:
+        raise UsageError(f"{res_arg(wanted)} is not square, and a CLIP model cannot be: {CLIP.square_only}")
+    res = wanted.height
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if antialias and mode not in ANTIALIAS_MODES:
@@ -44,7 +50,7 @@ def resize_model(model: Any, res: int, *, mode: str = "bicubic", antialias: bool
     old = int(round((rows - 1) ** 0.5))
     if 1 + old * old != rows:
         raise UsageError(f"the model's position table has {rows} rows, not a class row plus a square grid")
-    check_res(Size.square(res), patch, width, 1)
+    check_res(wanted, patch, width, 1)
     grid = res // patch
     if grid == old:
         return model

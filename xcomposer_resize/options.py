@@ -12,7 +12,8 @@ import dataclasses
 import math
 import operator
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -183,8 +184,9 @@ def check_res(res: Size, patch: int, width: int | None, prefix: int) -> str | No
         hints = [str(r) for r in (lower, upper) if r > 0 and (largest is None or r <= largest)]
         where = f"the last {res.height % patch} px on the right and at the bottom"
     else:
-        fits = Size(gh * patch, gw * patch)
-        hints = [str(fits)]
+        below = Size(gh * patch, gw * patch)
+        above = Size(*(n if n % patch == 0 else n - n % patch + patch for n in res.sides))
+        hints = [str(below), str(above)]
         left = [f"{n % patch} px {side}" for n, side in ((res.width, "on the right"), (res.height, "at the bottom"))
                 if n % patch]  # fmt: skip
         where = f"the last {' and '.join(left)}"
@@ -205,7 +207,12 @@ def check_cost(res: Size, patch: int, width: int | None, prefix: int) -> None:
         raise UsageError(
             f"{res_arg(res)} means a {gh}×{gw} grid and a position table of {_size(cost)} "
             f"(limit {_size(MAX_TABLE_BYTES)}); use a smaller {arg('res')}, "
-            f"at most {largest_grid(width, prefix) * patch}" + ("" if res.is_square else " on a side of a square")
+            f"at most {largest_grid(width, prefix) * patch}"
+            + (
+                ""
+                if res.is_square
+                else f" for a square, or H×W with at most {MAX_TABLE_BYTES // (4 * width) - prefix:,} patches"
+            )
         )
 
 
@@ -240,6 +247,8 @@ def pixels(value: object) -> int:
 def size(value: object) -> Size:
     """A size from pixels (490), a `Size`, or text: "490", "448x672" (height x width)."""
     if isinstance(value, Size):
+        if not all(type(v) is int for v in value.sides):
+            raise UsageError(f"{arg('res')} {value!r} must hold whole numbers of pixels, such as Size(448, 672)")
         found: Size | None = value
     elif isinstance(value, str):
         found = Size.parse(value)
@@ -254,6 +263,13 @@ def size(value: object) -> Size:
 
 
 def _resolutions(res: object) -> tuple[Size, ...]:
+    if isinstance(res, tuple) and len(res) == 2 and all(hasattr(v, "__index__") for v in res):
+        raise UsageError(
+            f"{arg('res')}={res!r} is ambiguous: give a list {list(res)!r} for two sizes, or "
+            f"'{res[0]}x{res[1]}' (or Size{res!r}) for one of height {res[0]} and width {res[1]}"
+        )
+    if isinstance(res, (Mapping, AbstractSet)):
+        raise UsageError(f"{arg('res')} must be a size or a list of them, not {type(res).__name__} {res!r}")
     many = isinstance(res, Iterable) and not isinstance(res, (str, bytes, Size)) and not hasattr(res, "__index__")
     values = [size(r) for r in res] if isinstance(res, Iterable) and many else [size(res)]
     if not values:

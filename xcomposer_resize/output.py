@@ -45,7 +45,11 @@ INNER_NAME_ALLOWANCE = 64  # room left in a path for the names of the files insi
 def default_name(source_name: str, old_res: Size, new_res: Size) -> str:
     """`clip-vit-large-patch14-336` → `clip-vit-large-patch14-490`; without the old resolution
     in the name, `-490` is appended (`-448x672` for a size that is not square)."""
-    hits = list(re.finditer(rf"(?<![\dx]){re.escape(str(old_res))}(?![\dx])", source_name))
+    spellings = [f"{old_res.height}x{old_res.width}", str(old_res)]  # a square source may say 224x224
+    hits = next(
+        (found for text in spellings if (found := list(re.finditer(rf"(?<![0-9x]){text}(?![0-9x])", source_name)))),
+        [],
+    )
     if hits:
         m = hits[-1]
         return source_name[: m.start()] + str(new_res) + source_name[m.end() :]

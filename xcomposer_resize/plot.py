@@ -14,6 +14,7 @@ Needs matplotlib (`pip install 'xcomposer-resize[plot]'`); nothing else in xcr d
 from __future__ import annotations
 
 import os
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,10 +127,15 @@ def save(path: Path, panels: list[Panel], title: str = "") -> None:
     images = [mosaic(p.table, p.prefix, p.grid).numpy() for p in panels]
     # Every value is drawn as a k×k block of screen pixels, placed at whole-pixel offsets (figimage):
     # nothing is resampled, so every line between tiles is exactly k pixels wide.
-    margin, gap, top, bottom, bar = 24, 48, 64, 24, 16
+    margin, gap, bottom, bar = 24, 48, 24, 16
     content_w = sum(m.shape[1] for m in images) + gap * (len(images) - 1)
     content_h = max(m.shape[0] for m in images)
-    k = max(1, -(-(800 - 2 * margin - 80) // content_w), -(-(400 - top - bottom) // content_h))
+    k = max(1, -(-(800 - 2 * margin - 80) // content_w), -(-(400 - 64 - bottom) // content_h))
+    # each title wrapped to its panel's width (about 7 px a character), so narrow panels do not collide
+    titles = [
+        textwrap.fill(p.title, max(20, (m.shape[1] * k + gap - 8) // 7)) for p, m in zip(panels, images, strict=True)
+    ]
+    top = 44 + 19 * max(t.count("\n") + 1 for t in titles)
     width = 2 * margin + k * content_w + gap + bar + 56
     height = top + k * content_h + bottom
     dpi = 100
@@ -143,7 +149,7 @@ def save(path: Path, panels: list[Panel], title: str = "") -> None:
         return (rgba * 255).round().astype(np.uint8)
 
     x = margin
-    for panel, image in zip(panels, images, strict=True):
+    for title_text, image in zip(titles, images, strict=True):
         h, w = image.shape[0] * k, image.shape[1] * k
         fig.figimage(
             np.kron(colors(image), np.ones((k, k, 1), dtype=np.uint8)),
@@ -151,7 +157,7 @@ def save(path: Path, panels: list[Panel], title: str = "") -> None:
             yo=bottom + k * content_h - h,
             origin="upper",
         )
-        fig.text((x + w / 2) / width, (bottom + k * content_h + 8) / height, panel.title, ha="center", va="bottom",
+        fig.text((x + w / 2) / width, (bottom + k * content_h + 8) / height, title_text, ha="center", va="bottom",
                  fontsize=11)  # fmt: skip
         x += w + gap
     scale = np.linspace(1, -1, k * content_h)[:, None].repeat(bar, axis=1)

@@ -181,7 +181,10 @@ def check(folder: Path, want: dict[str, Any]) -> Verdict:
         )
     if rec.get("res") != want["res"]:
         size = Size.from_json(rec.get("res"))
-        return Verdict(False, f"is for {size.px if size else rec.get('res')}, not {Size.from_json(want['res'])}")
+        wanted_size = Size.from_json(want["res"])
+        return Verdict(
+            False, f"is for {size.px if size else rec.get('res')}, not {wanted_size.px if wanted_size else ''}"
+        )
     if rec.get("family", want["family"]) != want["family"]:  # records before 0.x name no family
         return Verdict(False, f"was made from the {rec.get('family')} checkpoint, not the {want['family']} one")
     for key in SHAPING:

@@ -22,7 +22,7 @@ class Size:
     @classmethod
     def parse(cls, text: str) -> Size | None:
         """`490` or `448x672` (also `448×672`, `448X672`); None when `text` is neither."""
-        found = re.fullmatch(r"\s*(\d+)\s*(?:[x×X]\s*(\d+))?\s*", text)
+        found = re.fullmatch(r"\s*([0-9]+)\s*(?:[x×X]\s*([0-9]+))?\s*", text)
         if found is None:
             return None
         height = int(found.group(1))

@@ -149,7 +149,7 @@ def verify(
         checks += [Check(name, None, "not run: the files did not parse") for name in ("tensors", "table")]
     checks.append(_check_configs(folder, adapter, config, res, grid, prefix, config_problem, source.folder))
     with _quiet_transformers():
-        checks.append(_check_load(folder, source.folder, config, adapter, res, made))
+        checks.append(_check_load(folder, source.folder, config, adapter, res, made, src_sizes.grid))
         drift = _drift(folder, source.folder, config, adapter, Path(images)) if images is not None else None
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
 
@@ -381,7 +381,7 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Si
         if block.get("image_size") != res.json():
             where = f"{named[id(block)]}." if id(block) in named else ""
             problems.append(
-                f"{family.config_file} has {where}image_size {json.dumps(block.get('image_size'))}, not {res}"
+                f"{family.config_file} has {where}image_size {json.dumps(block.get('image_size'))}, not {json.dumps(res.json())}"
             )
     if problem is None and not family.vision_config_blocks(config):  # sizes stated elsewhere (timm)
         stated = vision_sizes(config, family)
@@ -417,7 +417,7 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Si
                         continue
                     sizes += 1
                     if any(v != side for v, side in values):
-                        problems.append(f"{rel} has {where}{key} {json.dumps(value)}, not {res}")
+                        problems.append(f"{rel} has {where}{key} {json.dumps(value)}, not {res.px}")
     if source is not None:
         theirs = {rel for path, rel in walk(source) if path.name in PROCESSOR_FILES}
         ours = {rel for path, rel in walk(folder) if path.name in PROCESSOR_FILES}
@@ -445,7 +445,8 @@ def _sides(value: Any, res: Size) -> list[tuple[Any, int]]:
 # ---------------------------------------------------------------- 5. load and forward
 
 
-def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Family, res: Size, made: _Made) -> Check:
+def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Family, res: Size, made: _Made,
+                source_grid: Grid) -> Check:  # fmt: skip
     """Load the output with transformers, make N×N pixels with its processor, and compare its
     forward pass at N×N with the source's with interpolate_pos_encoding=True."""
     if not family.oracles:
@@ -472,25 +473,38 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
     problems = {k: v for k, v in problems.items() if v}
     if problems:
         return Check("load", False, f"{cls.__name__} loads with {problems}")
-    pixels_note = _processor_pixels(folder, res)
+    processors = any((folder / name).is_file() for name in PROCESSOR_FILES)
+    pixels_note = _processor_pixels(folder, res) if processors else None
     if pixels_note:
         return Check("load", False, pixels_note)
-    head = (
-        f"{cls.__name__} loads with no missing, unexpected or mismatched keys; the processor makes "
-        f"{res.height}×{res.width} pixels"
+    head = f"{cls.__name__} loads with no missing, unexpected or mismatched keys" + (
+        f"; the processor makes {res.height}×{res.width} pixels" if processors else " (it has no image processor)"
     )
     if (made.mode, made.antialias) != (family.mode, family.antialias):
         method = made.mode + (", antialias" if made.antialias else "")
         return Check("load", True, f"{head}; the forward pass is not compared: the table was made with {method}, "
                      f"not the {family.name} runtime's own method, which the source runs (the table check proves it)")  # fmt: skip
+    if source_grid[0] != source_grid[1]:
+        return Check("load", True, f"{head}; the forward pass is not compared: transformers reads a table it "
+                     f"resamples as a square grid, and the source's is {grid_text(source_grid)} (the table check "
+                     "proves the table)")  # fmt: skip
     dtypes = {p.dtype for p in model.parameters()}
     exact = dtypes == {torch.float32}
     reference = _fresh(reference.float())
     model = _fresh(model.float())
     pixels = torch.randn(2, 3, *res.sides, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        got = _features(model, pixels)
-        want = _features(reference, pixels, interpolate=True)
+        try:
+            got = _features(model, pixels)
+        except Exception as e:
+            return Check(
+                "load", False, f"{head}, but its forward pass at {res.height}×{res.width} fails: {_first_line(e)}"
+            )
+        try:
+            want = _features(reference, pixels, interpolate=True)
+        except Exception as e:
+            return Check("load", True, f"{head}; the forward pass is not compared: the source's forward at "
+                         f"{res.height}×{res.width} fails in transformers ({_first_line(e)})")  # fmt: skip
     diff = (got - want).abs().max().item()
     cosine = torch.nn.functional.cosine_similarity(got.flatten(1), want.flatten(1)).min().item()
     figures = f"max |difference| {diff:.3g}, cosine similarity {cosine:.6f}"
