@@ -145,6 +145,9 @@ def test_drift_over_images(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
     assert "drift over 3 image(s): mean cosine" in human.out
     r = xcr("verify", tmp_path / "out", "--against", src, "--images", tmp_path / "nothing")
     assert r.code == 2 and "does not exist; give a folder of images" in one_error_line(r.err)
+    (tmp_path / "out" / "preprocessor_config.json").unlink()  # an output without its image processor
+    r = xcr("verify", tmp_path / "out", "--against", src, "--images", images)
+    assert r.code == 2 and "runs each checkpoint's own image processor, and" in one_error_line(r.err)
 
 
 def test_resize_verify(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

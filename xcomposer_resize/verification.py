@@ -646,6 +646,11 @@ def _drift(folder: Path, source: Path, config: dict[str, Any], family: Family, i
     cls = _model_class(config, family)
     pairs = []
     for root in (source, folder):
+        if not any((root / name).is_file() for name in PROCESSOR_FILES):
+            raise InputError(
+                f"--images runs each checkpoint's own image processor, and {root} has none "
+                f"({' or '.join(PROCESSOR_FILES)}); leave --images out"
+            )
         pairs.append((AutoImageProcessor.from_pretrained(root), _fresh(cls.from_pretrained(root).float())))  # type: ignore[no-untyped-call]
     scores = []
     for path in files:
