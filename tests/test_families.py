@@ -426,7 +426,7 @@ def test_a_repo_with_both_layouts_converts_the_transformers_one(xcr: Any, make_c
     )
     r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "oc-out")  # --family forgotten
     assert r.code == 2
-    assert "was made from the open_clip checkpoint, not the CLIP one; pass --force" in one_error_line(r.err)
+    assert "was made reading the source as open_clip, not as CLIP; pass --force" in one_error_line(r.err)
     r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "oc-out", "--family", "open-clip")
     assert r.code == 0 and "up to date" in r.out, r.err
 
@@ -455,7 +455,7 @@ def test_family_must_not_contradict_the_config(xcr: Any, tmp_path: Path) -> None
     r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out", "--family", "dinov2")
     assert r.code == 2
     assert one_error_line(r.err) == (
-        "xcr: error: --family dinov2 contradicts the config, which is a DINOv2 with registers checkpoint's "
+        "xcr: error: --family dinov2 contradicts the config, which is of the DINOv2 with registers family "
         "(model_type 'dinov2_with_registers'); leave --family out (it is for configs that name no family xcr knows)"
     )
     assert not (tmp_path / "out").exists()
@@ -500,3 +500,116 @@ def test_a_cast_leaves_timm_and_open_clip_configs_without_a_dtype(tmp_path: Path
     assert {t.dtype for t in open_checkpoint(tmp_path / "out").shards[0].tensors} == {"F16"}
     found = verify(tmp_path / "out", src)
     assert found.ok, found.checks
+
+
+def _edit_open_clip(src: Path, **vision: Any) -> None:
+    config = json.loads((src / "open_clip_config.json").read_text())
+    for key, value in vision.items():
+        if value is None:
+            config["model_cfg"]["vision_cfg"].pop(key, None)
+        else:
+            config["model_cfg"]["vision_cfg"][key] = value
+    (src / "open_clip_config.json").write_text(json.dumps(config))
+
+
+def test_a_trunk_whose_config_disagrees_with_its_weights_is_refused(xcr: Any, tmp_path: Path) -> None:
+    """Rows beyond the config's grid are prefix rows only when the weights have those tokens."""
+    from tests.family_builders import build_open_clip
+
+    src = build_open_clip(tmp_path / "src", trunk="siglip")  # 27×27 of 14 px, no class token
+    _edit_open_clip(src, image_size=370)
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert "says 370 px with 14-px patches (26×26) but visual.trunk.pos_embed holds a 27×27 grid" in line
+    assert not (tmp_path / "out").exists()
+    assert json.loads(xcr("inspect", src, "--json").out)["prefix_tokens"] == 0
+
+
+def test_a_trunk_patch_and_size_come_from_the_weights_and_the_architecture(xcr: Any, tmp_path: Path) -> None:
+    from tests.family_builders import build_open_clip
+
+    src = build_open_clip(tmp_path / "src", trunk="siglip")
+    _edit_open_clip(src, image_size=None, timm_model_name="my_custom_vit_384")  # no "patch14" in the name
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "the weights' patch embedding has 14-px patches" in " ".join(r.err.split())
+    assert table_of(tmp_path / "out")[1].shape == (1, 32 * 32, 32)
+    data = json.loads(xcr("inspect", src, "--json").out)
+    assert data["patch_size"] == 14 and data["image_size"] == 384 and data["grid"] == [27, 27]
+
+
+def test_a_trunk_without_a_position_table_says_there_is_nothing_to_resize(xcr: Any, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from tests.family_builders import build_open_clip
+
+    src = build_open_clip(tmp_path / "src", trunk="clip")
+    _edit_open_clip(src, timm_model_name="convnext_base")
+    weights = load_file(str(src / "open_clip_model.safetensors"))
+    save_file({k: v for k, v in weights.items() if "pos_embed" not in k}, str(src / "open_clip_model.safetensors"))
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 2 and "has no absolute position table (visual.trunk.pos_embed)" in one_error_line(r.err)
+    fine = build_open_clip(tmp_path / "fine", trunk="clip")
+    r = xcr("resize", "--model", fine, "--res", 448, "--out", tmp_path / "out", "--vision-only", "--with-projection")
+    assert r.code == 2 and "no vision-only layout" in one_error_line(r.err)
+
+
+def test_open_clip_files_of_a_dual_repo_in_inspect_plot_and_output(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    from tests.family_builders import build_open_clip
+
+    src = make_ckpt()
+    oc = build_open_clip(tmp_path / "oc", fmt="bin")
+    for name in ("open_clip_config.json", "open_clip_pytorch_model.bin"):
+        (src / name).write_bytes((oc / name).read_bytes())
+    data = json.loads(xcr("inspect", src, "--family", "open-clip", "--json").out)
+    assert data["table"]["name"] == "visual.positional_embedding" and data["grid"] == [14, 14]
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", src, "--family", "open-clip", "--res", 448, "--out", out, "--plot", tmp_path / "p.png")
+    assert r.code == 0, r.err
+    assert not (out / "preprocessor_config.json").exists(), "the transformers layout's processor is left behind"
+    assert (tmp_path / "p.png").is_file()
+    from xcomposer_resize.plot import _panel
+
+    panel, family = _panel(src, "source", "open_clip")  # what --plot drew for the source: open_clip's table
+    assert family == "open_clip" and panel.title.startswith("source: 14×14 grid, 224 px")
+    found = verify(out, src)
+    assert found.ok, found.checks
+
+
+def test_verify_against_a_checkpoint_of_another_family(xcr: Any, tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "vit")
+    resize(src, 384, tmp_path / "out")
+    other = build_family(tmp_path / "other", "dinov2")
+    r = xcr("verify", tmp_path / "out", "--against", other)
+    assert r.code == 2
+    assert "is a checkpoint of the DINOv2 family, and" in one_error_line(r.err)
+    assert "--family" not in one_error_line(r.err), "no flag the user did not pass"
+
+
+def test_a_recorded_family_in_any_spelling_and_a_bad_one(xcr: Any, tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "dinov2")
+    config = json.loads((src / "config.json").read_text())
+    del config["model_type"]
+    (src / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 448, "--out", out, "--family", "dinov2").code == 0
+    card = (out / "README.md").read_text()
+    assert "family: DINOv2" in card
+    r = xcr("resize", "--model", src, "--res", 448, "--out", out, "--family", "dinov2-registers")
+    assert r.code == 2 and "was made reading the source as DINOv2, not as DINOv2 with registers" in r.err
+    (out / "README.md").write_text(card.replace("family: DINOv2", "family: banana"))
+    r = xcr("inspect", out)
+    assert r.code == 2 and "model card records the family 'banana', which is not a family xcr knows" in r.err
+    r = xcr("resize", "--model", src, "--res", 448, "--out", out, "--family", "dinov2")
+    assert r.code == 2 and "was made reading the source as banana" in r.err
+
+
+def test_a_converted_output_as_the_source_keeps_one_card_and_its_size_tag(tmp_path: Path) -> None:
+    src = build_family(tmp_path / "src", "vit")
+    (src / "README.md").write_text("---\nlicense: apache-2.0\ntags:\n- vision\n---\n# The original card\n")
+    resize(src, 384, tmp_path / "a")
+    resize(tmp_path / "a", 448, tmp_path / "b")
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert card.count("## The source's model card") == 1 and "# The original card" in card
+    assert "- 448px" in card and "- 384px" not in card

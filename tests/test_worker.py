@@ -105,3 +105,19 @@ def test_worker_ignores_a_torch_folder_in_the_current_directory(make_ckpt: Any, 
     assert report["torch_imported"] is False
     new = tensors(Path(report["outputs"][0]))
     assert torch.equal(new[POS], transformers_table(tensors(src)[POS], 35))
+
+
+def test_tables_move_through_the_pipe_in_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipe moves at most 2 GiB per call: a table of exactly 2 GiB hung both processes until tables
+    moved in chunks. Here the chunk is 7 bytes, so every path of the loops runs."""
+    import io
+
+    from xcomposer_resize import worker
+
+    monkeypatch.setattr(worker, "CHUNK", 7)
+    data = bytes(range(256)) * 3
+    sink = io.BytesIO()
+    worker.send(sink, memoryview(data))
+    assert sink.getvalue() == data
+    assert worker.receive(io.BytesIO(data), len(data)) == data
+    assert worker.receive(io.BytesIO(data[:10]), len(data)) == data[:10], "fewer at end of file"

@@ -283,7 +283,10 @@ def resize(
     try:
         checked = _verify_outputs(result, options.family) if verify else []
         if plot is not None:
-            _plot_outputs(result, plot)
+            try:
+                _plot_outputs(result, plot)
+            except XcrError as e:
+                raise OutputError(f"{paths} is complete, but no plot was drawn: {e.message}") from e
             if not result.outputs:
                 _Progress(quiet or json_out).note("no plot was drawn: nothing was written")
     except KeyboardInterrupt as e:
@@ -495,7 +498,7 @@ def _inspection(found: Any) -> str:
     rows.add_column(overflow="fold")
     t = found.table
     g, p = found.grid, found.patch_size
-    stated = "" if found.stated else " (not in config.json: transformers' defaults)"
+    stated = "" if found.stated else f" (not in {found.config_file}: {found.library}'s defaults)"
     rows.add_row("source", escape(found.source) + (f" @ {found.revision[:12]}" if found.revision else ""))
     rows.add_row(
         "family",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,6 +206,7 @@ KEPT_METADATA = ("license", "license_name", "license_link", "language", "dataset
                  "pipeline_tag", "thumbnail", "widget")  # fmt: skip
 KEPT_METADATA_PREFIXES = ("extra_gated_",)
 OUR_TAGS = ("xcomposer-resize",)
+SOURCE_CARD = "## The source's model card"
 
 
 @dataclass(frozen=True)
@@ -333,6 +335,7 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     prefix = {0: "no prefix rows", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
     tags = meta.get("tags")
     tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])
+    tags = [t for t in tags if not re.fullmatch(r"[0-9]+(x[0-9]+)?px", t)]  # an earlier xcr output's size
     for tag in (info.family.split()[0].lower(), "vision", *OUR_TAGS, f"{info.new_res}px"):  # 490px, 448x672px
         if tag not in tags:
             tags.append(tag)
@@ -386,10 +389,12 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         "",
     ]
     body = source.body.strip("\n") if source else ""
+    if source and "xcomposer_resize" in source.metadata and SOURCE_CARD in body:  # an xcr output as the source
+        body = body.split(SOURCE_CARD, 1)[1].strip("\n")  # its source's card, not a card nested in a card
     if info.repo_id:
         url = f"https://huggingface.co/{info.repo_id}"
         below = "; it is reproduced below" if body.strip() else ""
         lines += [f"The source's own model card: [{info.repo_id}]({url}){below}.", ""]
     if body.strip():
-        lines += ["## The source's model card", "", body, ""]
+        lines += [SOURCE_CARD, "", body, ""]
     return readable("\n".join(lines))

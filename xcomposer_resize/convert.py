@@ -53,7 +53,7 @@ from .safetensors_io import (
     write_file,
 )
 from .size import Grid, Size, grid_text
-from .sources import load_tensor, model_config
+from .sources import load_tensor
 
 if TYPE_CHECKING:
     from .hub import Source
@@ -194,7 +194,7 @@ def convert(
     source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
     for message in options.notes:
         note(message)
-    config_name, config, family = model_config(source.folder, options.family)
+    config_name, config, family = record.folder_config(source.folder, options.family)
     options = options.method(family)
     sizes = vision_sizes(config, family)
     width = _config_width(config, family)
@@ -203,6 +203,12 @@ def convert(
     if not sizes.stated:  # sizes assumed: first the weights must agree, or every --res hint would be wrong
         source.fetch_weights(family.weight_files)
         plan = make_plan(source, family, config, sizes, options, config_name)
+        from_kernel = "patch_size" in sizes.missing and "patch_size" not in plan.sizes.missing
+        sizes = plan.sizes
+        if from_kernel:
+            note(f"{config_name} does not state the patch size; the weights' patch embedding has "
+                 f"{sizes.patch_size}-px patches")  # fmt: skip
+    if not sizes.stated:
         note(f"{config_name} does not state the vision {' and '.join(sizes.missing)}; {family.library} assumes "
              f"{sizes.image_size.px} with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
     square_reason = family.square_reason(config)

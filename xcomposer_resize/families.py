@@ -70,6 +70,8 @@ class Family:
     vision_only_layout: bool = True  # a vision-only checkpoint of the family is something a loader loads
     square_only: str = ""  # why an output cannot be non-square, e.g. 448x672 ("": it can)
     square_architectures: tuple[str, ...] = ()  # architectures of the family that need a square grid all the same
+    patch_from_weights: bool = False  # a patch size the config leaves out is the patch embedding kernel's (timm)
+    no_table: str = ""  # what it means when the weights hold no position table ("": not a checkpoint of the family)
 
     @property
     def has_text(self) -> bool:
@@ -103,8 +105,9 @@ class Family:
             block["image_size"] = res.json()
             block.setdefault("patch_size", patch)
 
-    def prefix_rows(self, rows: int, cells: int) -> int:
-        """The rows before the grid in a table of `rows` rows whose grid has `cells` cells."""
+    def prefix_rows(self, rows: int, cells: int, tokens: dict[str, tuple[int, ...]]) -> int:
+        """The rows before the grid in a table of `rows` rows whose grid has `cells` cells; `tokens`:
+        the shapes of the checkpoint's prefix-token tensors (names ending in TOKEN_NAMES)."""
         return self.num_prefix_tokens
 
     def find(self, names: list[str], suffix: str) -> str | None:
@@ -323,12 +326,26 @@ class TimmFamily(Family):
             args = config["model_args"] = {}
         args["img_size"] = res.json()
 
-    def prefix_rows(self, rows: int, cells: int) -> int:
-        extra = rows - cells
-        return extra if 0 <= extra <= 64 else self.num_prefix_tokens
+    def prefix_rows(self, rows: int, cells: int, tokens: dict[str, tuple[int, ...]]) -> int:
+        return timm_prefix(rows, cells, tokens, self.pos_suffix)
 
     def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         return []
+
+
+TOKEN_NAMES = ("cls_token", "reg_token")
+
+
+def timm_prefix(rows: int, cells: int, tokens: dict[str, tuple[int, ...]], pos_name: str) -> int:
+    """A timm table's rows before the grid: none when it holds the grid alone (no class token, or
+    no_embed_class), else its class token and registers as the weights hold them (`cls_token`
+    [1, 1, C], `reg_token` [1, R, C] beside `pos_embed`). A table whose extra rows are not those
+    disagrees with the config, and the caller says so."""
+    if rows == cells:
+        return 0
+    base = pos_name.removesuffix("pos_embed")
+    reg = tokens.get(base + "reg_token", ())
+    return (1 if base + "cls_token" in tokens else 0) + (reg[1] if len(reg) == 3 else 0)
 
 
 TIMM = TimmFamily(
@@ -350,6 +367,9 @@ TIMM = TimmFamily(
     top_level=True,
     runtime="timm's `resample_abs_pos_embed` (antialias, float32; timm applies it on load)",
     library="timm",
+    patch_from_weights=True,
+    no_table="this timm model has no absolute position table (pos_embed): a convolutional or relative-position model "
+    "takes another input size as it is; there is nothing to resize",
 )
 
 
@@ -382,8 +402,11 @@ class OpenClipFamily(Family):
             patch_suffix="visual.trunk.patch_embed.proj.weight",
             batched=True,
             trunk=True,
-            runtime="timm's `resample_abs_pos_embed` (antialias, float32), which timm applies when it builds a "
-            "trunk at another size",
+            patch_from_weights=True,
+            no_table="the timm trunk of this open_clip tower has no absolute position table (visual.trunk.pos_embed): "
+            "a convolutional or relative-position tower takes another input size as it is; there is nothing to resize",
+            runtime="timm's `resample_abs_pos_embed` (antialias, float32; what timm applies to build a trunk at "
+            "another size)",
         )
 
     def _vision(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -415,7 +438,8 @@ class OpenClipFamily(Family):
                     f"open_clip_config.json says vision_cfg.image_size {size.px} but timm_model_kwargs.img_size "
                     f"{trunk.px}; open_clip builds the trunk from timm_model_kwargs: make them agree"
                 )
-            size = trunk or size
+            found = re.search(r"_(\d+)$", name)  # timm builds vit_so400m_patch14_siglip_384 at 384 px
+            size = trunk or size or (Size.square(int(found.group(1))) if found else None)
             patch = kwargs.get("patch_size")
             if patch is None:
                 found = re.search(r"patch(\d+)", name)
@@ -438,9 +462,8 @@ class OpenClipFamily(Family):
         else:
             vision.setdefault("patch_size", patch)
 
-    def prefix_rows(self, rows: int, cells: int) -> int:
-        extra = rows - cells
-        return extra if self.trunk and 0 <= extra <= 64 else self.num_prefix_tokens
+    def prefix_rows(self, rows: int, cells: int, tokens: dict[str, tuple[int, ...]]) -> int:
+        return timm_prefix(rows, cells, tokens, self.pos_suffix) if self.trunk else self.num_prefix_tokens
 
     def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         return []
@@ -508,7 +531,7 @@ def family_for(config: dict[str, Any], name: str | None = None) -> Family:
         named = next((f for f in FAMILIES if f.matches(config)), None)
         if named is not None and named is not forced:
             raise UsageError(
-                f"{arg('family', name)} contradicts the config, which is a {named.name} checkpoint's"
+                f"{arg('family', name)} contradicts the config, which is of the {named.name} family"
                 f"{' (model_type ' + repr(config.get('model_type')) + ')' if config.get('model_type') else ''}; "
                 f"leave {arg('family')} out (it is for configs that name no family xcr knows)"
             )

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import record
-from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
+from .configs import PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
 from .errors import HubError, UsageError
+from .families import TOKEN_NAMES
 from .options import largest_grid
 from .safetensors_io import FLOAT_DTYPES
 from .sources import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
@@ -64,6 +65,8 @@ class Inspection:
     download: dict[str, Any] | None  # Hub: what a conversion would download {files, bytes}
     files: list[dict[str, Any]]  # every file of the source: name, bytes (None when unknown), role
     processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # file → its image sizes
+    config_file: str = "config.json"  # the model config's file (open_clip_config.json)
+    library: str = "transformers"  # the library that loads the checkpoint (whose defaults apply)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,7 +80,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     if not model.strip():
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
-    _name, config, adapter = record.folder_config(source.folder, family)
+    config_name, config, adapter = record.folder_config(source.folder, family)
     sizes = vision_sizes(config, adapter)
     sizes_by_name = _listing(source, token)
     names = sorted(sizes_by_name)
@@ -85,11 +88,16 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     if weights and weights[0].endswith(".index.json"):
         weights = weights + _shards(source, weights[0], token)
     local = bool(weights) and all((source.folder / w).is_file() for w in weights)
-    tensors = _tensors(source, weights, local, token)
+    tensors = _tensors(source, weights, local, token, adapter.weight_files)
     table = ids = None
     parameters = None
     dtypes: dict[str, int] = {}
     if tensors is not None:
+        kernel_name = adapter.find(list(tensors), adapter.patch_suffix)
+        kernel = tensors[kernel_name][1] if kernel_name else ()
+        if adapter.patch_from_weights and "patch_size" in sizes.missing and len(kernel) == 4:
+            missing = tuple(k for k in sizes.missing if k != "patch_size")
+            sizes = VisionSizes(sizes.image_size, kernel[-1], missing)  # timm: the weights say
         pos_name = adapter.find(list(tensors), adapter.pos_suffix)
         if pos_name:
             dtype, shape = tensors[pos_name]
@@ -109,7 +117,16 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
                 "config",
             )
     width = table.shape[-1] if table else 1024
-    largest = largest_grid(width, adapter.num_prefix_tokens) * sizes.patch_size
+    prefix = (
+        adapter.prefix_rows(
+            table.shape[-2],
+            sizes.grid[0] * sizes.grid[1],
+            {n: shape for n, (_dtype, shape) in (tensors or {}).items() if n.endswith(TOKEN_NAMES)},
+        )
+        if table
+        else adapter.num_prefix_tokens
+    )
+    largest = largest_grid(width, prefix) * sizes.patch_size
     download = None
     if source.repo_id and source.listing is not None:
         wanted = [n for n in names if is_metadata(n)] + weights
@@ -124,9 +141,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         image_size=sizes.image_size.json(),
         patch_size=sizes.patch_size,
         grid=list(sizes.grid),
-        prefix_tokens=(
-            adapter.prefix_rows(table.shape[-2], sizes.grid[0] * sizes.grid[1]) if table else adapter.num_prefix_tokens
-        ),
+        prefix_tokens=prefix,
         stated=sizes.stated,
         accepted_res={
             "multiple_of": sizes.patch_size,
@@ -151,6 +166,8 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
             {"name": n, "bytes": sizes_by_name[n], "role": _role(n, weights, source.listing is not None)} for n in names
         ],
         processors=_processors(source),
+        config_file=config_name,
+        library=adapter.library,
     )
 
 
@@ -211,11 +228,11 @@ def _shards(source: Source, index: str, token: str | None) -> list[str]:
 
 
 def _tensors(
-    source: Source, weights: list[str], local: bool, token: str | None
+    source: Source, weights: list[str], local: bool, token: str | None, prefer: tuple[str, ...] = ()
 ) -> dict[str, tuple[str, tuple[int, ...]]] | None:
     """Every tensor's (dtype, shape), from headers; None when that needs a download (.bin)."""
     if local:
-        ckpt = open_checkpoint(source.folder)
+        ckpt = open_checkpoint(source.folder, prefer)
         return {t.name: (t.dtype, t.shape) for s in ckpt.shards for t in s.tensors}
     files = [w for w in weights if w.endswith(".safetensors")]
     if not files or not source.repo_id:

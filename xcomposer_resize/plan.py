@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .configs import PROCESSOR_FILES, SourceCard, VisionSizes, parse_card, rewrite_processor
 from .errors import InputError, arg
-from .families import Family
+from .families import TOKEN_NAMES, Family
 from .interpolate import grid_side
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
 from .size import Grid, Size, grid_text
@@ -95,12 +95,17 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
     ckpt = open_checkpoint(source.folder, family.weight_files)
     names = ckpt.names
     pos_name = family.find(names, family.pos_suffix)
+    if pos_name is None and family.no_table:
+        raise InputError(family.no_table)
     if pos_name is None:
         raise InputError(
             f"no vision position table (*{family.pos_suffix}) among the {len(names)} tensors "
             f"(first: {', '.join(names[:3]) or 'none'}); is this a vision checkpoint of the {family.name} family?"
         )
     pos = ckpt.tensor(pos_name)
+    kernel = _patch_of(ckpt, family)
+    if family.patch_from_weights and "patch_size" in sizes.missing and kernel:  # timm: the weights say
+        sizes = VisionSizes(sizes.image_size, kernel, tuple(k for k in sizes.missing if k != "patch_size"))
     form = "[1, rows, channels]" if family.batched else "[rows, channels]"
     if pos.dtype not in FLOAT_DTYPES or len(pos.shape) != (3 if family.batched else 2) or pos.shape[0] == 0:
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
@@ -108,7 +113,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
     rows, _width = pos.shape[-2:]
     cells = sizes.grid[0] * sizes.grid[1]
-    prefix = family.prefix_rows(rows, cells)
+    prefix = family.prefix_rows(rows, cells, token_shapes(ckpt))
     if rows - prefix != cells:
         side = grid_side(rows - prefix)
         if side is None and sizes.image_size.is_square:
@@ -116,13 +121,18 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
                 f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid"
                 + (f"; is --family {options.family} right?" if options.family else "; is this a checkpoint xcr knows?")
             )
-        raise InputError(_disagreement(sizes, rows - prefix, _patch_of(ckpt, family), pos_name, family, config_name))
+        raise InputError(_disagreement(sizes, rows - prefix, kernel, pos_name, family, config_name))
     ids = None
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:
         ids = ckpt.tensor(ids_name)
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
             raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
+    if options.vision_only and not family.vision_only_layout:
+        raise InputError(
+            f"{family.name} checkpoints have no vision-only layout that {family.name} loads; leave "
+            f"{arg('vision_only', True)} out"
+        )
     if options.vision_only and options.with_projection:
         if not family.projections:
             raise InputError(
@@ -134,11 +144,6 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
                 f"the source has no {' or '.join(family.projections)} to keep; leave --with-projection out: "
                 f"its vision tower loads as {family.vision_architectures[False]}"
             )
-    if options.vision_only and not family.vision_only_layout:
-        raise InputError(
-            f"{family.name} checkpoints have no vision-only layout that {family.name} loads; leave "
-            f"{arg('vision_only', True)} out"
-        )
     plan = Plan(source, family, config, sizes, options, ckpt, pos, ids, prefix, config_name)
     _lay_out(plan)
     _plan_files(plan)
@@ -175,6 +180,11 @@ def _lay_out(plan: Plan) -> None:
 
 def _nbytes(plan: Plan, t: SourceTensor) -> int:
     return t.nbytes // DTYPE_SIZES[t.dtype] * DTYPE_SIZES[plan.out_dtype(t)]
+
+
+def token_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
+    """The shapes of the prefix-token tensors (class token, registers) of a checkpoint."""
+    return {n: ckpt.tensor(n).shape for n in ckpt.names if n.endswith(TOKEN_NAMES)}
 
 
 def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
@@ -223,6 +233,9 @@ def _plan_files(plan: Plan) -> None:
         if is_weight_file(name) or (name.startswith(".") and name != ".gitattributes"):
             skipped.append(rel)  # weights of other formats (the old grid); hidden files (.env, secrets)
             continue
+        if name in PROCESSOR_FILES and plan.family.library != "transformers":
+            skipped.append(rel)  # the transformers layout's processor (timm and open_clip state their own sizes)
+            continue
         what = not_a_file(entry)
         rewritten = rel in REWRITTEN_FILES or name in PROCESSOR_FILES
         if what and rewritten:
@@ -246,7 +259,8 @@ def _plan_files(plan: Plan) -> None:
     if skipped:
         plan.notes.append(
             f"not carried over: {', '.join(skipped[:6])}{', …' if len(skipped) > 6 else ''} "
-            "(weights of other formats or of other export folders, which hold the old grid, and hidden files)"
+            "(weights of other formats or of other export folders and the other layout's files, which hold the old "
+            "size, and hidden files)"
         )
 
 

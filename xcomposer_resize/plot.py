@@ -206,18 +206,19 @@ def _panel(folder: Path, role: str, forced: str | None = None) -> tuple[Panel, s
     """The panel of `folder`'s table, and the family it was read as (`forced`: as that family)."""
     from . import record
     from .configs import vision_sizes
+    from .plan import token_shapes
     from .size import grid_text
     from .sources import load_tensor, open_checkpoint
 
     _name, config, family = record.folder_config(folder, forced)
     sizes = vision_sizes(config, family)
-    ckpt = open_checkpoint(folder)
+    ckpt = open_checkpoint(folder, family.weight_files)
     name = family.find(ckpt.names, family.pos_suffix)
     if name is None:
         raise XcrError(f"{folder} has no vision position table to draw")
     table = load_tensor(ckpt.tensor(name))
     g = sizes.grid
-    prefix = family.prefix_rows(table.shape[-2], g[0] * g[1])
+    prefix = family.prefix_rows(table.shape[-2], g[0] * g[1], token_shapes(ckpt))
     if table.shape[-2] - prefix != g[0] * g[1]:
         raise XcrError(f"{folder}: {name} does not hold the {grid_text(g)} grid its config states")
     rec = record.read(folder) if role == "output" else None

@@ -95,20 +95,37 @@ def digest(data: bytes | bytearray | memoryview) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def _same_family(a: object, b: object) -> bool:
+    from .families import family_named
+
+    try:
+        return family_named(str(a)) is family_named(str(b))
+    except XcrError:
+        return False
+
+
 def folder_config(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
-    """`sources.model_config` of an output folder; when its config names no family xcr knows, the
-    family its record names (an output made with --family keeps its source's config)."""
+    """`sources.model_config` of a checkpoint folder; when its config names no family xcr knows and
+    the folder is an xcr output, the family its record names (an output made with --family keeps
+    its source's config)."""
     try:
         return model_config(folder, forced)
-    except XcrError:
+    except XcrError as e:
         rec = read(folder) if forced is None else None
-        name = rec.get("family") if rec else None
-        if not isinstance(name, str):
+        if not rec or "family" not in rec:
             raise
+        first = e
+    name = rec["family"]
+    said = f"{folder}'s model card records the family {name!r}"
+    if not isinstance(name, str) or not _same_family(name, name):
+        raise InputError(f"{said}, which is not a family xcr knows; {first.message}") from None
     try:
-        return model_config(folder, name)
-    except XcrError:
-        return model_config(folder, forced)  # the first error, which names what was found
+        found = model_config(folder, name)
+    except XcrError as e:
+        raise InputError(f"{said}, but {e.message}") from None
+    if not (folder / found[2].config_file).is_file():
+        raise InputError(f"{said}, but the folder has no {found[2].config_file}; {first.message}") from None
+    return found
 
 
 def read(folder: Path) -> dict[str, Any] | None:
@@ -185,8 +202,8 @@ def check(folder: Path, want: dict[str, Any]) -> Verdict:
         return Verdict(
             False, f"is for {size.px if size else rec.get('res')}, not {wanted_size.px if wanted_size else ''}"
         )
-    if rec.get("family", want["family"]) != want["family"]:  # records before 0.x name no family
-        return Verdict(False, f"was made from the {rec.get('family')} checkpoint, not the {want['family']} one")
+    if "family" in rec and not _same_family(rec["family"], want["family"]):  # older records name none
+        return Verdict(False, f"was made reading the source as {rec['family']}, not as {want['family']}")
     for key in SHAPING:
         if rec.get(key) != want[key]:
             return Verdict(False, f"was made with {key} {rec.get(key)!r}, not {want[key]!r}")

@@ -133,7 +133,7 @@ def verify(
     source = _source(folder, rec, against, revision, token, quiet, adapter.weight_files)
     if source.folder.resolve() == folder.resolve():
         raise UsageError(f"{folder} is checked against itself; give {arg('against')} the checkpoint it was made from")
-    src_sizes = vision_sizes(model_config(source.folder, adapter.name)[1], adapter)
+    src_sizes = vision_sizes(_source_config(source, folder, adapter), adapter)
     res, grid, config_problem = _meant(folder, config, adapter, rec, src_sizes.patch_size)
     made = _made(rec, adapter)
     checks: list[Check] = []
@@ -154,12 +154,27 @@ def verify(
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
 
 
+def _source_config(source: Source, folder: Path, family: Family) -> dict[str, Any]:
+    """The source's model config, read as the output's family; a source of another family is not
+    the one the output was made from."""
+    try:
+        return model_config(source.folder, family.name)[1]
+    except UsageError:  # the source's config names another family
+        other = model_config(source.folder)[2]
+        raise InputError(
+            f"{source.display} is a checkpoint of the {other.name} family, and {folder} one of the {family.name} "
+            f"family: it is not the source {folder} was made from; give {arg('against')} that source"
+        ) from None
+
+
 def _prefix(family: Family, src: Checkpoint, grid: Grid) -> int:
     """The rows before the grid in the source's table (timm: what the table holds beyond its grid)."""
     name = family.find(src.names, family.pos_suffix)
     if name is None:
         return family.num_prefix_tokens
-    return family.prefix_rows(src.tensor(name).shape[-2], grid[0] * grid[1])
+    from .plan import token_shapes
+
+    return family.prefix_rows(src.tensor(name).shape[-2], grid[0] * grid[1], token_shapes(src))
 
 
 def _meant(folder: Path, config: dict[str, Any], family: Family, rec: dict[str, Any] | None,
@@ -418,7 +433,7 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Si
                     sizes += 1
                     if any(v != side for v, side in values):
                         problems.append(f"{rel} has {where}{key} {json.dumps(value)}, not {res.px}")
-    if source is not None:
+    if source is not None and family.library == "transformers":  # timm and open_clip: not their files
         theirs = {rel for path, rel in walk(source) if path.name in PROCESSOR_FILES}
         ours = {rel for path, rel in walk(folder) if path.name in PROCESSOR_FILES}
         problems += [f"{rel} is missing (the source has it)" for rel in sorted(theirs - ours)]

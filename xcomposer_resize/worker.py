@@ -54,16 +54,16 @@ class Worker:
             return None
         return cls(proc, stderr)
 
-    def resample(self, request: dict[str, Any], table: bytes | bytearray | memoryview) -> bytes:
+    def resample(self, request: dict[str, Any], table: bytes | bytearray | memoryview) -> bytearray:
         """Send one table; return the resampled table's bytes. Raises OutputError if the worker fails."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(json.dumps({**request, "nbytes": len(table)}).encode() + b"\n")
-            self.proc.stdin.write(table)
+            send(self.proc.stdin, table)
             self.proc.stdin.flush()
             reply = json.loads(self.proc.stdout.readline() or b"null")
             if isinstance(reply, dict) and "nbytes" in reply:
-                data = self.proc.stdout.read(reply["nbytes"])
+                data = receive(self.proc.stdout, reply["nbytes"])
                 if len(data) == reply["nbytes"]:
                     return data
         except (OSError, ValueError):
@@ -103,6 +103,27 @@ class Worker:
         self.close()
 
 
+CHUNK = 256 << 20  # a pipe moves at most 2 GiB per call on Linux (and less elsewhere): move tables in chunks
+
+
+def send(f: IO[bytes], data: bytes | bytearray | memoryview) -> None:
+    """Write all of `data`, a chunk at a time."""
+    view = memoryview(data).cast("B")
+    for i in range(0, len(view), CHUNK):
+        f.write(view[i : i + CHUNK])
+
+
+def receive(f: IO[bytes], n: int) -> bytearray:
+    """Read `n` bytes (fewer at end of file), a chunk at a time."""
+    out = bytearray()
+    while len(out) < n:
+        part = f.read(min(CHUNK, n - len(out)))
+        if not part:
+            break
+        out += part
+    return out
+
+
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: answer requests until EOF."""
     import torch  # noqa: F401  # first, while the parent copies
@@ -113,7 +134,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     while line := stdin.readline():
         try:
             req = json.loads(line)
-            data = stdin.read(req["nbytes"])
+            data = receive(stdin, req["nbytes"])
             pos = tensor_from_bytes(data, req["dtype"], tuple(req["shape"]))
             new = resample_grid(
                 pos,
@@ -132,7 +153,7 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
             stdout.flush()
             return
         stdout.write(json.dumps(header).encode() + b"\n")
-        stdout.write(out)
+        send(stdout, out)
         stdout.flush()
 
 
