@@ -168,9 +168,15 @@ def build_open_clip(folder: Path, *, fmt: str = "safetensors", image_size: int =
         },
         "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]},
     }
+    card = "---\nlicense: mit\nlibrary_name: open_clip\n---\n# a tiny open_clip ViT\n"
+    return _write_open_clip(folder, config, card, sd, fmt)
+
+
+def _write_open_clip(folder: Path, config: dict[str, Any], card: str, sd: dict[str, torch.Tensor], fmt: str) -> Path:
+    """open_clip_config.json, README.md and the weights as open_clip's hub repos name them."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (folder / "README.md").write_text("---\nlicense: mit\nlibrary_name: open_clip\n---\n# a tiny open_clip ViT\n")
+    (folder / "README.md").write_text(card)
     if fmt == "safetensors":
         from safetensors.torch import save_file
 
@@ -221,15 +227,5 @@ def _open_clip_trunk(folder: Path, trunk: str, fmt: str, seed: int) -> Path:
         },
         "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic"},
     }
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
-    (folder / "README.md").write_text("---\nlicense: apache-2.0\nlibrary_name: open_clip\n---\n# a tiny SigLIP\n")
-    if fmt == "safetensors":
-        from safetensors.torch import save_file
-
-        save_file(sd, str(folder / "open_clip_model.safetensors"))
-    elif fmt == "bin":
-        torch.save(sd, folder / "open_clip_pytorch_model.bin")
-    else:
-        raise ValueError(fmt)
-    return folder
+    card = "---\nlicense: apache-2.0\nlibrary_name: open_clip\n---\n# a tiny SigLIP\n"
+    return _write_open_clip(folder, config, card, sd, fmt)

@@ -41,6 +41,13 @@ class VisionSizes:
     def stated(self) -> bool:
         return not self.missing
 
+    def with_kernel(self, family: Family, kernel: int | None) -> VisionSizes:
+        """These sizes with the patch size the weights' patch embedding `kernel` has, for a family
+        that takes it from there (timm) when the config leaves it out; else these sizes."""
+        if not (family.patch_from_weights and "patch_size" in self.missing and kernel):
+            return self
+        return VisionSizes(self.image_size, kernel, tuple(k for k in self.missing if k != "patch_size"))
+
 
 def vision_sizes(config: dict[str, Any], family: Family) -> VisionSizes:
     """Read image_size/patch_size of the vision tower; every block that states them must agree.

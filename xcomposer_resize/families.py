@@ -305,8 +305,7 @@ class TimmFamily(Family):
             )
         patch = args.get("patch_size")
         if type(patch) is not int:
-            found = re.search(r"patch(\d+)", str(config.get("architecture")))
-            patch = int(found.group(1)) if found else None
+            patch = timm_name_patch(str(config.get("architecture")))
         return (sizes[0][1] if sizes else None), patch
 
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
@@ -334,6 +333,12 @@ class TimmFamily(Family):
 
 
 TOKEN_NAMES = ("cls_token", "reg_token")
+
+
+def timm_name_patch(name: str) -> int | None:
+    """The patch size a timm architecture name states (`vit_base_patch16_224`: 16), or None."""
+    found = re.search(r"patch(\d+)", name)
+    return int(found.group(1)) if found else None
 
 
 def timm_prefix(rows: int, cells: int, tokens: dict[str, tuple[int, ...]], pos_name: str) -> int:
@@ -442,8 +447,7 @@ class OpenClipFamily(Family):
             size = trunk or size or (Size.square(int(found.group(1))) if found else None)
             patch = kwargs.get("patch_size")
             if patch is None:
-                found = re.search(r"patch(\d+)", name)
-                patch = int(found.group(1)) if found else None
+                patch = timm_name_patch(name)
         if isinstance(patch, list) and len(patch) == 2 and patch[0] == patch[1]:
             patch = patch[0]
         if patch is not None and (type(patch) is not int or patch <= 0):

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import record
-from .configs import PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
+from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
 from .errors import HubError, UsageError
 from .families import TOKEN_NAMES
 from .options import largest_grid
@@ -95,9 +95,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     if tensors is not None:
         kernel_name = adapter.find(list(tensors), adapter.patch_suffix)
         kernel = tensors[kernel_name][1] if kernel_name else ()
-        if adapter.patch_from_weights and "patch_size" in sizes.missing and len(kernel) == 4:
-            missing = tuple(k for k in sizes.missing if k != "patch_size")
-            sizes = VisionSizes(sizes.image_size, kernel[-1], missing)  # timm: the weights say
+        sizes = sizes.with_kernel(adapter, kernel[-1] if len(kernel) == 4 else None)
         pos_name = adapter.find(list(tensors), adapter.pos_suffix)
         if pos_name:
             dtype, shape = tensors[pos_name]
@@ -127,6 +125,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         else adapter.num_prefix_tokens
     )
     largest = largest_grid(width, prefix) * sizes.patch_size
+    square_reason = adapter.square_reason(config)
     download = None
     if source.repo_id and source.listing is not None:
         wanted = [n for n in names if is_metadata(n)] + weights
@@ -147,8 +146,8 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
             "multiple_of": sizes.patch_size,
             "min": sizes.patch_size,
             "max": largest,
-            "non_square": not adapter.square_reason(config),
-            "square_only": adapter.square_reason(config) or None,
+            "non_square": not square_reason,
+            "square_only": square_reason or None,
         },
         method=adapter.mode + (", antialias" if adapter.antialias else "") + f" (= {adapter.runtime.replace('`', '')})",
         table=table,

@@ -104,8 +104,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
         )
     pos = ckpt.tensor(pos_name)
     kernel = _patch_of(ckpt, family)
-    if family.patch_from_weights and "patch_size" in sizes.missing and kernel:  # timm: the weights say
-        sizes = VisionSizes(sizes.image_size, kernel, tuple(k for k in sizes.missing if k != "patch_size"))
+    sizes = sizes.with_kernel(family, kernel)
     form = "[1, rows, channels]" if family.batched else "[rows, channels]"
     if pos.dtype not in FLOAT_DTYPES or len(pos.shape) != (3 if family.batched else 2) or pos.shape[0] == 0:
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")

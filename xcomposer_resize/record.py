@@ -95,13 +95,19 @@ def digest(data: bytes | bytearray | memoryview) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _same_family(a: object, b: object) -> bool:
+def _family(name: object) -> Family | None:
+    """The family `name` (any spelling) names, or None when it names none xcr knows."""
     from .families import family_named
 
     try:
-        return family_named(str(a)) is family_named(str(b))
+        return family_named(name) if isinstance(name, str) else None
     except XcrError:
-        return False
+        return None
+
+
+def _same_family(a: object, b: object) -> bool:
+    found = _family(a)
+    return found is not None and found is _family(b)
 
 
 def folder_config(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
@@ -117,7 +123,7 @@ def folder_config(folder: Path, forced: str | None = None) -> tuple[str, dict[st
         first = e
     name = rec["family"]
     said = f"{folder}'s model card records the family {name!r}"
-    if not isinstance(name, str) or not _same_family(name, name):
+    if not isinstance(name, str) or _family(name) is None:
         raise InputError(f"{said}, which is not a family xcr knows; {first.message}") from None
     try:
         found = model_config(folder, name)
