@@ -77,13 +77,18 @@ def test_every_size_form_is_rewritten_in_its_own_form(data: dict[str, Any], want
         ({"size": {"height": 224, "width": 224}}, {"size": {"height": 448, "width": 672}}),
         ({"size": [224, 224], "crop_size": {"height": 224, "width": 224}},
          {"size": [448, 672], "crop_size": {"height": 448, "width": 672}}),
-        # resize then crop (DINOv2-like): the resize keeps its share of each side
+        # resize then crop (DINOv2-like): the resize keeps its relation to its own crop, side by side
         ({"size": {"height": 256, "width": 256}, "crop_size": {"height": 224, "width": 224}},
+         {"size": {"height": 512, "width": 768}, "crop_size": {"height": 448, "width": 672}}),
+        # one number read as a square (a crop; ViT's size) becomes two sides
+        ({"size": 224, "image_processor_type": "ViTImageProcessor"},
+         {"size": {"height": 448, "width": 672}, "image_processor_type": "ViTImageProcessor"}),
+        ({"size": {"height": 256, "width": 256}, "crop_size": 224},
          {"size": {"height": 512, "width": 768}, "crop_size": {"height": 448, "width": 672}}),
     ],
 )  # fmt: skip
 def test_a_non_square_size_is_stated_side_by_side(data: dict[str, Any], want: dict[str, Any]) -> None:
-    assert rewrite_processor(data, Size(448, 672), "preprocessor_config.json", Size.square(224)) == want
+    assert rewrite_processor(data, Size(448, 672), "preprocessor_config.json") == want
 
 
 @pytest.mark.parametrize("value", [224, {"shortest_edge": 224}, {"longest_edge": 224}])

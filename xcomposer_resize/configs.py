@@ -127,24 +127,36 @@ def set_dtype(config: dict[str, Any], dtype: str) -> dict[str, Any]:
     return out
 
 
-def rewrite_processor(data: dict[str, Any], res: Size, filename: str, old: Size | None = None) -> dict[str, Any]:
+# Image processors that read a one-number `size` as a square (transformers' get_size_dict with
+# default_to_square); the others (CLIP, BiT) read it as the shortest edge. `crop_size` is a square
+# in every processor.
+SQUARE_SIZE_PROCESSORS = ("ViTImageProcessor", "ViTImageProcessorFast", "ViTFeatureExtractor")
+
+
+def rewrite_processor(data: dict[str, Any], res: Size, filename: str) -> dict[str, Any]:
     """A copy of a processor file whose images come out `res`, each size in the form it had.
 
     Sizes are `size` and `crop_size` at the top level (preprocessor_config.json) and in the blocks
     nested under a `…processor` key (processor_config.json: `image_processor`, `video_processor`).
-    Forms: an int, [h, w], {"shortest_edge": n}, {"longest_edge": n}, {"height": n, "width": n}; a
-    non-square `res` needs a form with two sides. `crop_size` (what the model sees) becomes `res`;
-    so does `size`, unless the file crops and its resize differs from the old size `old` (DINOv2:
-    resize 256, crop 224): then the resize is scaled by res / old, keeping the share of the image
-    the crop takes.
+    Forms: an int, [h, w], {"shortest_edge": n}, {"longest_edge": n}, {"height": n, "width": n}.
+    `crop_size` (what the model sees) becomes `res`. `size` becomes `res` too, unless the block
+    resizes and then crops: then it keeps its own relation to its own crop, side by side (DINOv2's
+    resize 256 / crop 224 becomes 512 / 448 at 448 px), whatever size config.json states. A
+    non-square `res` needs two sides: a one-number size that the processor reads as a square
+    (crop sizes; ViT's size) becomes {"height": H, "width": W}; one it reads as an edge is refused.
     """
     out = copy.deepcopy(data)
     for where, block in _size_blocks(out):
-        crops = block.get("crop_size") is not None and block.get("do_center_crop", True) is not False
+        crop = block.get("crop_size") if block.get("do_center_crop", True) is not False else None
+        crop_sides = _sides(crop) if crop is not None else None
+        square_ints = any(
+            block.get(k) in SQUARE_SIZE_PROCESSORS for k in ("image_processor_type", "feature_extractor_type")
+        )
         for key in SIZE_KEYS:
             if block.get(key) is not None:
-                scale = old if key == "size" and crops else None
-                block[key] = _resized(block[key], res, scale, f"{filename} has {where}{key}")
+                scale = crop_sides if key == "size" else None
+                square = key == "crop_size" or square_ints
+                block[key] = _resized(block[key], res, scale, f"{filename} has {where}{key}", square)
     return out
 
 
@@ -156,14 +168,30 @@ def _size_blocks(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return blocks
 
 
-def _resized(value: Any, res: Size, old: Size | None, what: str) -> Any:
-    """`value` with every number n made the side of `res` it stands for, or, given `old`, scaled:
-    n * res / old on that side (n == old: res)."""
+def _sides(value: Any) -> tuple[int, int] | None:
+    """(height, width) of a size that states both (an int square, [h, w], {height, width}); else None."""
+    if type(value) is int and value > 0:
+        return value, value
+    if isinstance(value, list) and len(value) == 2 and all(type(v) is int and v > 0 for v in value):
+        return value[0], value[1]
+    if (
+        isinstance(value, dict)
+        and set(value) == {"height", "width"}
+        and all(type(v) is int and v > 0 for v in value.values())
+    ):
+        return value["height"], value["width"]
+    return None
+
+
+def _resized(value: Any, res: Size, crop: tuple[int, int] | None, what: str, square: bool) -> Any:
+    """`value` with every number n made the side of `res` it stands for, or, given the `crop` it
+    is cropped to, scaled by res / crop on that side (n == crop: res). `square`: one number is read
+    as a square, so a non-square `res` is written {"height", "width"}."""
 
     def new(n: int, side: int) -> int:
-        if old is None or n == old.sides[side]:
+        if crop is None or n == crop[side]:
             return res.sides[side]
-        return max(1, round(n * res.sides[side] / old.sides[side]))
+        return max(1, round(n * res.sides[side] / crop[side]))
 
     def one_number() -> None:
         if not res.is_square:
@@ -175,6 +203,8 @@ def _resized(value: Any, res: Size, old: Size | None, what: str) -> Any:
     if isinstance(value, bool):
         raise InputError(f"{what} {value!r}, which is not a size")
     if isinstance(value, int):
+        if square and not res.is_square:
+            return {"height": new(value, 0), "width": new(value, 1)}
         one_number()
         return new(value, 0)
     if isinstance(value, list) and len(value) == 2 and all(type(v) is int for v in value):

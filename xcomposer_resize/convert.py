@@ -435,7 +435,7 @@ def _write_target(
         for rel, data in plan.processors.items():
             sizes[rel] = _write(
                 _place(tmp, rel, folder, modes),
-                dump_json(rewrite_processor(data, target.res, rel, plan.sizes.image_size)),
+                dump_json(rewrite_processor(data, target.res, rel)),
             )
             modes[rel] = folder / rel
         for src, rel in plan.carried:

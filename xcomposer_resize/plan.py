@@ -266,7 +266,7 @@ def _plan_files(plan: Plan) -> None:
 def check_processors(plan: Plan, res: Size) -> None:
     """Refuse, before any work, a processor file whose size form xcr cannot rewrite."""
     for rel, data in plan.processors.items():
-        rewrite_processor(data, res, rel, plan.sizes.image_size)
+        rewrite_processor(data, res, rel)
 
 
 def _read_text(path: Path) -> str:
