@@ -200,11 +200,45 @@ def test_force_never_replaces_a_file(xcr: Any, make_ckpt: Any, tmp_path: Path) -
     assert (tmp_path / "out").read_text() == "precious"
 
 
-def test_force_replaces_another_checkpoint(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
-    other = make_ckpt("other", fmt="bin")
+@pytest.mark.parametrize("fmt", ["sharded", "bin", "bin-sharded"])
+def test_force_replaces_another_checkpoint_and_its_weights(xcr: Any, make_ckpt: Any, tmp_path: Path, fmt: str) -> None:
+    other = make_ckpt("other", fmt=fmt)
     r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", other, "--force", "--quiet")
     assert r.code == 0, r.err
-    assert (other / "model.safetensors").is_file() and not (other / "pytorch_model.bin").exists()
+    assert sorted(p.name for p in other.iterdir()) == sorted(p.name for p in make_ckpt("same").iterdir())
+    assert (
+        (other / "model.safetensors").is_file() and not list(other.glob("*.bin")) and not list(other.glob("model-0*"))
+    )
+
+
+TRAINER_STATE = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin",
+                 "finetune.py", "eval_results.md", "notes.txt")  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", [*TRAINER_STATE, "adapter_model.safetensors", "generation_config.json"])
+def test_force_never_deletes_what_the_new_output_does_not_write(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, extra: str
+) -> None:
+    """A Trainer's checkpoint-N/ folder is a checkpoint plus training state: --force replaces the
+    checkpoint's own weights and the files the new output writes, never the rest."""
+    out = make_ckpt("checkpoint-500")
+    (out / extra).write_bytes(b"state")
+    before = snapshot(out)
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--force")
+    assert r.code == 2
+    line = one_error_line(r.err)
+    assert f"is a checkpoint but also holds 1 entry ({extra}) that the new output does not write" in line
+    assert "which --force would delete; move it out, or choose another --out" in line
+    assert snapshot(out) == before
+
+
+def test_force_lists_every_entry_it_would_delete(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    out = make_ckpt("checkpoint-500")
+    for name in TRAINER_STATE:
+        (out / name).write_bytes(b"state")
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--force")
+    line = one_error_line(r.err)
+    assert r.code == 2 and "holds 8 entries (eval_results.md, finetune.py, notes.txt, …)" in line
 
 
 # ------------------------------------------------------------------ permissions

@@ -250,6 +250,8 @@ def convert(
         check_cost(t.res, sizes.patch_size, plan.pos.shape[-1], plan.prefix)
     for t in todo:
         check_processors(plan, t.res)
+        if options.force:  # now that the files are known: --force replaces a checkpoint of those files only
+            check_existing(t.final, t.shown, True, plan.writes)
     for message in plan.notes:
         note(message)
     if any(t.grid(sizes.patch_size) == sizes.grid for t in todo):
@@ -450,8 +452,9 @@ def _write_target(
         _verify(tmp, plan, files, computed)
         _set_modes(tmp, modes)
         staging.land(
-            options.force, _folder_mode(folder), target.seen, lambda: landed(written, names, False), fsync=options.fsync
-        )
+            options.force, _folder_mode(folder), target.seen, lambda: landed(written, names, False), options.fsync,
+            plan.writes,
+        )  # fmt: skip
     except BaseException as e:
         if staging.landed:  # the output is in place: only what comes after can still fail
             raise

@@ -33,7 +33,7 @@ from pathlib import Path
 from . import record
 from .errors import OutputError, UsageError, arg
 from .size import Size
-from .sources import CONFIG_FILES, is_weight_file
+from .sources import CONFIG_FILES, entries_beyond, is_model_weights, is_weight_file
 
 TMP_TAG = ".xcr-tmp-"
 OLD_TAG = ".xcr-old-"
@@ -76,17 +76,12 @@ def output_paths(out: str | None, default: str) -> tuple[Path, Path]:
     return Path(os.path.normpath(given)), Path(os.path.realpath(given))
 
 
-def check_output(final: Path, shown: Path, source: Path, force: bool, suggest: str) -> None:
-    """`check_place`, then `check_existing`."""
-    check_place(final, shown, source, suggest)
-    check_existing(final, shown, force)
-
-
-def check_existing(final: Path, shown: Path, force: bool) -> None:
+def check_existing(final: Path, shown: Path, force: bool, writes: set[str] | None = None) -> None:
     """Refuse existing content at the output (without --force), or content that is not a
-    checkpoint (with it)."""
+    checkpoint (with it); given `writes`, the files the new output writes, a checkpoint that holds
+    anything else."""
     if os.path.lexists(final):
-        problem = replace_problem(final, force)
+        problem = replace_problem(final, force, writes)
         if problem:
             raise UsageError(problem.format(out=arg("out", shown)))
 
@@ -136,10 +131,13 @@ def check_place(final: Path, shown: Path, source: Path, suggest: str) -> None:
 CHECKPOINT_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken", ".py", ".jinja", ".gitattributes")
 
 
-def replace_problem(final: Path, force: bool) -> str | None:
+def replace_problem(final: Path, force: bool, writes: set[str] | None = None) -> str | None:
     """Why an existing `final` may not be replaced, as a message with an `{out}` field; None if
-    it may: an empty folder always; with --force a checkpoint or an earlier xcr output that holds
-    nothing else."""
+    it may: an empty folder always; with --force an earlier xcr output that holds nothing but what
+    it wrote, or a checkpoint that holds nothing but its own weights and what the new output writes
+    (`writes`, paths relative to the folder; None: not known yet, so only files a checkpoint is made
+    of). A Trainer's optimizer.pt, a PEFT adapter, code and notes beside a checkpoint are never
+    replaced."""
     if final.is_symlink() or not (final.is_dir() or final.is_file()):
         return f"{{out}} exists and is neither a folder nor a file; choose another {arg('out')}"
     if final.is_file():
@@ -162,11 +160,20 @@ def replace_problem(final: Path, force: bool) -> str | None:
         return (
             None if force else f"{{out}} already holds an earlier xcr output; pass {arg('force', True)} to replace it"
         )
-    foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if not _checkpoint_file(p)]
     if any(n in names for n in CONFIG_FILES) and any(is_weight_file(n) for n in names):
+        if writes is None:
+            foreign = [p.name + ("/" if p.is_dir() else "") for p in entries if not _checkpoint_file(p)]
+            what = ""
+        else:
+            weights = {n for n in names if is_model_weights(n)}  # the checkpoint's own: replacing it replaces them
+            try:
+                foreign = entries_beyond(final, writes | weights)
+            except OSError as e:
+                return f"{{out}} exists and cannot be listed ({e.strerror}); choose another {arg('out')}"
+            what = " that the new output does not write"
         if foreign:
             return (
-                f"{{out}} is a checkpoint but also holds {_some(foreign)}, which {arg('force', True)} would "
+                f"{{out}} is a checkpoint but also holds {_some(foreign)}{what}, which {arg('force', True)} would "
                 f"delete; move {'it' if len(foreign) == 1 else 'them'} out, or choose another {arg('out')}"
             )
         return None if force else f"{{out}} already holds a checkpoint; pass {arg('force', True)} to replace it"
@@ -303,11 +310,13 @@ class Staging:
         seen: tuple[int, int] | None,
         on_landed: Callable[[], None] | None = None,
         fsync: bool = False,
+        writes: set[str] | None = None,
     ) -> None:
         """Rename the complete temporary to the output, with `mode` for the folder; atomic against
         other runs. Raises OutputError when the output was created or changed meanwhile (and
         replaces nothing). `seen` is the identity of what was at the output when the run checked it:
-        --force replaces that, never something that appeared meanwhile (another run's output).
+        --force replaces that, never something that appeared meanwhile (another run's output), nor a
+        checkpoint that has come to hold files beyond `writes` (the files this output writes).
         `fsync`: every file and folder of the temporary is flushed to the disk before the rename,
         and the parent folder after it, so a landed output survives a power loss.
 
@@ -329,7 +338,7 @@ class Staging:
                         raise self._changed(force) from e
                     raise
             else:
-                if identity(self.out) != seen or replace_problem(self.out, force=True):
+                if identity(self.out) != seen or replace_problem(self.out, force=True, writes=writes):
                     raise self._changed(force)
                 old = self.out.parent / f".{_tag(self.out.name)}{OLD_TAG}{HOST}-{os.getpid()}"
                 os.rename(self.out, old)

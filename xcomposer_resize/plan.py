@@ -82,8 +82,10 @@ class Plan:
         return DTYPE_NAMES[self.options.dtype]
 
     @property
-    def tensor_names(self) -> list[str]:
-        return [t.name for f in self.files for t in f.tensors]
+    def writes(self) -> set[str]:
+        """Every file an output of this plan holds, relative to its folder."""
+        names = {f.name for f in self.files} | set(self.processors) | {rel for _, rel in self.carried}
+        return names | {self.config_name, CARD} | ({self.index_name} if self.index_name else set())
 
 
 def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes, options: Options,

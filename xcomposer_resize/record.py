@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InputError, XcrError
 from .safetensors_io import read_bytes, read_header
 from .size import Size
-from .sources import model_config, walk
+from .sources import entries_beyond, model_config, walk
 
 if TYPE_CHECKING:
     from .families import Family
@@ -156,23 +156,10 @@ def foreign(folder: Path) -> list[str] | None:
     files = rec.get("files") if rec else None
     if not isinstance(files, dict):
         return None
-    ours = {CARD, *(str(name) for name in files)}
-    dirs = {"/".join(str(n).split("/")[:i]) for n in files for i in range(1, len(str(n).split("/")))}
-    extra = []
-
-    def visit(current: Path, prefix: str) -> None:
-        for entry in sorted(current.iterdir()):
-            rel = prefix + entry.name
-            if entry.is_dir() and not entry.is_symlink() and rel in dirs:
-                visit(entry, rel + "/")
-            elif rel not in ours or entry.is_dir():
-                extra.append(rel + ("/" if entry.is_dir() else ""))
-
     try:
-        visit(folder, "")
+        return entries_beyond(folder, {CARD, *(str(name) for name in files)})
     except OSError:
         return None
-    return extra
 
 
 @dataclass(frozen=True)

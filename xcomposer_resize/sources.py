@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,19 @@ def check_readable(path: Path) -> None:
             pass
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
+
+
+# The weight files of a model, by the names transformers, timm and open_clip give them (not a
+# Trainer's optimizer.pt or training_args.bin, nor a PEFT adapter_model.safetensors)
+MODEL_WEIGHTS = re.compile(
+    r"(model|pytorch_model)(-[0-9]{5}-of-[0-9]{5})?\.(safetensors|bin)|(model\.safetensors|pytorch_model\.bin)\.index\.json"
+    r"|tf_model\.h5|flax_model\.msgpack|open_clip_model\.safetensors|open_clip_pytorch_model\.bin"
+)
+
+
+def is_model_weights(name: str) -> bool:
+    """True for the file name of a model's own weights, in any framework's naming."""
+    return MODEL_WEIGHTS.fullmatch(name) is not None
 
 
 def is_weight_file(name: str) -> bool:
@@ -343,6 +357,24 @@ def _mmap_locator(path: Path) -> Callable[[int], int | None] | None:
         return None
 
     return locate
+
+
+def entries_beyond(folder: Path, names: set[str]) -> list[str]:
+    """What in `folder` is not one of `names` (paths relative to it, with `/`): `name`, or `name/`
+    for a folder; a folder on the way to one of `names` is looked into. Raises OSError."""
+    dirs = {"/".join(n.split("/")[:i]) for n in names for i in range(1, len(n.split("/")))}
+    extra: list[str] = []
+
+    def visit(current: Path, prefix: str) -> None:
+        for entry in sorted(current.iterdir()):
+            rel = prefix + entry.name
+            if entry.is_dir() and not entry.is_symlink() and rel in dirs:
+                visit(entry, rel + "/")
+            elif rel not in names or entry.is_dir():
+                extra.append(rel + ("/" if entry.is_dir() else ""))
+
+    visit(folder, "")
+    return extra
 
 
 # Subfolders whose files are never carried over: other export formats of the weights (their
