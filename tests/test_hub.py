@@ -242,3 +242,25 @@ def test_nothing_is_written_into_the_cache_but_by_huggingface_hub(xcr: Any, hub:
     repo_dir = Path(constants.HF_HUB_CACHE) / f"models--{rid.replace('/', '--')}"
     snapshot_files = {p.name for p in (repo_dir / "snapshots").rglob("*") if p.is_file() or p.is_symlink()}
     assert snapshot_files == META | {"model.safetensors"}
+
+
+def test_license_notice_and_code_files_are_carried_from_the_hub_and_the_rest_is_named(
+    hub: HubServer, tmp_path: Path
+) -> None:
+    """A Hub source's LICENSE, NOTICE and code are carried as a folder's are; what a run leaves
+    behind (another weight format, a picture) is named in its notes, --json too."""
+    from xcomposer_resize import resize
+
+    legal = {"LICENSE": b"MIT License\n", "NOTICE": b"notice\n", "LICENSE-APACHE.txt": b"apache\n",
+             "modeling_extra.py": b"# remote code\n", "tf_model.h5": b"HDF", "demo.png": b"\x89PNG"}  # fmt: skip
+    rid = repo_id()
+    hub.add(rid, build(tmp_path / "src", extra_files=legal))
+    result = resize(rid, 490, tmp_path / "out")
+    for name in ("LICENSE", "NOTICE", "LICENSE-APACHE.txt", "modeling_extra.py"):
+        assert (tmp_path / "out" / name).read_bytes() == legal[name]
+    assert not (tmp_path / "out" / "demo.png").exists() and not (tmp_path / "out" / "tf_model.h5").exists()
+    weights = next(n for n in result.notes if n.startswith("not carried over:"))
+    assert "tf_model.h5" in weights
+    left = next(n for n in result.notes if n.startswith("not downloaded from the Hub"))
+    assert "demo.png" in left and "LICENSE" not in left and "tf_model.h5" not in left
+    assert "demo.png" in json.dumps(result.to_json()["notes"])

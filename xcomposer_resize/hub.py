@@ -29,7 +29,11 @@ from .sources import (
 )
 from .text import readable
 
-METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken")
+# What a conversion downloads besides the weights it reads: configs, processor and tokenizer files,
+# the model card, code (remote-code models, chat templates), and license and notice files, which
+# have no suffix (LICENSE, NOTICE, COPYING)
+METADATA_SUFFIXES = (".json", ".txt", ".md", ".model", ".tiktoken", ".py", ".jinja")
+LEGAL = re.compile(r"(licen[cs]e|notice|copying|copyright)([-_. ].*)?", re.IGNORECASE)
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
 
 
@@ -201,12 +205,12 @@ def _shards_of(index_path: Path, repo_id: str) -> list[str]:
 
 
 def is_metadata(name: str) -> bool:
-    """Small files the output carries over (configs, tokenizer, model card), in subfolders too, but
-    not in hidden folders or the folders of other weight formats (onnx/, ...)."""
+    """Small files the output carries over (configs, tokenizer, model card, code, license and notice
+    files), in subfolders too, but not in hidden folders or the folders of other weight formats (onnx/, ...)."""
     *folders, base = name.split("/")
     if is_weight_file(base) or any(f.startswith(".") or f in EXPORT_FOLDERS for f in folders):
         return False
-    return base == ".gitattributes" or base.endswith(METADATA_SUFFIXES)
+    return base == ".gitattributes" or base.endswith(METADATA_SUFFIXES) or LEGAL.fullmatch(base) is not None
 
 
 def _cached_source(repo_id: str, revision: str | None, need_weights: bool = True) -> Source:

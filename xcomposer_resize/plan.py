@@ -24,6 +24,7 @@ from .sources import (
     BIN_INDEX,
     CONFIG,
     CONFIG_FILES,
+    EXPORT_FOLDERS,
     SAFETENSORS,
     SAFETENSORS_INDEX,
     Checkpoint,
@@ -257,12 +258,40 @@ def _plan_files(plan: Plan) -> None:
         else:
             check_readable(entry)
             plan.carried.append((entry, rel))
+    left: list[str] = []  # files of a Hub listing that were not downloaded
+    for name in plan.source.listing or []:
+        if name in used or _listed(name, skipped) or (plan.source.folder / name).exists():
+            continue
+        from .hub import is_metadata
+
+        (left if is_metadata(name) or not _excluded(name) else skipped).append(name)
     if skipped:
         plan.notes.append(
-            f"not carried over: {', '.join(skipped[:6])}{', …' if len(skipped) > 6 else ''} "
+            f"not carried over: {_some(skipped)} "
             "(weights of other formats or of other export folders and the other layout's files, which hold the old "
             "size, and hidden files)"
         )
+    if left:
+        plan.notes.append(
+            f"not downloaded from the Hub, so not carried over: {_some(left)} (xcr downloads the weights it reads, "
+            "configs, processor and tokenizer files, code, the model card and license files)"
+        )
+
+
+def _excluded(name: str) -> bool:
+    """A file a conversion never carries: weights of any format, hidden files, export folders."""
+    *folders, base = name.split("/")
+    hidden = base.startswith(".") and base != ".gitattributes"
+    return is_weight_file(base) or hidden or any(f.startswith(".") or f in EXPORT_FOLDERS for f in folders)
+
+
+def _listed(name: str, skipped: list[str]) -> bool:
+    """Whether `name` (a file of a Hub listing) is among `skipped` (names, and `folder/` for folders)."""
+    return any(name == s or (s.endswith("/") and name.startswith(s)) for s in skipped)
+
+
+def _some(names: list[str]) -> str:
+    return f"{', '.join(names[:6])}{', …' if len(names) > 6 else ''}"
 
 
 def check_processors(plan: Plan, res: Size) -> None:
