@@ -291,6 +291,8 @@ def test_a_rerun_is_up_to_date_and_rewrites_nothing(xcr: Any, make_ckpt: Any, tm
         ("truncate", "is incomplete or damaged: model.safetensors has"),
         ("table", "is incomplete or damaged: vision_model.embeddings.position_embedding.weight does not read back"),
         ("missing", "is incomplete or damaged: vocab.json is missing"),
+        ("copied", "is incomplete or damaged: model.safetensors was changed since it was written (its content digest"),
+        ("last", "is incomplete or damaged: model.safetensors was changed since it was written (its content digest"),
     ],
 )
 def test_what_is_not_up_to_date_says_why_and_needs_force(
@@ -320,6 +322,18 @@ def test_what_is_not_up_to_date_says_why_and_needs_force(
             f.write(bytes([byte[0] ^ 1]))
     elif change == "missing":
         (out / "vocab.json").unlink()
+    elif change in ("copied", "last"):  # one flipped bit in a copied tensor, the file's size and times kept
+        from xcomposer_resize.safetensors_io import read_header
+
+        entries = [t for t in read_header(out / "model.safetensors").tensors if t.name != POS and t.nbytes]
+        at = entries[len(entries) // 2].start if change == "copied" else entries[-1].end - 1
+        st = (out / "model.safetensors").stat()
+        with open(out / "model.safetensors", "r+b") as f:
+            f.seek(at)
+            byte = f.read(1)
+            f.seek(at)
+            f.write(bytes([byte[0] ^ 1]))
+        os.utime(out / "model.safetensors", ns=(st.st_atime_ns, st.st_mtime_ns))
     r = xcr("resize", "--model", src, "--res", 490, "--out", out, *extra)
     assert r.code == 2
     line = one_error_line(r.err)

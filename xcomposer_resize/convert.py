@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, record
+from . import __version__, digests, record
 from .configs import (
     CardInfo,
     VisionSizes,
@@ -46,6 +46,7 @@ from .safetensors_io import (
     FileRange,
     OutTensor,
     copy_range,
+    file_size,
     read_bytes,
     read_header,
     tensor_bytes,
@@ -416,12 +417,15 @@ def _write_target(
     tmp = staging.path
     sizes: dict[str, int] = {}  # every file written (but the card) → its size, for the record
     modes: dict[str, Path] = {}  # every file and subfolder written → the source whose permissions it takes
+    hashing = digests.pool()
+    hashes: dict[str, digests.WriteDigest] = {}  # every weight file → its digest, hashed as it is written
     try:
         weight_map: dict[str, str] = {}
         # files made only of copied bytes first: the one that needs torch waits for its import last
         pairs = sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1]))
         for f, tensors in pairs:
-            sizes[f.name] = write_file(tmp / f.name, tensors, progress)
+            hashes[f.name] = digests.WriteDigest(tmp / f.name, file_size(tensors), hashing)
+            sizes[f.name] = write_file(tmp / f.name, tensors, progress, hashes[f.name].written)
             weight_map.update({t.name: f.name for t in tensors})
             modes[f.name] = f.source
         if plan.index_name:
@@ -445,7 +449,8 @@ def _write_target(
             modes[rel] = src
         names = tuple(sorted(computed))
         tables = {name: record.digest(bytes(computed[name])) for name in names}
-        rec = record.make(target.want, __version__, tmp, sizes, tables)
+        weights = {name: h.result() for name, h in hashes.items()}
+        rec = record.make(target.want, __version__, tmp, sizes, tables, weights)
         card = model_card(_card(plan, target, names, rec), plan.card)
         written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
         modes[CARD] = folder / CARD if plan.card is not None else folder / plan.config_name
@@ -458,6 +463,8 @@ def _write_target(
     except BaseException as e:
         if staging.landed:  # the output is in place: only what comes after can still fail
             raise
+        for h in hashes.values():
+            h.close()
         staging.discard()
         if isinstance(e, ChangedError) and record.check(target.final, target.want).up_to_date:
             landed(0, (), True)  # another run landed exactly this output first: it is up to date
@@ -465,6 +472,8 @@ def _write_target(
         if isinstance(e, OSError):
             raise _os_error(e, target.shown) from e
         raise
+    finally:
+        hashing.shutdown(cancel_futures=True)
     if staging.leftover:
         where, why = staging.leftover
         note(f"{target.shown} replaced the old output, but that could not be deleted ({why}); it is left at {where}")

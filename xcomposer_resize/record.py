@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .digests import file_digest
 from .errors import InputError, XcrError
 from .safetensors_io import read_bytes, read_header
 from .size import Size
@@ -77,12 +78,13 @@ def resolved_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def make(want: dict[str, Any], version: str, folder: Path, files: dict[str, int],
-         tables: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+def make(want: dict[str, Any], version: str, folder: Path, files: dict[str, int], tables: dict[str, str],
+         weights: dict[str, str]) -> dict[str, Any]:  # fmt: skip
     """The record a finished output (in `folder`, before it lands) carries in its card: every file's
-    size, the digest of every file but the weights (configs, processor files, tokenizer: small), and
-    the digest of every rewritten tensor."""
-    digests = {name: digest((folder / name).read_bytes()) for name in sorted(files) if not _weights(name)}
+    size and digest (`weights`: the block digests of the weight files, hashed as they were written;
+    the others, small, hashed here), and the digest of every rewritten tensor."""
+    digests = {name: digest((folder / name).read_bytes()) for name in files if not _weights(name)}
+    digests = dict(sorted({**digests, **weights}.items()))
     return {"format": FORMAT, "tool": f"xcomposer-resize {version}", **want, "files": dict(sorted(files.items())),
             "digests": digests, "tables": dict(sorted(tables.items()))}  # fmt: skip
 
@@ -217,11 +219,13 @@ def _incomplete(folder: Path, rec: dict[str, Any]) -> str | None:
         if path.stat().st_size != size:
             return f"{name} has {path.stat().st_size} bytes, not {size}"
     digests = rec.get("digests")
-    if isinstance(digests, dict):
-        for name, want in digests.items():
-            path = folder / str(name)
-            if path.stat().st_size <= 64 << 20 and digest(path.read_bytes()) != want:
-                return f"{name} was changed since it was written"
+    if not isinstance(digests, dict):
+        return "its record holds no digests"
+    for name in files:
+        if name not in digests:
+            return f"its record holds no digest of {name} (an older xcr wrote it), so it cannot be proved intact"
+        if not _weights(str(name)) and digest((folder / str(name)).read_bytes()) != digests[name]:
+            return f"{name} was changed since it was written"
     entries = {}
     for name in files:
         if str(name).endswith(".safetensors"):
@@ -238,4 +242,11 @@ def _incomplete(folder: Path, rec: dict[str, Any]) -> str | None:
                 return f"{tensor} does not read back as written"
         except InputError as e:
             return e.message
+    for name in files:  # last: every byte of the weights, on every core
+        if _weights(str(name)):
+            try:
+                if file_digest(folder / str(name)) != digests[name]:
+                    return f"{name} was changed since it was written (its content digest differs)"
+            except OSError as e:
+                return f"{name} cannot be read ({e.strerror or e})"
     return None

@@ -37,6 +37,7 @@ KERNEL_CHUNK = 512 << 20  # per copy_file_range call: no memory, and few GIL rou
 BUFFER_CHUNK = 8 << 20  # per pread/pwrite of the fallback: bounds memory
 
 Progress = Callable[[int], None]  # called with the number of bytes just written
+Written = Callable[[int, int], None]  # called with a byte range [start, end) of a file once it is final
 
 
 @dataclass(frozen=True)
@@ -204,14 +205,18 @@ def file_size(tensors: list[OutTensor]) -> int:
     return len(encode_header(tensors)) + sum(t.nbytes for t in tensors)
 
 
-def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None = None) -> int:
+def write_file(
+    path: Path, tensors: list[OutTensor], progress: Progress | None = None, on_written: Written | None = None
+) -> int:
     """Write `tensors` in order to a new safetensors file at `path`; return its size.
 
     Runs of tensors that come from consecutive bytes of one source file are copied in one
     kernel-side copy (copy_file_range, then sendfile, then a buffered copy as fallbacks); cast
     tensors are converted chunk by chunk. Tensors with computed bytes are written last, so the
-    (slow) computation can overlap the copy.
+    (slow) computation can overlap the copy. `on_written(start, end)` is told each byte range of
+    the file once it is final (the header, each run, each tensor).
     """
+    done = on_written or (lambda start, end: None)
     head = encode_header(tensors)
     offsets = []
     at = len(head)
@@ -223,6 +228,7 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
     with open(path, "wb") as out:
         out.write(head)
         out.flush()
+        done(0, len(head))
         dst = out.fileno()
         # 1. copy runs of consecutive source bytes
         run: tuple[Path, int, int, int] | None = None  # (src, src_start, dst_start, length)
@@ -248,10 +254,12 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
                         raise InputError(f"cannot read {src_path}: {e.strerror or e}; check its permissions") from e
                     fds[src_path] = stack.enter_context(src_file).fileno()
                 copy_range(fds[src_path], dst, src_start, dst_start, length, progress)
+                done(dst_start, dst_start + length)
         # 2. convert cast tensors, chunk by chunk
         for t, off in zip(tensors, offsets, strict=True):
             if isinstance(t.source, Cast):
                 write_cast(dst, off, t, t.source, progress)
+                done(off, off + t.nbytes)
         # 3. write computed tensors at their offsets
         for t, off in zip(tensors, offsets, strict=True):
             if isinstance(t.source, (FileRange, Cast)):
@@ -259,9 +267,10 @@ def write_file(path: Path, tensors: list[OutTensor], progress: Progress | None =
             data = memoryview(t.source()).cast("B")
             if len(data) != t.nbytes:
                 raise ValueError(f"{t.name}: got {len(data)} bytes, expected {t.nbytes}")
-            done = 0
-            while done < len(data):
-                done += os.pwrite(dst, data[done : done + BUFFER_CHUNK], off + done)
+            at = 0
+            while at < len(data):
+                at += os.pwrite(dst, data[at : at + BUFFER_CHUNK], off + at)
+            done(off, off + len(data))
             if progress:
                 progress(len(data))
         os.ftruncate(dst, total)  # no-op unless a zero-length tensor is last
