@@ -44,6 +44,7 @@ class HubServer:
         self.repos: dict[str, Repo] = {}
         self.requests: list[Request] = []
         self.hooks: list[Callable[[Request], None]] = []
+        self.error_codes = True  # False: errors without X-Error-Code, as some mirrors and proxies answer
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"hub": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -189,9 +190,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _error(self, status: int, code: str, message: str) -> None:
         raw = json.dumps({"error": message}).encode()
-        self.send_response(status)
-        self.send_header("X-Error-Code", code)
-        self.send_header("X-Error-Message", message)
+        self.send_response(404 if not self.hub.error_codes and code.endswith("NotFound") else status)
+        if self.hub.error_codes:
+            self.send_header("X-Error-Code", code)
+            self.send_header("X-Error-Message", message)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()

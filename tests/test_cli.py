@@ -46,7 +46,7 @@ def test_json_is_one_object_on_stdout(xcr: Any, make_ckpt: Any, tmp_path: Path) 
     r = xcr("resize", "--model", src, "--res", 224, "--out", tmp_path / "out", "--json")
     assert r.code == 0 and r.err == ""
     data = json.loads(r.out)
-    assert set(data) >= {"source", "outputs", "tensors_rewritten", "bytes_written", "seconds"}
+    assert set(data) >= {"ok", "source", "outputs", "tensors_rewritten", "bytes_written", "seconds"} and data["ok"]
     assert data["outputs"] == [{"path": str(tmp_path / "out"), "res": 224, "grid": [16, 16], "up_to_date": False}]
     assert data["tensors_rewritten"] == [
         "vision_model.embeddings.position_embedding.weight",
@@ -500,3 +500,45 @@ def test_the_python_api_accepts_numpy_integers(make_ckpt: Any, tmp_path: Path) -
     result = resize(make_ckpt(), np.int64(224), tmp_path / "out")
     assert result.outputs[0].res == Size(224, 224) and type(result.outputs[0].res.height) is int
     assert json.dumps(result.to_json()["outputs"][0]["res"]) == "224"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "fragment"),
+    [
+        (["resize", "--model", "{tmp}/nowhere", "--res", "490"], 2, "does not exist"),
+        (["resize", "--res", "490", "--bogus"], 2, "No such option: --bogus"),
+        (["inspect", "{tmp}/nowhere"], 2, "does not exist"),
+        (["verify", "{tmp}/nowhere"], 2, "does not exist"),
+    ],
+)
+def test_a_failed_json_run_says_so_in_one_object_on_stdout(
+    xcr: Any, tmp_path: Path, args: list[str], code: int, fragment: str
+) -> None:
+    r = xcr(*[a.replace("{tmp}", str(tmp_path)) for a in args], "--json")
+    assert r.code == code
+    data = json.loads(r.out)
+    assert data["ok"] is False and data["exit_code"] == code and fragment in data["error"]
+    assert data["error"] == one_error_line(r.err).removeprefix("xcr: error: ")
+
+
+def test_a_json_result_is_never_followed_by_a_second_object(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    """verify --json of a failing output: its result says ok false; the failure adds no error object."""
+    src = make_ckpt()
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 490, "--out", out, "--quiet").code == 0
+    config = json.loads((out / "config.json").read_text())
+    config["vision_config"]["image_size"] = 224
+    (out / "config.json").write_text(json.dumps(config))
+    r = xcr("verify", out, "--against", src, "--json")
+    assert r.code == 1
+    (line,) = r.out.splitlines()
+    assert json.loads(line)["ok"] is False
+
+
+def test_resize_verify_prints_the_checks_before_the_final_line(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--verify")
+    assert r.code == 0, r.err
+    lines = r.out.splitlines()
+    checks = max(i for i, line in enumerate(lines) if "checks that ran passed" in line)
+    done = next(i for i, line in enumerate(lines) if line.startswith(f"✓ {tmp_path}"))
+    assert checks < done and "490 px, 35×35 grid" in lines[done]

@@ -142,9 +142,28 @@ def one_line(err: str) -> str:
 
 def test_repo_not_found(xcr: Any, hub: HubServer, tmp_path: Path) -> None:
     r = xcr("resize", "--model", "nobody/nothing", "--res", "490", "--out", tmp_path / "out")
-    assert r.code == 1
+    assert r.code == 2, "a wrong name is bad input"
     line = one_line(r.err)
     assert "nobody/nothing was not found" in line and "hf auth login" in line and "HF_TOKEN" in line
+    no_output(tmp_path)
+
+
+@pytest.mark.parametrize("command", ["resize", "inspect"])
+def test_a_bare_404_is_not_found_not_try_again(
+    xcr: Any, hub: HubServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A mirror or proxy answers 404 with no error code: still "not found" (exit 2), never "try again later"."""
+    monkeypatch.setattr(hub, "error_codes", False)
+    rid = repo_id()
+    hub.add(rid, build(tmp_path / "src"))
+    args = ["--out", tmp_path / "out", "--res", "490"] if command == "resize" else []
+    for model, revision in (("nobody/nothing", []), (rid, ["--revision", "nope"])):
+        model_arg = ["--model", model] if command == "resize" else [model]
+        r = xcr(command, *model_arg, *revision, *args)
+        assert r.code == 2
+        line = one_line(r.err)
+        assert "HTTP 404 (not found)" in line and "try again" not in line and model in line
+        assert ("at revision 'nope'" in line) == bool(revision)
     no_output(tmp_path)
 
 
@@ -171,7 +190,7 @@ def test_revision_not_found(xcr: Any, hub: HubServer, tmp_path: Path) -> None:
     rid = repo_id()
     hub.add(rid, build(tmp_path / "src"))
     r = xcr("resize", "--model", rid, "--res", "490", "--out", tmp_path / "out", "--revision", "nope")
-    assert r.code == 1
+    assert r.code == 2
     assert "revision 'nope' was not found" in one_line(r.err)
     no_output(tmp_path)
 
@@ -259,8 +278,7 @@ def test_license_notice_and_code_files_are_carried_from_the_hub_and_the_rest_is_
     for name in ("LICENSE", "NOTICE", "LICENSE-APACHE.txt", "modeling_extra.py"):
         assert (tmp_path / "out" / name).read_bytes() == legal[name]
     assert not (tmp_path / "out" / "demo.png").exists() and not (tmp_path / "out" / "tf_model.h5").exists()
-    weights = next(n for n in result.notes if n.startswith("not carried over:"))
-    assert "tf_model.h5" in weights
-    left = next(n for n in result.notes if n.startswith("not downloaded from the Hub"))
-    assert "demo.png" in left and "LICENSE" not in left and "tf_model.h5" not in left
-    assert "demo.png" in json.dumps(result.to_json()["notes"])
+    (note,) = [n for n in result.notes if n.startswith("not carried over:")]
+    assert "tf_model.h5 (weights in other formats, at the old size)" in note
+    assert "demo.png (not downloaded from the Hub: xcr downloads the weights it reads" in note
+    assert "LICENSE" not in note and "demo.png" in json.dumps(result.to_json()["notes"])

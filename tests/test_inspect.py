@@ -103,3 +103,34 @@ def test_inspect_says_what_a_conversion_leaves_out(xcr: Any, make_ckpt: Any) -> 
 def test_inspect_an_empty_name(xcr: Any) -> None:
     r = xcr("inspect", "")
     assert r.code == 2 and "give a checkpoint folder or a Hub repo id" in one_error_line(r.err)
+
+
+def test_inspect_names_the_family_as_the_flag_spells_it(xcr: Any, tmp_path: Path) -> None:
+    from tests.family_builders import build_family
+
+    src = build_family(tmp_path / "src", "dinov2-registers")
+    data = json.loads(xcr("inspect", src, "--json").out)
+    assert data["family"] == "DINOv2 with registers" and data["family_flag"] == "dinov2-registers"
+    assert "--family dinov2-registers" in xcr("inspect", src).out
+    assert data["problems"] == []
+
+
+@pytest.mark.parametrize("omit", [False, True])
+def test_inspect_says_when_the_config_and_the_table_disagree(xcr: Any, tmp_path: Path, omit: bool) -> None:
+    """A stated size, or transformers' default for a size left out (SigLIP: 224), that the table contradicts."""
+    from tests.family_builders import build_family
+
+    src = build_family(tmp_path / "src", "siglip", omit_image_size=omit)
+    if not omit:
+        config = json.loads((src / "config.json").read_text())
+        config["vision_config"]["image_size"] = 224
+        (src / "config.json").write_text(json.dumps(config))
+    r = xcr("inspect", src, "--json")
+    assert r.code == 0, r.err
+    (problem,) = json.loads(r.out)["problems"]
+    said = "does not state the vision image_size, so transformers assumes 224 px" if omit else "says 224 px"
+    assert f"config.json {said}" in problem and "holds a 27×27 grid" in problem
+    assert problem.endswith("xcr resize refuses it until they agree")
+    human = " ".join(xcr("inspect", src).out.split())
+    assert "problem" in human and "holds a 27×27 grid" in human
+    assert xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out").code == 2

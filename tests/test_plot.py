@@ -134,3 +134,23 @@ def test_every_line_between_tiles_is_equally_wide(xcr: Any, make_ckpt: Any, tmp_
     lines = [n for white, n in runs if white][:23]
     assert len(tiles) == 24 and len(set(tiles)) == 1 and len(set(lines)) == 1, runs[:50]
     assert tiles[0] == 24 * lines[0], "a tile is 24 values, a line one value, at the same scale"
+
+
+def test_the_readmes_picture_is_what_make_plot_demo_draws_and_draws_again(xcr: Any, tmp_path: Path) -> None:
+    """docs/position-embeddings.png is current (the layout of today's code), and drawing it twice
+    gives the same bytes. Pixels are compared with room for another FreeType's text rendering."""
+    import numpy as np
+    from PIL import Image
+
+    repo = Path(__file__).resolve().parents[1]
+    demo = repo / "demo" / "clip-vit-tiny-patch14-336"
+    pictures = [tmp_path / "a.png", tmp_path / "b.png"]
+    for picture in pictures:  # as make plot-demo draws it
+        r = xcr("resize", "--model", demo, "--res", 490, "--out", tmp_path / "out", "--force", "--quiet",
+                "--plot", picture)  # fmt: skip
+        assert r.code == 0, r.err
+    assert pictures[0].read_bytes() == pictures[1].read_bytes()
+    drawn = np.asarray(Image.open(pictures[0]).convert("RGB"), dtype=np.int16)
+    committed = np.asarray(Image.open(repo / "docs" / "position-embeddings.png").convert("RGB"), dtype=np.int16)
+    assert committed.shape == drawn.shape, "docs/position-embeddings.png is stale: run make plot-demo"
+    assert (np.abs(committed - drawn).max(axis=-1) > 8).mean() < 0.002, "stale: run make plot-demo"

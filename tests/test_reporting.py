@@ -217,6 +217,13 @@ def test_ctrl_c_between_outputs_names_the_complete_one(
     )
 
 
+def test_several_complete_outputs_are_named_in_the_plural() -> None:
+    from xcomposer_resize.errors import interruption
+
+    message = interruption(KeyboardInterrupt(), ["a/clip-224", "a/clip-490"], what="no plot was drawn").message
+    assert message == "interrupted; a/clip-224, a/clip-490 are complete; no plot was drawn"
+
+
 # ------------------------------------------------------------------ errors blame the right side
 
 

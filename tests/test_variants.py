@@ -93,12 +93,12 @@ def test_presets_list(xcr: Any) -> None:
     assert r.code == 0
     table = {p["name"]: p for p in json.loads(r.out)}
     assert {k: (v["res"], v["grid"]) for k, v in table.items()} == {
-        "internlm-xcomposer2-7b": (224, 16),
-        "internlm-xcomposer2-vl-7b": (490, 35),
-        "internlm-xcomposer2-4khd-7b": (336, 24),
-        "internlm-xcomposer2d5-7b": (560, 40),
-        "internlm-xcomposer2d5-ol-7b": (560, 40),
-    }
+        "internlm-xcomposer2-7b": (224, [16, 16]),
+        "internlm-xcomposer2-vl-7b": (490, [35, 35]),
+        "internlm-xcomposer2-4khd-7b": (336, [24, 24]),
+        "internlm-xcomposer2d5-7b": (560, [40, 40]),
+        "internlm-xcomposer2d5-ol-7b": (560, [40, 40]),
+    }  # grid as resize --json and inspect --json give it: [rows, columns]
     assert all(p["source"] == "openai/clip-vit-large-patch14-336" and p["note"] for p in table.values())
     human = xcr("presets")
     assert human.code == 0 and all(name in human.out for name in table) and "35×35" in human.out
@@ -573,3 +573,17 @@ def test_a_table_just_over_the_limit_says_by_how_much(xcr: Any, make_ckpt: Any) 
     r = xcr("resize", "--model", make_ckpt(), "--res", 57344, "--out", "x")
     assert r.code == 2
     assert "a position table of 2,147,483,776 bytes (limit 2.0 GiB)" in one_error_line(r.err)
+
+
+@pytest.mark.parametrize(("first", "second"), [("keep", "float32"), ("float32", "keep")])
+def test_a_cast_to_the_dtype_the_source_has_is_up_to_date_with_keep(
+    xcr: Any, make_ckpt: Any, tmp_path: Path, first: str, second: str
+) -> None:
+    src = make_ckpt()  # float32
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 490, "--out", out, "--dtype", first, "--quiet").code == 0
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--dtype", second, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["outputs"][0]["up_to_date"] is True
+    r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--dtype", "float16")
+    assert r.code == 2 and f"was made with dtype '{first}', not 'float16'" in one_error_line(r.err)

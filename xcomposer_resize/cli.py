@@ -25,15 +25,22 @@ from typing import IO, Annotated, Any, NoReturn
 import typer
 
 from . import __version__
-from .errors import OutputError, SigTerm, UsageError, XcrError, cli_spelling, interruption
+from .errors import OutputError, SigTerm, UsageError, XcrError, cli_spelling, complete, interruption
+from .families import family_words, flag_names, method_words, non_square_words
 from .size import Size
 from .text import human_bytes, printable
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"  # presets.DEFAULT_MODEL, here without importing it
 
+ABOUT = (
+    f"Resize the vision position embeddings of a checkpoint ({family_words()}) to a new input resolution, exactly, "
+    "ready for fine-tuning."
+)
+MODE_DEFAULT, ANTIALIAS_DEFAULT = method_words()
+
 app = typer.Typer(
     name="xcr",
-    help="Resize CLIP vision checkpoints to a new input resolution, exactly, ready for fine-tuning.",
+    help=ABOUT,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -86,8 +93,7 @@ FamilyName = Annotated[
     typer.Option(
         "--family",
         metavar="NAME",
-        help="The model family, when the config does not say it: clip, siglip, dinov2, dinov2-registers, vit, "
-        "timm, open-clip.",
+        help=f"The model family, when the config does not say it: {flag_names()}.",
         show_default=False,
     ),
 ]
@@ -112,7 +118,7 @@ def root(
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    """Resize CLIP vision checkpoints to a new input resolution, exactly, ready for fine-tuning."""
+    """Resize the vision position embeddings of a checkpoint to a new input resolution, exactly."""
 
 
 @app.command()
@@ -125,7 +131,7 @@ def resize(
             metavar="PIXELS",
             parser=_pixels,
             help="Target input size in pixels, e.g. 224 or 490: a grid of res // patch (a multiple of the patch "
-            "fits exactly); HxW such as 448x672 (height x width) for ViT, timm and open_clip. Repeat it for "
+            f"fits exactly); HxW such as 448x672 (height x width) for {non_square_words()}. Repeat it for "
             "several outputs from one read of the source.",
             show_default=False,
         ),
@@ -201,8 +207,8 @@ def resize(
         Mode | None,
         typer.Option(
             "--mode",
-            help="Interpolation. Default: what the family's own runtime applies (bicubic: for CLIP, XComposer's "
-            "resize_pos and transformers' interpolate_pos_encoding).",
+            help=f"Interpolation. Default: what the family's own runtime applies ({MODE_DEFAULT}; for CLIP, "
+            "XComposer's resize_pos and transformers' interpolate_pos_encoding).",
             show_default=False,
         ),
     ] = None,
@@ -210,8 +216,7 @@ def resize(
         bool | None,
         typer.Option(
             "--antialias/--no-antialias",
-            help="Antialiased bicubic/bilinear, or not. Default: the family's (on for DINOv2 with registers; "
-            "off for CLIP, SigLIP, DINOv2, ViT).",
+            help=f"Antialiased bicubic/bilinear, or not. Default: the family's ({ANTIALIAS_DEFAULT}).",
             show_default=False,
         ),
     ] = None,
@@ -240,7 +245,7 @@ def resize(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout; no progress.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
-    """Write a copy of a CLIP checkpoint whose position embeddings and configs are for --res pixels."""
+    """Write a copy of a vision checkpoint whose position embeddings and configs are for --res pixels."""
     from .convert import convert
     from .options import build_options
 
@@ -275,7 +280,6 @@ def resize(
     # The output has landed: from here on only a --json result that cannot be written, or a failed
     # --verify, fails the run.
     assert result is not None
-    paths = ", ".join(o.path for o in result.outputs) or "nothing"
     outputs = [o.path for o in result.outputs]
     later = " and ".join(w for w, on in (("it was not verified", verify), ("no plot was drawn", plot)) if on)
     if result.interrupted is not None and later:  # Ctrl-C as the last output landed: no more work
@@ -286,7 +290,7 @@ def resize(
             try:
                 _plot_outputs(result, plot)
             except XcrError as e:
-                raise OutputError(f"{paths} is complete, but no plot was drawn: {e.message}") from e
+                raise OutputError(f"{complete(outputs)}, but no plot was drawn: {e.message}") from e
             if not result.outputs:
                 _Progress(quiet or json_out).note("no plot was drawn: nothing was written")
     except KeyboardInterrupt as e:
@@ -296,13 +300,14 @@ def resize(
             data = result.to_json()
             if verify:
                 data["verify"] = [v.to_json() for v in checked]
-            problem = _write(sys.stdout, json.dumps(data) + "\n")
+                data["ok"] = all(v.ok for v in checked)
+            problem = _emit_json(data)
             if problem:
                 raise OutputError(
-                    f"{paths} is complete, but the --json result could not be written to stdout: {problem}"
+                    f"{complete(outputs)}, but the --json result could not be written to stdout: {problem}"
                 )
         elif not quiet:
-            _write(sys.stdout, _summary(result) + "".join(_verification(v) for v in checked))
+            _write(sys.stdout, "".join(_verification(v) for v in checked) + _summary(result))
     except KeyboardInterrupt as e:  # the output is complete: only a --json result cut short is a failure
         if json_out:
             outputs = [o.path for o in result.outputs]
@@ -349,7 +354,7 @@ def presets(
     from . import presets as table
 
     if json_out:
-        problem = _write(sys.stdout, json.dumps(table.as_json()) + "\n")
+        problem = _emit_json(table.as_json())
         if problem:
             raise OutputError(f"the presets could not be written to stdout: {problem}")
         return
@@ -399,7 +404,7 @@ def inspect(
     except KeyboardInterrupt as e:
         raise interruption(e) from None
     if json_out:
-        problem = _write(sys.stdout, json.dumps(found.to_json()) + "\n")
+        problem = _emit_json(found.to_json())
         if problem:
             raise OutputError(f"the --json result could not be written to stdout: {problem}")
         return
@@ -451,7 +456,7 @@ def verify(
     except KeyboardInterrupt as e:
         raise interruption(e) from None
     if json_out:
-        problem = _write(sys.stdout, json.dumps(found.to_json()) + "\n")
+        problem = _emit_json(found.to_json())
         if problem:
             raise OutputError(f"the --json result could not be written to stdout: {problem}")
     else:
@@ -502,7 +507,8 @@ def _inspection(found: Any) -> str:
     rows.add_row("source", escape(found.source) + (f" @ {found.revision[:12]}" if found.revision else ""))
     rows.add_row(
         "family",
-        f"{found.family} ({found.model_type or 'no model_type'}; {', '.join(found.architectures) or 'no architectures'})",
+        f"{found.family} (--family {found.family_flag}; {found.model_type or 'no model_type'}; "
+        f"{', '.join(found.architectures) or 'no architectures'})",
     )
     shown = Size.from_json(found.image_size)
     rows.add_row("input", f"{shown.px if shown else found.image_size}, {p}-px patches, a {g[0]}×{g[1]} grid{stated}")
@@ -537,6 +543,8 @@ def _inspection(found: Any) -> str:
     left = [f["name"] for f in found.files if f["role"] == "not carried"]
     if left:
         rows.add_row("not carried", escape(", ".join(left[:8]) + (", …" if len(left) > 8 else "")))
+    for problem in found.problems:
+        rows.add_row("[red]problem[/red]", escape(problem))
     return _render([rows], sys.stdout)
 
 
@@ -663,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     debug = os.environ.get("XCR_DEBUG", "") not in ("", "0")
     _RECEIVED.clear()
+    args = sys.argv[1:] if argv is None else argv
+    _JSON.update(asked="--json" in args[: args.index("--")] if "--" in args else "--json" in args, written=False)
     with _signal_handlers():
         try:
             _refuse_repeated_options(sys.argv[1:] if argv is None else argv)
@@ -682,7 +692,9 @@ def main(argv: list[str] | None = None) -> int:
                 # vendors click, so the class is matched by name)
                 _write(sys.stderr, e.format_message() + "\n")
                 return 2
-            error = UsageError(f"{e.format_message()} (see xcr --help)")
+            ctx = getattr(e, "ctx", None)
+            where = ctx.command_path if ctx is not None and ctx.command_path else "xcr"
+            error = UsageError(f"{e.format_message()} (see {where} --help)")
             error.exit_code = int(getattr(e, "exit_code", 2))
             return _fail(error, debug)
         except Exception as e:
@@ -726,6 +738,7 @@ def _fail(error: XcrError, debug: bool = False) -> int:
 
         _write(sys.stderr, traceback.format_exc())
     _error(error.message)
+    _json_error(error)
     return error.exit_code
 
 
@@ -803,3 +816,21 @@ def _write(stream: IO[str] | None, text: str) -> str | None:
 
 def _error(message: str) -> None:
     _write(sys.stderr, f"xcr: error: {' '.join(message.split())}\n")
+
+
+_JSON = {"asked": False, "written": False}  # this run's --json: asked for, and its object written
+
+
+def _emit_json(data: Any) -> str | None:
+    """Write a --json result (an object gets `"ok": true` unless it says): the one writer of JSON
+    on stdout, so that a failure after it never adds a second object. Returns why it failed, or None."""
+    if isinstance(data, dict):
+        data = {"ok": True, **data}
+    _JSON["written"] = True
+    return _write(sys.stdout, json.dumps(data) + "\n")
+
+
+def _json_error(error: XcrError) -> None:
+    """A failed --json run: one object on stdout saying so, unless the result was written already."""
+    if _JSON["asked"] and not _JSON["written"]:
+        _emit_json({"ok": False, "error": " ".join(error.message.split()), "exit_code": error.exit_code})

@@ -450,7 +450,8 @@ def _write_target(
         names = tuple(sorted(computed))
         tables = {name: record.digest(bytes(computed[name])) for name in names}
         weights = {name: h.result() for name, h in hashes.items()}
-        rec = record.make(target.want, __version__, tmp, sizes, tables, weights)
+        want = {**target.want, "source_dtypes": _float_dtypes(plan)}
+        rec = record.make(want, __version__, tmp, sizes, tables, weights)
         card = model_card(_card(plan, target, names, rec), plan.card)
         written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
         modes[CARD] = folder / CARD if plan.card is not None else folder / plan.config_name
@@ -588,10 +589,14 @@ def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str,
     )
 
 
-def _dtype_words(plan: Plan) -> str:
+def _float_dtypes(plan: Plan) -> list[str]:
+    """The floating dtypes of the source tensors the output holds: ["float32"]."""
     names = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-    found = sorted({names[t.dtype] for f in plan.files for t in f.tensors if t.dtype in names})
-    return ", ".join(found) or "no floating tensors"
+    return sorted({names[t.dtype] for f in plan.files for t in f.tensors if t.dtype in names})
+
+
+def _dtype_words(plan: Plan) -> str:
+    return ", ".join(_float_dtypes(plan)) or "no floating tensors"
 
 
 def _write(path: Path, data: bytes) -> int:

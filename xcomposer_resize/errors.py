@@ -105,7 +105,14 @@ def interruption(e: KeyboardInterrupt, completed: list[str] | None = None, what:
     """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying which outputs are complete
     (`completed`, or what the library attached to `e`) and `what` else happened."""
     done = completed or list(getattr(e, "completed", ()))
-    left = f"{', '.join(done)} is complete; {what or 'nothing else was written'}" if done else "nothing was written"
+    left = f"{complete(done)}; {what or 'nothing else was written'}" if done else "nothing was written"
     if isinstance(e, SigTerm):
         return Terminated(f"terminated (SIGTERM); {left}")
     return Interrupted(f"interrupted; {left}")
+
+
+def complete(paths: list[str]) -> str:
+    """`OUT is complete`, `A, B are complete` (`nothing was written` for none)."""
+    if not paths:
+        return "nothing was written"
+    return f"{', '.join(paths)} {'is' if len(paths) == 1 else 'are'} complete"

@@ -552,3 +552,39 @@ def family_for(config: dict[str, Any], name: str | None = None) -> Family:
         f"config.json has {found}; xcr converts the vision towers of {supported} "
         f"(if this is one of them, name it with {arg('family')} {'|'.join(NAMES)})"
     )
+
+
+# ---------------------------------------------------------------- words for help texts, from the table
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
+def family_words() -> str:
+    """The families, as help texts name them: `CLIP, SigLIP, DINOv2, …`."""
+    return ", ".join(f.name for f in FAMILIES if f is not DINOV2_REGISTERS)
+
+
+def flag_of(family: Family) -> str:
+    """How `--family` spells `family`: `dinov2-registers`."""
+    return next(key for key, f in NAMES.items() if f.name == family.name)
+
+
+def flag_names() -> str:
+    """The `--family` spellings: `clip, siglip, dinov2, …`."""
+    return ", ".join(NAMES)
+
+
+def non_square_words() -> str:
+    """The families whose checkpoints take HxW sizes: `ViT, timm and open_clip`."""
+    return _listed([f.name for f in FAMILIES if not f.square_only])
+
+
+def method_words() -> tuple[str, str]:
+    """(mode, antialias) defaults in words: `bicubic for every family`; `on for …; off for …`."""
+    modes = {f.mode for f in FAMILIES}
+    mode = f"{modes.pop()} for every family" if len(modes) == 1 else "; ".join(f"{f.name}: {f.mode}" for f in FAMILIES)
+    on = [f.name for f in FAMILIES if f.antialias]
+    off = [f.name for f in FAMILIES if not f.antialias]
+    return mode, f"on for {', '.join(on)}; off for {', '.join(off)}"

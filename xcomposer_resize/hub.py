@@ -37,7 +37,13 @@ LEGAL = re.compile(r"(licen[cs]e|notice|copying|copyright)([-_. ].*)?", re.IGNOR
 LOGIN_HINT = "log in with `hf auth login` or set HF_TOKEN"
 
 
-class RepoNotFoundError(HubError):
+class NotFoundError(HubError):
+    """The Hub has no such repository, revision or file: a name the user gave is wrong (exit 2)."""
+
+    exit_code = 2
+
+
+class RepoNotFoundError(NotFoundError):
     """The Hub has no repository of that name (or hides a private one from us)."""
 
 
@@ -297,7 +303,7 @@ def hub_error(e: BaseException, repo_id: str, revision: str | None) -> HubError:
             f"repository {repo_id} was not found on the Hub; if it is private or gated, {LOGIN_HINT}"
         )
     if isinstance(e, RevisionNotFoundError):
-        return HubError(f"revision {revision!r} was not found in {repo_id}; give a branch, tag or commit it has")
+        return NotFoundError(f"revision {revision!r} was not found in {repo_id}; give a branch, tag or commit it has")
     if isinstance(e, RemoteEntryNotFoundError):
         return HubError(f"a file of {repo_id} listed by the Hub could not be downloaded (not found); try again")
     if isinstance(e, LocalEntryNotFoundError) or _is_offline(e):
@@ -308,6 +314,13 @@ def hub_error(e: BaseException, repo_id: str, revision: str | None) -> HubError:
         status = e.response.status_code if getattr(e, "response", None) is not None else "?"
         if status in (401, 403):
             return HubError(f"the Hub refused access to {repo_id} (HTTP {status}); {LOGIN_HINT}")
+        if status == 404:  # a mirror or proxy that names no error code
+            where = f"{repo_id}" + (f" at revision {revision!r}" if revision else "")
+            return NotFoundError(
+                f"the Hub answered HTTP 404 (not found) for {where}: check the repo id"
+                + (" and the revision" if revision else "")
+                + f", and, if it is private or gated, {LOGIN_HINT}"
+            )
         return HubError(f"the Hub answered HTTP {status} for {repo_id}; try again later")
     return HubError(f"downloading {repo_id} failed: {_one_line(e)}")
 

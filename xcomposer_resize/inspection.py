@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from . import record
 from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
 from .errors import HubError, UsageError
-from .families import TOKEN_NAMES
+from .families import TOKEN_NAMES, flag_of
 from .options import largest_grid
 from .safetensors_io import FLOAT_DTYPES
 from .sources import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
@@ -44,6 +44,7 @@ class Inspection:
     revision: str | None
     folder: str  # where its files are on this machine (a Hub snapshot in the cache)
     family: str
+    family_flag: str  # how --family spells it
     model_type: str | None
     architectures: list[str]
     image_size: int | list[int]  # 490, or [height, width] when not square
@@ -67,6 +68,7 @@ class Inspection:
     processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # file → its image sizes
     config_file: str = "config.json"  # the model config's file (open_clip_config.json)
     library: str = "transformers"  # the library that loads the checkpoint (whose defaults apply)
+    problems: list[str] = field(default_factory=list)  # what stops a conversion (a config the weights contradict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,12 +92,14 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     local = bool(weights) and all((source.folder / w).is_file() for w in weights)
     tensors = _tensors(source, weights, local, token, adapter.weight_files)
     table = ids = None
+    kernel_size = None
     parameters = None
     dtypes: dict[str, int] = {}
     if tensors is not None:
         kernel_name = adapter.find(list(tensors), adapter.patch_suffix)
         kernel = tensors[kernel_name][1] if kernel_name else ()
-        sizes = sizes.with_kernel(adapter, kernel[-1] if len(kernel) == 4 else None)
+        kernel_size = kernel[-1] if len(kernel) == 4 else None
+        sizes = sizes.with_kernel(adapter, kernel_size)
         pos_name = adapter.find(list(tensors), adapter.pos_suffix)
         if pos_name:
             dtype, shape = tensors[pos_name]
@@ -124,6 +128,18 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         if table
         else adapter.num_prefix_tokens
     )
+    problems = []
+    if (
+        table is not None
+        and table.known_from == "weights"
+        and table.shape[-2] - prefix != sizes.grid[0] * sizes.grid[1]
+    ):
+        from .plan import disagreement
+
+        problems.append(
+            disagreement(sizes, table.shape[-2] - prefix, kernel_size, table.name, adapter, config_name)
+            + "; xcr resize refuses it until they agree"
+        )
     largest = largest_grid(width, prefix) * sizes.patch_size
     square_reason = adapter.square_reason(config)
     download = None
@@ -135,6 +151,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         revision=source.revision,
         folder=str(source.folder),
         family=adapter.name,
+        family_flag=flag_of(adapter),
         model_type=str(config["model_type"]) if config.get("model_type") else None,
         architectures=[str(a) for a in config.get("architectures") or [config.get("architecture") or ""] if a],
         image_size=sizes.image_size.json(),
@@ -167,6 +184,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         processors=_processors(source),
         config_file=config_name,
         library=adapter.library,
+        problems=problems,
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from .configs import PROCESSOR_FILES, SourceCard, VisionSizes, parse_card, rewrite_processor
 from .errors import InputError, arg
 from .families import TOKEN_NAMES, Family
+from .hub import is_metadata
 from .interpolate import grid_side
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
 from .size import Grid, Size, grid_text
@@ -32,6 +33,7 @@ from .sources import (
     check_readable,
     is_weight_file,
     not_a_file,
+    read_json,
     walk,
 )
 
@@ -123,7 +125,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
                 f"{pos_name} has {rows} rows, which is not {prefix} prefix row(s) + a square grid"
                 + (f"; is --family {options.family} right?" if options.family else "; is this a checkpoint xcr knows?")
             )
-        raise InputError(_disagreement(sizes, rows - prefix, kernel, pos_name, family, config_name))
+        raise InputError(disagreement(sizes, rows - prefix, kernel, pos_name, family, config_name))
     ids = None
     ids_name = family.find(names, family.ids_suffix)
     if ids_name is not None:
@@ -196,7 +198,7 @@ def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
     return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
 
 
-def _disagreement(sizes: VisionSizes, cells: int, patch: int | None, pos_name: str, family: Family,
+def disagreement(sizes: VisionSizes, cells: int, patch: int | None, pos_name: str, family: Family,
                   config_name: str) -> str:  # fmt: skip
     """What is wrong when the config's grid is not the weights' (`cells` grid rows), and what to
     write in the config."""
@@ -219,24 +221,21 @@ def _disagreement(sizes: VisionSizes, cells: int, patch: int | None, pos_name: s
 def _plan_files(plan: Plan) -> None:
     """Read the processor files (in subfolders too) and the model card, and list the files to carry
     over, checking now that every one can be read: a source problem is found before gigabytes move.
-    Weights of any format, hidden folders and the folders of other formats (onnx/, ...) are left out."""
+    What is left out (weights of any format, hidden files, export folders, the other layout's files,
+    a Hub repo's files that were not downloaded) is named in the notes, with the reason."""
     ckpt = plan.checkpoint
     used = {shard.source.name for shard in ckpt.shards}
     if ckpt.index_name:
         used.add(SAFETENSORS_INDEX if ckpt.weight_format == "safetensors" else BIN_INDEX)
-    skipped: list[str] = []
-    for entry, rel in walk(plan.source.folder, skipped):
+    folders: list[str] = []  # hidden and export folders, `name/`, which walk does not enter
+    left: dict[str, list[str]] = {}  # why → what is not carried over
+    for entry, rel in walk(plan.source.folder, folders):
         name = entry.name
         if rel == plan.config_name or rel in used:
             continue  # read already
-        if rel in CONFIG_FILES:  # the other layout's config (open_clip's beside transformers'): its weights stay behind
-            skipped.append(rel)
-            continue
-        if is_weight_file(name) or (name.startswith(".") and name != ".gitattributes"):
-            skipped.append(rel)  # weights of other formats (the old grid); hidden files (.env, secrets)
-            continue
-        if name in PROCESSOR_FILES and plan.family.library != "transformers":
-            skipped.append(rel)  # the transformers layout's processor (timm and open_clip state their own sizes)
+        why = _left_out(plan, rel)
+        if why:
+            left.setdefault(why, []).append(rel)
             continue
         what = not_a_file(entry)
         rewritten = rel in REWRITTEN_FILES or name in PROCESSOR_FILES
@@ -245,8 +244,6 @@ def _plan_files(plan: Plan) -> None:
         if what:
             plan.notes.append(f"{rel} is not carried over: it is {what}")
         elif name in PROCESSOR_FILES:
-            from .sources import read_json
-
             plan.processors[rel] = read_json(entry)
         elif rel == CARD:
             plan.card = parse_card(_read_text(entry))
@@ -258,36 +255,43 @@ def _plan_files(plan: Plan) -> None:
         else:
             check_readable(entry)
             plan.carried.append((entry, rel))
-    left: list[str] = []  # files of a Hub listing that were not downloaded
-    for name in plan.source.listing or []:
-        if name in used or _listed(name, skipped) or (plan.source.folder / name).exists():
-            continue
-        from .hub import is_metadata
-
-        (left if is_metadata(name) or not _excluded(name) else skipped).append(name)
-    if skipped:
-        plan.notes.append(
-            f"not carried over: {_some(skipped)} "
-            "(weights of other formats or of other export folders and the other layout's files, which hold the old "
-            "size, and hidden files)"
-        )
+    for rel in folders:
+        left.setdefault(HIDDEN if rel.startswith(".") else EXPORTS, []).append(rel)
+    for rel in plan.source.listing or []:  # a Hub repo's files that were not downloaded
+        if rel not in used and not (plan.source.folder / rel).exists() and not _inside(rel, folders):
+            left.setdefault(_left_out(plan, rel) or NOT_DOWNLOADED, []).append(rel)
     if left:
-        plan.notes.append(
-            f"not downloaded from the Hub, so not carried over: {_some(left)} (xcr downloads the weights it reads, "
-            "configs, processor and tokenizer files, code, the model card and license files)"
-        )
+        plan.notes.append("not carried over: " + "; ".join(f"{_some(names)} ({why})" for why, names in left.items()))
 
 
-def _excluded(name: str) -> bool:
-    """A file a conversion never carries: weights of any format, hidden files, export folders."""
-    *folders, base = name.split("/")
-    hidden = base.startswith(".") and base != ".gitattributes"
-    return is_weight_file(base) or hidden or any(f.startswith(".") or f in EXPORT_FOLDERS for f in folders)
+WEIGHTS = "weights in other formats, at the old size"
+HIDDEN = "hidden"
+EXPORTS = "other export formats, at the old size"
+OTHER_LAYOUT = "the other layout's config, whose weights stay behind"
+OTHER_PROCESSOR = "the transformers layout's processor; this layout states its own sizes"
+NOT_DOWNLOADED = "not downloaded from the Hub: xcr downloads the weights it reads, configs, processor and tokenizer files, code, the model card and license files"
 
 
-def _listed(name: str, skipped: list[str]) -> bool:
-    """Whether `name` (a file of a Hub listing) is among `skipped` (names, and `folder/` for folders)."""
-    return any(name == s or (s.endswith("/") and name.startswith(s)) for s in skipped)
+def _left_out(plan: Plan, rel: str) -> str | None:
+    """Why the source file `rel` is not carried over, or None when it is."""
+    *folders, name = rel.split("/")
+    if any(f.startswith(".") for f in folders) or (name.startswith(".") and name != ".gitattributes"):
+        return HIDDEN  # .env, secrets, .git
+    if any(f in EXPORT_FOLDERS for f in folders):
+        return EXPORTS
+    if rel in CONFIG_FILES:  # open_clip's config beside transformers' (or the reverse)
+        return OTHER_LAYOUT
+    if is_weight_file(name):
+        return WEIGHTS
+    if name in PROCESSOR_FILES and plan.family.library != "transformers":
+        return OTHER_PROCESSOR
+    if plan.source.listing is not None and not is_metadata(rel):
+        return NOT_DOWNLOADED
+    return None
+
+
+def _inside(rel: str, folders: list[str]) -> bool:
+    return any(rel.startswith(f) for f in folders)
 
 
 def _some(names: list[str]) -> str:

@@ -79,6 +79,13 @@ def preset(name: str) -> Preset:
 def as_json() -> list[dict[str, object]]:
     """`xcr presets --json`: one object per preset."""
     return [
-        {"name": p.name, "res": p.res, "grid": p.grid, "source": p.source, "convert": p.convert, "note": p.note}
+        {
+            "name": p.name,
+            "res": p.res,
+            "grid": [p.grid, p.grid],
+            "source": p.source,
+            "convert": p.convert,
+            "note": p.note,
+        }  # fmt: skip
         for p in PRESETS
     ]

@@ -200,12 +200,19 @@ def check(folder: Path, want: dict[str, Any]) -> Verdict:
     if "family" in rec and not _same_family(rec["family"], want["family"]):  # older records name none
         return Verdict(False, f"was made reading the source as {rec['family']}, not as {want['family']}")
     for key in SHAPING:
-        if rec.get(key) != want[key]:
+        if rec.get(key) != want[key] and not (key == "dtype" and _same_cast(rec, want)):
             return Verdict(False, f"was made with {key} {rec.get(key)!r}, not {want[key]!r}")
     problem = _incomplete(folder, rec)
     if problem:
         return Verdict(False, f"is incomplete or damaged: {problem}")
     return Verdict(True)
+
+
+def _same_cast(rec: dict[str, Any], want: dict[str, Any]) -> bool:
+    """`--dtype float32` and `keep` make the same weights from a source whose floating tensors are
+    all float32 (the record names the source's floating dtypes; the source is the same one)."""
+    dtypes = {rec.get("dtype"), want["dtype"]}
+    return "keep" in dtypes and len(dtypes) == 2 and rec.get("source_dtypes") == [next(iter(dtypes - {"keep"}))]
 
 
 def _incomplete(folder: Path, rec: dict[str, Any]) -> str | None:
