@@ -4,8 +4,10 @@ An adapter says which tensor is the vision position table (never a text tower's)
 rows it has and whether it is stored [rows, C] or [1, rows, C], which buffer holds the position
 ids, which config keys hold the sizes and what transformers assumes when they are missing, how a
 vision-only output is configured, the interpolation the family's own runtime applies (xcr's
-default for it), and the transformers classes that load it (the oracle of `xcr verify`). Adding a
-family means adding an adapter here; convert, plan and the CLI only ask the adapter.
+default for it), and the transformers classes that load it (the oracle of `xcr verify`); for a
+loaded transformers model, whether the table is an nn.Embedding's weight and which config object
+states the size. Adding a family means adding an adapter here; convert, plan, model (resize_model)
+and the CLI only ask the adapter.
 """
 
 from __future__ import annotations
