@@ -300,6 +300,8 @@ def refusals() -> list[tuple[str, Callable[[Any], Any], str]]:
          "device must be one of auto, cpu, cuda, not device(type='cpu')"),
         ("object", lambda m: resize_model(object(), 84),
          "model must be a loaded transformers model (a torch.nn.Module such as CLIPVisionModel), not object"),
+        ("class", lambda m: resize_model(type(m), 84),
+         "model is the class CLIPVisionModel, not a model: load one first, e.g. CLIPVisionModel.from_pretrained(...)"),
         ("linear", lambda m: resize_model(torch.nn.Linear(2, 2), 84),
          "model is a Linear with no vision tower resize_model knows; it resizes transformers' CLIP, SigLIP, "
          "DINOv2, DINOv2 with registers, ViT models"),

@@ -130,6 +130,11 @@ def _tower(model: Any) -> tuple[str, Any, Family]:
 
     from .families import FAMILIES, REFUSED
 
+    if isinstance(model, type):
+        raise UsageError(
+            f"{arg('model')} is the class {model.__name__}, not a model: load one first, e.g. "
+            f"{model.__name__}.from_pretrained(...)"
+        )
     if not isinstance(model, torch.nn.Module):
         raise UsageError(
             f"{arg('model')} must be a loaded transformers model (a torch.nn.Module such as CLIPVisionModel), "
