@@ -17,7 +17,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError, UsageError, arg
-from .size import Size
+from .size import Size, grid_text
 
 if TYPE_CHECKING:
     import torch
@@ -76,15 +76,16 @@ def resize_model(
     rows, width = weight.shape[-2:]
     patch = _patch(family, params, config, where)
     tokens = {n: tuple(p.shape) for n, p in params.items() if n.rsplit(".", 1)[-1] in TOKEN_NAMES}
-    stated = _stated(config.image_size)
-    cells = stated.grid(patch)[0] * stated.grid(patch)[1] if stated else rows
+    stated = _stated(getattr(config, "image_size", None))
+    stated_grid = stated.grid(patch) if stated is not None else None
+    cells = stated_grid[0] * stated_grid[1] if stated_grid else rows
     prefix = family.prefix_rows(rows, cells, tokens)
-    if stated is not None and prefix + cells == rows:
-        old = stated.grid(patch)
+    if stated_grid is not None and prefix + cells == rows:
+        old = stated_grid
     else:  # not the config's grid (e.g. XComposer's resize_pos ran): a square, as transformers reads it
         side = grid_side(rows - prefix)
         if side is None:
-            said = f", nor the {stated.grid(patch)[0]}×{stated.grid(patch)[1]} grid its config states" if stated else ""
+            said = f", nor the {grid_text(stated_grid)} grid its config states" if stated_grid else ""
             raise UsageError(
                 f"{where}'s position table {pos_name} has {rows} rows: not {prefix} prefix row(s) plus a square grid"
                 f"{said}; it is not a table transformers can run"
