@@ -28,7 +28,7 @@ from .configs import (
 )
 from .errors import InputError, OutputError, UsageError, XcrError, arg
 from .families import Family
-from .options import Options, build_options, check_cost, check_res, res_arg
+from .options import Options, build_options, check_cost, check_cuda, check_res, res_arg
 from .output import (
     ChangedError,
     Staging,
@@ -233,7 +233,7 @@ def convert(
         if partial:
             note(partial)
     if options.device == "cuda":
-        _check_cuda()
+        check_cuda()
     reports = [OutputReport(str(t.shown), t.res, t.grid(sizes.patch_size), True) for t in targets if t.up_to_date]
     for report in reports:  # complete already: what an interruption now must not report as lost
         if on_landed:
@@ -372,16 +372,6 @@ def _config_width(config: dict[str, Any], family: Family) -> int | None:
         if type(block.get("hidden_size")) is int and block["hidden_size"] > 0:
             return int(block["hidden_size"])
     return None
-
-
-def _check_cuda() -> None:
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UsageError(
-            f"{arg('device', 'cuda')}: no CUDA GPU is usable here (torch {torch.__version__}); "
-            f"use {arg('device', 'cpu')} or auto"
-        )
 
 
 # ---------------------------------------------------------------- write one target

@@ -4,8 +4,10 @@ An adapter says which tensor is the vision position table (never a text tower's)
 rows it has and whether it is stored [rows, C] or [1, rows, C], which buffer holds the position
 ids, which config keys hold the sizes and what transformers assumes when they are missing, how a
 vision-only output is configured, the interpolation the family's own runtime applies (xcr's
-default for it), and the transformers classes that load it (the oracle of `xcr verify`). Adding a
-family means adding an adapter here; convert, plan and the CLI only ask the adapter.
+default for it), and the transformers classes that load it (the oracle of `xcr verify`); for a
+loaded transformers model, whether the table is an nn.Embedding's weight and which config object
+states the size. Adding a family means adding an adapter here; convert, plan, model (resize_model)
+and the CLI only ask the adapter.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class Family:
         runtime: the code that interpolates at run time (what the default equals), for cards and inspect.
         config_file: the file that holds the model config (open_clip: open_clip_config.json).
         square_only: why the family's checkpoints cannot be non-square ("": they can).
+        embedding_weight: in a loaded transformers model, the table is the weight of an
+            nn.Embedding inside the embeddings module (CLIP, SigLIP: its num_embeddings follows the
+            rows), not a Parameter of the embeddings module itself (ViT, DINOv2).
     """
 
     name: str
@@ -72,6 +77,7 @@ class Family:
     square_architectures: tuple[str, ...] = ()  # architectures of the family that need a square grid all the same
     patch_from_weights: bool = False  # a patch size the config leaves out is the patch embedding kernel's (timm)
     no_table: str = ""  # what it means when the weights hold no position table ("": not a checkpoint of the family)
+    embedding_weight: bool = False  # in a loaded model the table is an nn.Embedding's weight, not a bare Parameter
 
     @property
     def has_text(self) -> bool:
@@ -148,6 +154,20 @@ class Family:
         out.pop("_name_or_path", None)
         return out
 
+    def vision_config_of(self, config: Any) -> Any:
+        """In a loaded transformers model: the config object that states the vision tower's sizes,
+        where `vision_config_blocks` finds them in config.json: `config` itself for a vision model,
+        its `vision_config` for a full one (CLIPModel, SiglipModel). transformers drops the legacy
+        `vision_config_dict` when it builds the config, so there is no second block to keep in step."""
+        if self.top_level or getattr(config, "model_type", None) == self.vision_model_type:
+            return config
+        return config.vision_config
+
+    def set_model_size(self, config: Any, res: Size) -> None:
+        """State `res` in a loaded model's config object as `set_size` states it in config.json: the
+        vision config's image_size, an int when square, [height, width] otherwise."""
+        self.vision_config_of(config).image_size = res.json()
+
     def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
         """The config dicts that hold `image_size`/`patch_size` for the vision tower.
 
@@ -182,6 +202,7 @@ CLIP = Family(
     oracles=("CLIPModel", "CLIPVisionModel"),
     runtime="InternLM-XComposer's `resize_pos` and transformers' `interpolate_pos_encoding`",
     square_only="transformers' CLIP config states one image_size and CLIPVisionEmbeddings builds a square grid from it",
+    embedding_weight=True,
 )
 
 SIGLIP = Family(
@@ -202,6 +223,7 @@ SIGLIP = Family(
     runtime="transformers' `SiglipVisionEmbeddings.interpolate_pos_encoding`",
     square_only="transformers' SigLIP config states one image_size and SiglipVisionEmbeddings builds a square grid "
     "from it",
+    embedding_weight=True,
 )
 
 DINOV2 = Family(
@@ -508,14 +530,14 @@ OPEN_CLIP = OpenClipFamily(
 FAMILIES = (CLIP, SIGLIP, DINOV2, DINOV2_REGISTERS, VIT, TIMM, OPEN_CLIP)
 NAMES = {f.name.lower().replace(" with registers", "-registers").replace("_", "-"): f for f in FAMILIES}
 
+_NAFLEX = (
+    "a SigLIP2 NaFlex model, which resizes its position table for every image, to that image's own "
+    "patch grid, at run time: there is no fixed size to convert it to (the fixed-resolution SigLIP2 "
+    "checkpoints have model_type siglip, and xcr converts those)"
+)
+
 # model types xcr recognises and refuses, with the reason
-REFUSED = {
-    "siglip2": (
-        "a SigLIP2 NaFlex model, which resizes its position table for every image, to that image's own "
-        "patch grid, at run time: there is no fixed size to convert it to (the fixed-resolution SigLIP2 "
-        "checkpoints have model_type siglip, and xcr converts those)"
-    ),
-}
+REFUSED = {"siglip2": _NAFLEX, "siglip2_vision_model": _NAFLEX}
 
 
 def family_named(name: str) -> Family:

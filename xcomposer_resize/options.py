@@ -55,12 +55,7 @@ class Options:
 
     def method(self, family: Family) -> Options:
         """These options with the interpolation settled: what was given, else `family`'s default."""
-        mode = self.mode if self.mode is not None else family.mode
-        antialias = self.antialias if self.antialias is not None else family.antialias and mode in ANTIALIAS_MODES
-        if antialias and mode not in ANTIALIAS_MODES:
-            raise UsageError(
-                f"{arg('antialias', True)} works only with {arg('mode')} {' or '.join(ANTIALIAS_MODES)}, not {mode}"
-            )
+        mode, antialias = settle_method(family, self.mode, self.antialias)
         return dataclasses.replace(self, mode=mode, antialias=antialias)
 
     @property
@@ -73,6 +68,77 @@ class Options:
     def out_for(self, res: Size) -> str | None:
         """The output folder for `res`: `out` with `{res}` filled in (`490`, `448x672`)."""
         return None if self.out is None else self.out.replace("{res}", str(res))
+
+
+def settle_method(family: Family, mode: str | None, antialias: bool | None) -> tuple[str, bool]:
+    """(mode, antialias): what was given, else `family`'s own run-time interpolation (its antialias
+    only where the mode has one)."""
+    mode = mode if mode is not None else family.mode
+    antialias = antialias if antialias is not None else family.antialias and mode in ANTIALIAS_MODES
+    if antialias and mode not in ANTIALIAS_MODES:
+        raise UsageError(
+            f"{arg('antialias', True)} works only with {arg('mode')} {' or '.join(ANTIALIAS_MODES)}, not {mode}"
+        )
+    return mode, antialias
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """What `resize_model` was asked: one size, where to interpolate, and how (None: the family's)."""
+
+    res: Size
+    device: str = "cpu"
+    mode: str | None = None
+    antialias: bool | None = None
+
+    def method(self, family: Family) -> tuple[str, bool]:
+        """(mode, antialias) for a model of `family`: what was given, else the family's default."""
+        return settle_method(family, self.mode, self.antialias)
+
+
+def build_model_options(res: object, *, mode: object = None, antialias: object = None,
+                        device: object = "cpu") -> ModelOptions:  # fmt: skip
+    """Validate the arguments of `resize_model()` (everything but the model) and return them as one
+    value. `res` is one size: pixels (490), `"448x672"` or `Size(448, 672)` (height x width); a
+    model runs at one size, so a list is refused, saying what to give instead."""
+    return ModelOptions(
+        res=_one_size(res),
+        device=_device(device),
+        mode=None if mode is None else _choice("mode", mode, MODES),
+        antialias=_antialias(antialias, mode),
+    )
+
+
+def check_cuda() -> None:
+    """Refuse `device='cuda'` where torch sees no usable CUDA GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(
+            f"{arg('device', 'cuda')}: no CUDA GPU is usable here (torch {torch.__version__}); "
+            f"use {arg('device', 'cpu')} or auto"
+        )
+
+
+def _device(value: object) -> str:
+    device = _choice("device", value, DEVICES)
+    if device == "cuda":
+        check_cuda()
+    return device
+
+
+def _one_size(res: object) -> Size:
+    if isinstance(res, tuple) and len(res) == 2 and all(hasattr(v, "__index__") for v in res):
+        raise UsageError(
+            f"{arg('res')}={res!r} is ambiguous: give '{res[0]}x{res[1]}' (or Size{res!r}) for height {res[0]} "
+            f"and width {res[1]}, or one number for a square"
+        )
+    if isinstance(res, (Iterable, Mapping)) and not isinstance(res, (str, bytes, Size)):
+        raise UsageError(
+            f"{arg('res')} must be one size (a model runs at one), such as 490 or '448x672', not "
+            f"{type(res).__name__} {res!r}; to write several sizes from one checkpoint, use resize()"
+        )
+    return size(res, many=False)
 
 
 def build_options(
@@ -227,8 +293,9 @@ def _size(n: int) -> str:
     return text if n == MAX_TABLE_BYTES or text != human_bytes(MAX_TABLE_BYTES) else f"{n:,} bytes"
 
 
-def pixels(value: object) -> int:
-    """An integer number of pixels from an int-like value (int, numpy integer; not bool or str)."""
+def pixels(value: object, many: bool = True) -> int:
+    """An integer number of pixels from an int-like value (int, numpy integer; not bool or str).
+    `many`: the caller also takes a list of sizes (the message says so)."""
     if isinstance(value, (str, bytes)):
         raise UsageError(f"{arg('res')} must be a whole number of pixels such as 490, not the text {value!r}")
     if isinstance(value, bool):
@@ -237,15 +304,17 @@ def pixels(value: object) -> int:
         n = operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise UsageError(
-            f"{arg('res')} must be a whole number of pixels or a list of them, not {type(value).__name__} {value!r}"
+            f"{arg('res')} must be a whole number of pixels{' or a list of them' if many else ''}, "
+            f"not {type(value).__name__} {value!r}"
         ) from None
     if n <= 0:
         raise UsageError(f"{arg('res', n)} is not a positive number of pixels; give a size such as 490")
     return n
 
 
-def size(value: object) -> Size:
-    """A size from pixels (490), a `Size`, or text: "490", "448x672" (height x width)."""
+def size(value: object, many: bool = True) -> Size:
+    """A size from pixels (490), a `Size`, or text: "490", "448x672" (height x width). `many`: the
+    caller also takes a list of sizes (a message about a wrong type says so)."""
     if isinstance(value, Size):
         if not all(type(v) is int for v in value.sides):
             raise UsageError(f"{arg('res')} {value!r} must hold whole numbers of pixels, such as Size(448, 672)")
@@ -255,7 +324,7 @@ def size(value: object) -> Size:
         if found is None:
             raise UsageError(f"{arg('res')} {value!r} is not a size such as 490 or 448x672 (height x width)")
     else:
-        return Size.square(pixels(value))
+        return Size.square(pixels(value, many))
     assert found is not None
     if min(found.sides) <= 0:
         raise UsageError(f"{res_arg(found)} is not a positive number of pixels; give a size such as 490")
