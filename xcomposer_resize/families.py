@@ -582,14 +582,14 @@ class OpenClipFamily(Family):
                     raise InputError(
                         f"open_clip_config.json has timm_model_kwargs.img_size {stated!r}, not an int or [H, W]"
                     )
-                built_at = f"timm_model_kwargs.img_size {trunk.px if trunk else ''}; open_clip builds the trunk from "
-                built_at += "timm_model_kwargs"
+                said = "timm_model_kwargs.img_size {}; open_clip builds the trunk from timm_model_kwargs"
             else:
                 trunk = Size.square(built) if built is not None and stem in TIMM_SIZES else None
-                built_at = f"open_clip {OPEN_CLIP_RELEASE} builds the trunk {name} at {trunk.px if trunk else ''}"
+                said = f"open_clip {OPEN_CLIP_RELEASE} builds the trunk {name} at {{}}"
             if trunk is not None and size is not None and trunk != size:
                 raise InputError(
-                    f"open_clip_config.json says vision_cfg.image_size {size.px} but {built_at}: make them agree"
+                    f"open_clip_config.json says vision_cfg.image_size {size.px} but {said.format(trunk.px)}: "
+                    "make them agree"
                 )
             size = trunk or size or (Size.square(built) if built is not None else None)
             patch = kwargs.get("patch_size")
