@@ -19,7 +19,7 @@ VARIANTS_OUT ?= out
 VARIANTS ?= internlm-xcomposer2-7b internlm-xcomposer2-vl-7b internlm-xcomposer2d5-7b
 XCR_FLAGS ?=
 
-.PHONY: install dev demo test lint typecheck fuzz bench demo-checkpoint cli-doc plot-demo clean variants $(VARIANTS)
+.PHONY: install dev demo test lint typecheck fuzz bench demo-checkpoint cli-doc plot-demo clean variants real-libs $(VARIANTS)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,14 @@ typecheck: $(VENV)/.dev
 test: lint typecheck  ## lint, type-check and run the test suite
 	$(BIN)/python -m pytest -q
 
+# `make real-libs`: a private python with timm and open_clip in $(REAL_LIBS) (not xcr's dependencies); then
+#   XCR_REAL_LIBS_PYTHON=$(REAL_LIBS)/bin/python make test
+# also runs tests/test_real_libraries.py, which loads xcr's timm and open_clip outputs with those libraries.
+REAL_LIBS ?= .real-libs
+
+real-libs:                 ## a python with timm and open_clip for tests/test_real_libraries.py
+	TORCH_REQ="$(TORCH_REQ)" PYTHON="$(PYTHON)" bash tests/real_libs_venv.sh $(REAL_LIBS)
+
 fuzz: $(VENV)/.dev         ## many more property-based examples than CI runs
 	XCR_FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -q tests/test_fuzz.py tests/test_torch_zip.py -k "fuzz or damaged or arbitrary"
 
@@ -74,4 +82,4 @@ demo-checkpoint: $(VENV)/.dev  ## regenerate the shipped tiny checkpoint
 	$(BIN)/python -m tests.make_demo $(DEMO_SRC)
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(REAL_LIBS) demo-out .pytest_cache .mypy_cache .ruff_cache

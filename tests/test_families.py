@@ -334,48 +334,104 @@ def test_open_clip_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
     assert verify(tmp_path / "out").ok
 
 
-@pytest.mark.parametrize(("trunk", "prefix"), [("siglip", 0), ("clip", 1)])
-def test_open_clip_on_a_timm_trunk(xcr: Any, tmp_path: Path, trunk: str, prefix: int) -> None:
+# The fields of open_clip 3.3.0's CLIPVisionCfg (src/open_clip/model.py), the latest release: its
+# _build_vision_tower calls CLIPVisionCfg(**vision_cfg), a TypeError for any other key, so an output's
+# vision_cfg may hold these only (timm_model_kwargs is not among them: open_clip reads it after 3.3.0).
+OPEN_CLIP_3_3_VISION_FIELDS = frozenset({
+    "layers", "width", "head_width", "mlp_ratio", "patch_size", "image_size", "ls_init_value", "patch_dropout",
+    "attentional_pool", "attn_pooler_queries", "attn_pooler_heads", "no_ln_pre", "pos_embed_type",
+    "final_ln_after_pool", "pool_type", "output_tokens", "act_kwargs", "norm_kwargs", "block_type", "qk_norm",
+    "scaled_cosine_attn", "scale_heads", "scale_attn_inner", "scale_attn", "scale_fc", "timm_model_name",
+    "timm_model_pretrained", "timm_pool", "timm_proj", "timm_proj_bias", "timm_drop", "timm_drop_path",
+})  # fmt: skip
+
+
+def open_clip_vision(folder: Path) -> dict[str, Any]:
+    vision: dict[str, Any] = json.loads((folder / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]
+    return vision
+
+
+@pytest.mark.parametrize(("trunk", "prefix", "res", "arch"), [
+    ("siglip", 0, 224, "vit_so400m_patch14_siglip_224"),
+    ("siglip", 0, 378, "vit_so400m_patch14_siglip_378"),  # the same 27×27 grid as 384: a new name, the same table
+    ("clip", 1, 384, "vit_base_patch16_clip_384"),
+])  # fmt: skip
+def test_open_clip_on_a_timm_trunk(xcr: Any, tmp_path: Path, trunk: str, prefix: int, res: int, arch: str) -> None:
     """timm/ViT-SO400M-14-SigLIP-384 and the like: the table is the trunk's `visual.trunk.pos_embed`,
-    with timm's prefix rows; open_clip builds the trunk from timm_model_kwargs (else the timm
-    architecture's own size) and loads the table as it is, so both sizes must say the new one."""
+    with timm's prefix rows. open_clip 3.3.0 builds the trunk at the size its timm architecture
+    states and loads the table strictly, so the output names timm's architecture of the same network
+    at the new size, and its config holds no key 3.3.0 refuses."""
     from tests.family_builders import OPEN_CLIP_TRUNKS, build_open_clip
 
     src = build_open_clip(tmp_path / "src", trunk=trunk)
     _, size, patch, _ = OPEN_CLIP_TRUNKS[trunk]
-    res = size * 2
     out = tmp_path / "out"
     r = xcr("resize", "--model", src, "--res", res, "--out", out)
     assert r.code == 0, r.err
+    assert f"the trunk becomes {arch}, timm's {OPEN_CLIP_TRUNKS[trunk][0]} network at {res} px" in " ".join(
+        r.err.split()
+    )
     grid = res // patch
     name, got = table_of(out)
     assert name == "visual.trunk.pos_embed" and got.shape == (1, prefix + grid * grid, 32)
     assert torch.equal(got, expected_table(src, grid, prefix, antialias=True))
     text = "text.positional_embedding"
     assert torch.equal(load_tensor(open_checkpoint(out).tensor(text)), load_tensor(open_checkpoint(src).tensor(text)))
-    vision = json.loads((out / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]
-    assert vision["image_size"] == res and vision["timm_model_kwargs"] == {"img_size": res}
-    assert vision["timm_model_name"] == OPEN_CLIP_TRUNKS[trunk][0], "the architecture is kept"
+    vision = open_clip_vision(out)
+    assert set(vision) <= OPEN_CLIP_3_3_VISION_FIELDS, set(vision) - OPEN_CLIP_3_3_VISION_FIELDS
+    assert vision == {**open_clip_vision(src), "image_size": res, "timm_model_name": arch}
     assert "resample_abs_pos_embed" in (out / "README.md").read_text()
     found = verify(out, src)
     assert found.ok, found.checks
 
-    # non-square, and back from the output (which now states timm_model_kwargs.img_size)
-    wide = tmp_path / "wide"
-    assert xcr("resize", "--model", out, "--res", f"{size}x{res}", "--out", wide).code == 0
-    vision = json.loads((wide / "open_clip_config.json").read_text())["model_cfg"]["vision_cfg"]
-    assert vision["image_size"] == [size, res] and vision["timm_model_kwargs"] == {"img_size": [size, res]}
-    _, wide_table = table_of(wide)
-    assert wide_table.shape == (1, prefix + (size // patch) * grid, 32)
-    assert verify(wide, out).ok
+    # back from the output to the source's size: the source's architecture again
+    back = tmp_path / "back"
+    assert xcr("resize", "--model", out, "--res", size, "--out", back).code == 0
+    assert open_clip_vision(back) == open_clip_vision(src)
+    assert table_of(back)[1].shape == table_of(src)[1].shape
+    assert verify(back, out).ok
 
     r = xcr("inspect", src, "--json")
     data = json.loads(r.out)
     assert data["table"]["name"] == "visual.trunk.pos_embed" and data["prefix_tokens"] == prefix
     assert data["image_size"] == size and data["patch_size"] == patch
+    assert data["accepted_res"]["non_square"] is False
 
 
-def test_open_clip_trunk_sizes_that_disagree(xcr: Any, tmp_path: Path) -> None:
+def test_open_clip_trunk_sizes_that_timm_has_no_architecture_for(xcr: Any, tmp_path: Path) -> None:
+    """open_clip 3.3.0 cannot be told a trunk's size: a size timm has no architecture of the same
+    network for is refused, with the sizes that exist and the load-time way; nothing is written."""
+    from tests.family_builders import build_open_clip
+
+    src = build_open_clip(tmp_path / "src", trunk="siglip")  # vit_so400m_patch14_siglip_384
+    r = xcr("resize", "--model", src, "--res", 768, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert one_error_line(r.err) == (
+        "xcr: error: open_clip 3.3.0 cannot build this tower at 768 px: it builds the timm trunk at the size the "
+        "architecture states (vit_so400m_patch14_siglip_384), and timm has that network at 224, 378 and 384 px only "
+        "(vit_so400m_patch14_siglip_N); convert to one of those, or load the source with "
+        "open_clip.create_model_and_transforms(..., force_image_size=768), which resamples the table the same way "
+        "as it loads"
+    )
+    assert not (tmp_path / "out").exists()
+    r = xcr("resize", "--model", src, "--res", 224, "--res", 768, "--out", tmp_path / "out-{res}")
+    assert r.code == 2 and not list(tmp_path.glob("out-*")), "refused before any output is written"
+    r = xcr("resize", "--model", src, "--res", "384x768", "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "384x768 is not square, and a open_clip checkpoint cannot be: open_clip 3.3.0 builds a timm trunk at " \
+        "the size its architecture states, and timm's are square" in one_error_line(r.err)  # fmt: skip
+    _edit_open_clip(src, timm_model_name="my_custom_vit_384")
+    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "(my_custom_vit_384), and xcr knows no other size of my_custom_vit_384 in timm; load the source with " \
+        "open_clip.create_model_and_transforms(..., force_image_size=448)" in " ".join(r.err.split())  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
+def test_open_clip_trunk_stated_with_timm_model_kwargs(xcr: Any, tmp_path: Path) -> None:
+    """A source that states vision_cfg.timm_model_kwargs is for an open_clip after 3.3.0, which builds
+    the trunk with timm.create_model(name, **timm_model_kwargs): the new size goes there, any size,
+    and a note says which open_clip loads it."""
     from tests.family_builders import build_open_clip
 
     src = build_open_clip(tmp_path / "src", trunk="siglip")
@@ -388,11 +444,39 @@ def test_open_clip_trunk_sizes_that_disagree(xcr: Any, tmp_path: Path) -> None:
     config["model_cfg"]["vision_cfg"]["timm_model_kwargs"]["img_size"] = 384
     config["preprocess_cfg"]["size"] = 384
     (src / "open_clip_config.json").write_text(json.dumps(config))
-    assert xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out").code == 0
+    r = xcr("resize", "--model", src, "--res", 768, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    assert "which open_clip reads only after 3.3.0 (3.3.0 refuses the key)" in " ".join(r.err.split())
     written = json.loads((tmp_path / "out" / "open_clip_config.json").read_text())
-    kwargs = written["model_cfg"]["vision_cfg"]["timm_model_kwargs"]
-    assert kwargs == {"img_size": 448, "drop_path_rate": 0.1}, "other kwargs are kept"
-    assert written["preprocess_cfg"]["size"] == 448
+    vision = written["model_cfg"]["vision_cfg"]
+    assert vision["timm_model_kwargs"] == {"img_size": 768, "drop_path_rate": 0.1}, "other kwargs are kept"
+    assert vision["timm_model_name"] == "vit_so400m_patch14_siglip_384" and vision["image_size"] == 768
+    assert written["preprocess_cfg"]["size"] == 768
+    assert table_of(tmp_path / "out")[1].shape == (1, 54 * 54, 32)
+    assert verify(tmp_path / "out", src).ok
+
+    # non-square too, and back from that output (which states timm_model_kwargs.img_size)
+    wide = tmp_path / "wide"
+    assert xcr("resize", "--model", tmp_path / "out", "--res", "384x768", "--out", wide).code == 0
+    vision = open_clip_vision(wide)
+    assert vision["image_size"] == [384, 768] and vision["timm_model_kwargs"]["img_size"] == [384, 768]
+    assert table_of(wide)[1].shape == (1, 27 * 54, 32)
+    assert verify(wide, tmp_path / "out").ok
+    assert json.loads(xcr("inspect", src, "--json").out)["accepted_res"]["non_square"] is True
+
+
+def test_open_clip_trunk_whose_size_disagrees_with_its_architecture(xcr: Any, tmp_path: Path) -> None:
+    """open_clip 3.3.0 builds vit_so400m_patch14_siglip_384 at 384 px whatever image_size says."""
+    from tests.family_builders import build_open_clip
+
+    src = build_open_clip(tmp_path / "src", trunk="siglip")
+    _edit_open_clip(src, image_size=448)
+    r = xcr("resize", "--model", src, "--res", 224, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert (
+        "says vision_cfg.image_size 448 px but open_clip 3.3.0 builds the trunk vit_so400m_patch14_siglip_384 at "
+        "384 px: make them agree"
+    ) in one_error_line(r.err)
 
 
 def test_open_clip_trunk_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
@@ -400,8 +484,9 @@ def test_open_clip_trunk_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
 
     rid = f"timm/ViT-SO400M-14-SigLIP-384-{tmp_path.name[-8:]}"
     hub.add(rid, build_open_clip(tmp_path / "src", trunk="siglip", fmt="bin"))
-    result = resize(rid, 768, tmp_path / "out")
-    assert result.outputs[0].grid == (54, 54)
+    result = resize(rid, 224, tmp_path / "out")
+    assert result.outputs[0].grid == (16, 16)
+    assert open_clip_vision(tmp_path / "out")["timm_model_name"] == "vit_so400m_patch14_siglip_224"
     assert verify(tmp_path / "out").ok
 
 
@@ -517,7 +602,7 @@ def test_a_trunk_whose_config_disagrees_with_its_weights_is_refused(xcr: Any, tm
     from tests.family_builders import build_open_clip
 
     src = build_open_clip(tmp_path / "src", trunk="siglip")  # 27×27 of 14 px, no class token
-    _edit_open_clip(src, image_size=370)
+    _edit_open_clip(src, image_size=370, timm_model_kwargs={"img_size": 370})
     r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
     assert r.code == 2
     line = one_error_line(r.err)
@@ -531,10 +616,11 @@ def test_a_trunk_patch_and_size_come_from_the_weights_and_the_architecture(xcr: 
 
     src = build_open_clip(tmp_path / "src", trunk="siglip")
     _edit_open_clip(src, image_size=None, timm_model_name="my_custom_vit_384")  # no "patch14" in the name
-    r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
+    r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out")  # the one size it is built at
     assert r.code == 0, r.err
     assert "the weights' patch embedding has 14-px patches" in " ".join(r.err.split())
-    assert table_of(tmp_path / "out")[1].shape == (1, 32 * 32, 32)
+    assert table_of(tmp_path / "out")[1].shape == (1, 27 * 27, 32)
+    assert open_clip_vision(tmp_path / "out")["timm_model_name"] == "my_custom_vit_384"
     data = json.loads(xcr("inspect", src, "--json").out)
     assert data["patch_size"] == 14 and data["image_size"] == 384 and data["grid"] == [27, 27]
 
@@ -551,7 +637,7 @@ def test_a_trunk_without_a_position_table_says_there_is_nothing_to_resize(xcr: A
     r = xcr("resize", "--model", src, "--res", 448, "--out", tmp_path / "out")
     assert r.code == 2 and "has no absolute position table (visual.trunk.pos_embed)" in one_error_line(r.err)
     fine = build_open_clip(tmp_path / "fine", trunk="clip")
-    r = xcr("resize", "--model", fine, "--res", 448, "--out", tmp_path / "out", "--vision-only", "--with-projection")
+    r = xcr("resize", "--model", fine, "--res", 384, "--out", tmp_path / "out", "--vision-only", "--with-projection")
     assert r.code == 2 and "no vision-only layout" in one_error_line(r.err)
 
 

@@ -219,6 +219,9 @@ def convert(
                 f"{res_arg(r)} is not square, and a {family.name} checkpoint cannot be: {square_reason}; "
                 f"give one size such as {r.height}"
             )
+        refusal = family.refusal(config, r)
+        if refusal:
+            raise UsageError(refusal)
     resolutions = [r for r in options.resolutions if not _as_is(options, sizes, r)]
     for r in options.resolutions:
         if r not in resolutions:
@@ -255,6 +258,9 @@ def convert(
             check_existing(t.final, t.shown, True, plan.writes)
     for message in plan.notes:
         note(message)
+    for message in dict.fromkeys(family.size_note(config, t.res) for t in todo):
+        if message:
+            note(message)
     if any(t.grid(sizes.patch_size) == sizes.grid for t in todo):
         note(f"the position grid is already {grid_text(sizes.grid)} at {sizes.image_size.px}: writing it unchanged")
 

@@ -99,6 +99,15 @@ class Family:
         """The adapter for this very config: itself, or a variant (open_clip's timm-trunk towers)."""
         return self
 
+    def refusal(self, config: dict[str, Any], res: Size) -> str:
+        """Why no config the family's loader reads builds this checkpoint at `res` ("": one does).
+        Asked before any work; `set_size` may rely on it."""
+        return ""
+
+    def size_note(self, config: dict[str, Any], res: Size) -> str:
+        """What the user should know about how `res` is stated for this config ("": nothing)."""
+        return ""
+
     def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
         """(image size, patch size) as the config states them (None for a key it leaves out), for a
         family whose sizes are not in vision config blocks; None: read the blocks (the default)."""
@@ -400,6 +409,75 @@ TIMM = TimmFamily(
 )
 
 
+# timm architectures that are one network at several sizes: timm 1.0.31's entrypoints build each
+# name `{stem}_{size}` as the same class with the same arguments but img_size, at the size its name
+# ends in. open_clip 3.3.0 builds a trunk at its architecture's own size and nothing else, so these are
+# the sizes such a tower can be converted to. Read from timm's VisionTransformer and Eva entrypoints;
+# tests/test_real_libraries.py checks it against the timm it runs. A name alike is not always the same
+# network: vit_large_patch16_siglip_512 uses gelu_tanh, its 256- and 384-px namesakes gelu (not listed).
+TIMM_SIZES: dict[str, tuple[int, ...]] = {
+    "aimv2_1b_patch14": (224, 336, 448),
+    "aimv2_3b_patch14": (224, 336, 448),
+    "aimv2_huge_patch14": (224, 336, 448),
+    "aimv2_large_patch14": (224, 336, 448),
+    "beit3_giant_patch14": (224, 336),
+    "eva02_base_patch14": (224, 448),
+    "eva02_large_patch14": (224, 448),
+    "eva02_large_patch14_clip": (224, 336),
+    "eva02_small_patch14": (224, 336),
+    "eva02_tiny_patch14": (224, 336),
+    "eva_giant_patch14": (224, 336, 560),
+    "eva_large_patch14": (196, 336),
+    "vit_base_patch16": (224, 384),
+    "vit_base_patch16_clip": (224, 384),
+    "vit_base_patch16_siglip": (224, 256, 384, 512),
+    "vit_base_patch16_siglip_gap": (224, 256, 384, 512),
+    "vit_base_patch32": (224, 384),
+    "vit_base_patch32_clip": (224, 256, 384, 448),
+    "vit_betwixt_patch16_reg4_gap": (256, 384),
+    "vit_giantopt_patch16_siglip": (256, 384),
+    "vit_giantopt_patch16_siglip_gap": (256, 384),
+    "vit_gigantic_patch14_clip": (224, 378),
+    "vit_huge_patch14_clip": (224, 336, 378),
+    "vit_huge_patch14_clip_quickgelu": (224, 378),
+    "vit_large_patch14_clip": (224, 336),
+    "vit_large_patch14_clip_quickgelu": (224, 336),
+    "vit_large_patch16": (224, 384),
+    "vit_large_patch16_siglip": (256, 384),
+    "vit_large_patch16_siglip_gap": (256, 384),
+    "vit_large_patch32": (224, 384),
+    "vit_medium_patch16_gap": (240, 256, 384),
+    "vit_mediumd_patch16_reg4_gap": (256, 384),
+    "vit_small_patch16": (224, 384),
+    "vit_small_patch32": (224, 384),
+    "vit_so150m2_patch16_reg1_gap": (256, 384, 448),
+    "vit_so150m_patch16_reg4_gap": (256, 384),
+    "vit_so400m_patch14_siglip": (224, 378, 384),
+    "vit_so400m_patch14_siglip_gap": (224, 378, 384, 448, 896),
+    "vit_so400m_patch16_siglip": (256, 384, 512),
+    "vit_so400m_patch16_siglip_gap": (256, 384, 512),
+    "vit_tiny_patch16": (224, 384),
+}  # fmt: skip
+
+
+def timm_arch(name: str) -> tuple[str, str, int | None]:
+    """A timm architecture name without its pretrained tag, that name without the size it ends in,
+    and that size, which is the one timm builds it at (`vit_so400m_patch14_siglip_384.webli`:
+    `vit_so400m_patch14_siglip_384`, `vit_so400m_patch14_siglip`, 384); no size: (name, name, None)."""
+    arch = name.split(".", 1)[0]
+    found = re.search(r"_(\d+)$", arch)
+    return (arch, arch[: found.start()], int(found.group(1))) if found else (arch, arch, None)
+
+
+def _listed(sizes: tuple[int, ...]) -> str:
+    return ", ".join(str(n) for n in sizes[:-1]) + f" and {sizes[-1]}" if len(sizes) > 1 else str(sizes[0])
+
+
+# the open_clip release whose loader xcr writes for; the first one that reads vision_cfg.timm_model_kwargs
+# is a later one (open_clip's main branch has it since May 2026)
+OPEN_CLIP_RELEASE = "3.3.0"
+
+
 @dataclass(frozen=True)
 class OpenClipFamily(Family):
     """open_clip's hub layout: open_clip_config.json = {model_cfg {embed_dim, vision_cfg {image_size,
@@ -409,10 +487,14 @@ class OpenClipFamily(Family):
 
     A tower built on a timm trunk (vision_cfg.timm_model_name, e.g. ViT-SO400M-14-SigLIP-384) keeps
     its table in the trunk, `visual.trunk.pos_embed` [1, P+N, C], with timm's prefix rows (none for
-    SigLIP trunks). open_clip builds the trunk with `timm.create_model(timm_model_name,
-    **timm_model_kwargs)` and loads the table as it is (its `resize_pos_embed` resamples only its own
-    towers): the trunk's size is `timm_model_kwargs.img_size`, else the timm architecture's default,
-    so the output states it there as well as in `image_size` (what the preprocessing uses)."""
+    SigLIP trunks). open_clip 3.3.0 (`TimmModel`) builds the trunk with `timm.create_model(
+    timm_model_name)`, at the size the architecture states (image_size only sizes the preprocessing),
+    loads the table strictly and resamples it only for `force_image_size`, after loading; its
+    CLIPVisionCfg refuses any key it does not know. So the output names timm's architecture of the
+    same network at the new size (vit_so400m_patch14_siglip_384 → _378, TIMM_SIZES), and a size timm
+    has no such architecture for is refused. A source that states vision_cfg.timm_model_kwargs (which
+    open_clip reads only after 3.3.0: `timm.create_model(name, **timm_model_kwargs)`) is written in
+    that form: the new size in timm_model_kwargs.img_size, any size."""
 
     trunk: bool = False  # the timm-trunk form (for_config)
 
@@ -432,8 +514,8 @@ class OpenClipFamily(Family):
             patch_from_weights=True,
             no_table="the timm trunk of this open_clip tower has no absolute position table (visual.trunk.pos_embed): "
             "a convolutional or relative-position tower takes another input size as it is; there is nothing to resize",
-            runtime="timm's `resample_abs_pos_embed` (antialias, float32; what timm applies to build a trunk at "
-            "another size)",
+            runtime="timm's `resample_abs_pos_embed` (antialias, float32; what open_clip's `force_image_size` applies "
+            "to a trunk)",
         )
 
     def _vision(self, config: dict[str, Any]) -> dict[str, Any]:
@@ -446,6 +528,66 @@ class OpenClipFamily(Family):
             raise InputError(f"open_clip_config.json has vision_cfg.timm_model_kwargs {kwargs!r}, not an object")
         return kwargs or {}
 
+    def _newer(self, config: dict[str, Any]) -> bool:
+        """The config states timm_model_kwargs: it is for an open_clip after 3.3.0, which reads them."""
+        return self.trunk and self._vision(config).get("timm_model_kwargs") is not None
+
+    def _trunk_at(self, config: dict[str, Any], res: Size) -> str | None:
+        """The timm architecture open_clip 3.3.0 builds at `res`: the config's own when it is built at
+        that size, else its namesake of that size (TIMM_SIZES); None when timm has none."""
+        name = str(self._vision(config).get("timm_model_name"))
+        _, stem, built = timm_arch(name)
+        stated = self.stated_sizes(config)
+        if stated is not None and res == stated[0]:
+            return name  # the size it has: the trunk is built as it was
+        if built is not None and res.is_square and res.height in TIMM_SIZES.get(stem, ()):
+            return f"{stem}_{res.height}"
+        return None
+
+    def square_reason(self, config: dict[str, Any]) -> str:
+        if not self.trunk or self._newer(config):
+            return ""
+        return (
+            f"open_clip {OPEN_CLIP_RELEASE} builds a timm trunk at the size its architecture states, and timm's are "
+            "square"
+        )
+
+    def refusal(self, config: dict[str, Any], res: Size) -> str:
+        if not self.trunk or self._newer(config) or self._trunk_at(config, res) is not None:
+            return ""
+        name = str(self._vision(config).get("timm_model_name"))
+        arch, stem, built = timm_arch(name)
+        sizes = TIMM_SIZES.get(stem, ()) if built is not None else ()
+        has = (
+            f"timm has that network at {_listed(sizes)} px only ({stem}_N)"
+            if sizes
+            else f"xcr knows no other size of {arch} in timm"
+        )
+        other = "convert to one of those, or " if sizes else ""
+        return (
+            f"open_clip {OPEN_CLIP_RELEASE} cannot build this tower at {res.px}: it builds the timm trunk at the "
+            f"size the architecture states ({name}), and {has}; {other}load the source with "
+            f"open_clip.create_model_and_transforms(..., force_image_size={res.json()}), which resamples the table "
+            "the same way as it loads"
+        )
+
+    def size_note(self, config: dict[str, Any], res: Size) -> str:
+        if not self.trunk:
+            return ""
+        if self._newer(config):
+            return (
+                f"the source states vision_cfg.timm_model_kwargs, which open_clip reads only after "
+                f"{OPEN_CLIP_RELEASE} ({OPEN_CLIP_RELEASE} refuses the key): the output states {res} there too "
+                "(img_size), and loads with such an open_clip"
+            )
+        name, new = str(self._vision(config).get("timm_model_name")), self._trunk_at(config, res)
+        if new is None or new == name:
+            return ""
+        return (
+            f"the trunk becomes {new}, timm's {name} network at {res.px}: open_clip builds a timm trunk at the size "
+            "its architecture states"
+        )
+
     def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
         vision = self._vision(config)
         image, patch = vision.get("image_size"), vision.get("patch_size")
@@ -454,19 +596,24 @@ class OpenClipFamily(Family):
             raise InputError(f"open_clip_config.json has vision_cfg.image_size {image!r}, not an int or [H, W]")
         if self.trunk:
             kwargs, name = self._kwargs(config), str(vision.get("timm_model_name"))
-            built = kwargs.get("img_size")
-            trunk = None if built is None else Size.from_json(built)
-            if built is not None and trunk is None:
-                raise InputError(
-                    f"open_clip_config.json has timm_model_kwargs.img_size {built!r}, not an int or [H, W]"
-                )
+            _, stem, built = timm_arch(name)  # timm builds vit_so400m_patch14_siglip_384 at 384 px
+            if self._newer(config):
+                stated = kwargs.get("img_size")
+                trunk = None if stated is None else Size.from_json(stated)
+                if stated is not None and trunk is None:
+                    raise InputError(
+                        f"open_clip_config.json has timm_model_kwargs.img_size {stated!r}, not an int or [H, W]"
+                    )
+                said = "timm_model_kwargs.img_size {}; open_clip builds the trunk from timm_model_kwargs"
+            else:
+                trunk = Size.square(built) if built is not None and stem in TIMM_SIZES else None
+                said = f"open_clip {OPEN_CLIP_RELEASE} builds the trunk {name} at {{}}"
             if trunk is not None and size is not None and trunk != size:
                 raise InputError(
-                    f"open_clip_config.json says vision_cfg.image_size {size.px} but timm_model_kwargs.img_size "
-                    f"{trunk.px}; open_clip builds the trunk from timm_model_kwargs: make them agree"
+                    f"open_clip_config.json says vision_cfg.image_size {size.px} but {said.format(trunk.px)}: "
+                    "make them agree"
                 )
-            found = re.search(r"_(\d+)$", name)  # timm builds vit_so400m_patch14_siglip_384 at 384 px
-            size = trunk or size or (Size.square(int(found.group(1))) if found else None)
+            size = trunk or size or (Size.square(built) if built is not None else None)
             patch = kwargs.get("patch_size")
             if patch is None:
                 patch = timm_name_patch(name)
@@ -478,14 +625,18 @@ class OpenClipFamily(Family):
 
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         vision = self._vision(config)
+        if self.trunk and not self._newer(config):
+            name = self._trunk_at(config, res)
+            if name is None:
+                raise UsageError(self.refusal(config, res))
+            vision["timm_model_name"] = name
         vision["image_size"] = res.json()
         preprocess = config.get("preprocess_cfg")
         if isinstance(preprocess, dict) and preprocess.get("size") is not None:  # open_clip overrides it anyway
             preprocess["size"] = res.json()
-        if self.trunk:
-            kwargs = self._kwargs(config)
-            vision["timm_model_kwargs"] = {**kwargs, "img_size": res.json()}
-        else:
+        if self._newer(config):
+            vision["timm_model_kwargs"] = {**self._kwargs(config), "img_size": res.json()}
+        elif not self.trunk:
             vision.setdefault("patch_size", patch)
 
     def prefix_rows(self, rows: int, cells: int, tokens: dict[str, tuple[int, ...]]) -> int:
