@@ -23,6 +23,7 @@ from xcomposer_resize.safetensors_io import read_header
 from xcomposer_resize.verification import Verification, verify
 
 TOKENIZER = b'{"version": "1.0", "model": {"type": "BPE"}}\n'
+POS = "vision_model.embeddings.position_embedding.weight"
 
 
 def _clip(folder: Path) -> Path:
@@ -34,7 +35,10 @@ def _clip(folder: Path) -> Path:
 
 
 def _timm(folder: Path) -> Path:
+    """A timm layout with a test size, and a transformers processor file beside it (which states the
+    old size and which xcr leaves behind)."""
     build_timm(folder, prefix="cls+reg4", model_args=True)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"crop_size": 224, "size": 224}) + "\n")
     config = json.loads((folder / "config.json").read_text())
     config["pretrained_cfg"]["test_input_size"] = [3, 256, 256]
     (folder / "config.json").write_text(json.dumps(config, indent=4) + "\n")
@@ -120,14 +124,16 @@ def edit_json(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def edit_tensors(out: Path, change: Callable[[dict[str, torch.Tensor]], None], file: str | None = None) -> None:
-    """Rewrite one weight file of `out` (the only one, or `file`) with `change` applied to its tensors."""
+def edit_tensors(
+    out: Path, change: Callable[[dict[str, torch.Tensor]], None], metadata: dict[str, str] | None = None
+) -> None:
+    """Rewrite the weight file of `out` with `change` applied to its tensors (and other header metadata)."""
     from safetensors.torch import load_file, save_file
 
-    path = out / file if file else next(out.glob("*.safetensors"))
+    (path,) = out.glob("*.safetensors")
     tensors = dict(load_file(str(path)))
     change(tensors)
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    save_file(tensors, str(path), metadata={"format": "pt"} if metadata is None else metadata)
 
 
 def edit_record(out: Path, old: str, new: str) -> None:
@@ -489,6 +495,13 @@ PROBES = [
     ("siglip", "the processor's resample", lambda o: edit_json(o / "preprocessor_config.json", _set("resample", 0)),
      "configs"),
     ("timm", "the config's num_classes", lambda o: edit_json(o / "config.json", _set("num_classes", 11)), "configs"),
+    ("clip", "the table stored in float16", lambda o: edit_tensors(o, lambda t: t.update({POS: t[POS].half()})),
+     "table"),
+    ("clip", "the header's format dropped", lambda o: edit_tensors(o, lambda t: None, metadata={}), "files"),
+    ("clip", "the legacy vision_config_dict dropped", lambda o: edit_json(o / "config.json", lambda c: c.pop(
+        "vision_config_dict")), "configs"),
+    ("clip", "the tokenizer config edited", lambda o: edit_json(o / "tokenizer_config.json", _set("model_max_length",
+     16)), "configs"),
 ]  # fmt: skip
 
 

@@ -3,11 +3,15 @@
 Five checks, each reported by name with pass/fail and its figure:
 
 1. files: every weight file parses with the `safetensors` library (the reference implementation)
-   and with xcr's own reader, and the index covers every tensor;
-2. tensors: every tensor but the position table and ids is byte-identical to the source's (or
-   equal to it after the recorded cast); the position ids are arange;
+   and with xcr's own reader, and the index covers every tensor and states true totals;
+2. tensors: the output holds the source's tensors (a vision-only output: the vision tower's), no
+   more, no fewer; every one but the position table and ids is byte-identical to the source's (or
+   equal to it after the recorded cast); the position ids are arange over the table's rows;
 3. table: the position table equals a fresh resample of the source's, with the recorded method;
-4. configs: config.json, the processor files and the weights agree on the resolution;
+4. configs: every file but the weights against the source's (the model config and the processor
+   files key by key, the keys xcr rewrote apart and checked for what they state; the other files
+   byte for byte); a dtype the config states is the weights'; config.json, the processor files and
+   the weights agree on the resolution;
 5. load: (transformers) the output loads with no missing, unexpected or mismatched keys, its image
    processor makes N×N pixels, and its forward pass at N×N equals the source's with
    `interpolate_pos_encoding=True`.
@@ -269,8 +273,11 @@ def _check_files(folder: Path) -> Check:
     nbytes = parameters = 0
     for name in names:
         try:
-            entries = read_header(folder / name).tensors
-            ours = {t.name for t in entries}
+            header = read_header(folder / name)
+            entries, ours = header.tensors, {t.name for t in header.tensors}
+            if header.metadata.get("format") != "pt":  # transformers 4 refuses a file without it, reads "tf" as TF's
+                return Check("files", False, f'{name}\'s header has metadata {json.dumps(header.metadata)}, not '
+                             '{"format": "pt"}, which transformers 4 needs to read it as PyTorch weights')  # fmt: skip
             if safe_open is not None:
                 with safe_open(str(folder / name), framework="pt") as f:
                     theirs = set(f.keys())
@@ -458,6 +465,10 @@ def _check_table(family: Family, src: Checkpoint, out: Checkpoint, g0: Grid, g1:
     if old.shape[-1] != new.shape[-1] or len(old.shape) != len(new.shape):
         return Check("table", False, f"{out_name} is {list(new.shape)} and the source's {src_name} {list(old.shape)}: "
                      f"another width (or form), so the output was not made from this source")  # fmt: skip
+    dtype = WORD_DTYPES.get(made.dtype, old.dtype)  # the recorded cast's, else the source's
+    if new.dtype != dtype:
+        said = f"the record says dtype {made.dtype}" if made.dtype != "keep" else f"the source's is {old.dtype}"
+        return Check("table", False, f"{out_name} is stored in {new.dtype}, but {said}")
     if old.shape[-2] - prefix != g0[0] * g0[1]:
         return Check("table", False, f"the source's {src_name} does not hold its config's {grid_text(g0)} grid")
     if new.shape[-2] - prefix != g1[0] * g1[1]:
