@@ -292,7 +292,7 @@ def _check_files(folder: Path) -> Check:
                 return Check("files", False, f"{t} is in both {held[t]} and {name}")
             held[t] = name
         nbytes += sum(t.end - t.start for t in entries)
-        parameters += sum(math.prod(t.shape) for t in entries if is_parameter(t.dtype))
+        parameters += sum(math.prod(t.shape) for t in entries if _is_parameter(t.dtype))
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -324,7 +324,7 @@ def _check_files(folder: Path) -> Check:
                  + (", the index covers every tensor and its totals are right" if index.is_file() else ""))  # fmt: skip
 
 
-def is_parameter(dtype: str) -> bool:
+def _is_parameter(dtype: str) -> bool:
     """A tensor of this dtype counts as parameters in an index's `total_parameters`: transformers
     counts `model.num_parameters()`, the floating-point parameters; the integer buffers (position
     ids) are not parameters."""
@@ -336,7 +336,7 @@ def _stored_dtypes(folder: Path) -> set[str]:
     found: set[str] = set()
     for path in folder.glob("*.safetensors"):
         try:
-            found |= {t.dtype for t in read_header(path).tensors if is_parameter(t.dtype)}
+            found |= {t.dtype for t in read_header(path).tensors if _is_parameter(t.dtype)}
         except InputError:
             pass
     return found
@@ -606,7 +606,10 @@ def _config_keys(family: Family, config: dict[str, Any], base: dict[str, Any], r
     recorded dtype)."""
     what = family.config_file
     adapted = copy.deepcopy(base)
-    family.set_size(adapted, res, expected.patch)
+    try:
+        family.set_size(adapted, res, expected.patch)
+    except (InputError, TypeError, ValueError) as e:  # a source config the adapter cannot state a size in
+        return [], [f"the source's {what} takes no size: {e}"]
     sizes = {path: value for path, _, value in _diff(base, adapted)}  # the keys the adapter sets: which, not what
     problems, rewritten = [], []
     for path, adapter_value in sizes.items():
@@ -672,7 +675,7 @@ def _dtype_problems(what: str, config: dict[str, Any], stored: set[str], base: d
     """A dtype the config states (top level or a sub-config) that the weights are not stored in:
     transformers loads them in that dtype. Unless the source's config says the same of its own
     weights (then the output is as the source is)."""
-    src_stored = {t.dtype for t in (t for s in expected.ckpt.shards for t in s.tensors) if is_parameter(t.dtype)}
+    src_stored = {t.dtype for t in (t for s in expected.ckpt.shards for t in s.tensors) if _is_parameter(t.dtype)}
     problems = []
     for path, value in _dtype_statements(config):
         if not stored or not isinstance(value, str) or WORD_DTYPES.get(value) in stored | {None}:
