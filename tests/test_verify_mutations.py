@@ -500,6 +500,10 @@ PROBES = [
     ("clip", "the header's format dropped", lambda o: edit_tensors(o, lambda t: None, metadata={}), "files"),
     ("clip", "the legacy vision_config_dict dropped", lambda o: edit_json(o / "config.json", lambda c: c.pop(
         "vision_config_dict")), "configs"),
+    ("clip", "the model_type another family's", lambda o: edit_json(o / "config.json", _set("model_type", "siglip")),
+     "configs"),
+    ("open_clip", "a config.json of another layout added", lambda o: (o / "config.json").write_text(json.dumps(
+        {"model_type": "clip", "vision_config": {"image_size": 224}})), "configs"),
     ("clip", "the tokenizer config edited", lambda o: edit_json(o / "tokenizer_config.json", _set("model_max_length",
      16)), "configs"),
 ]  # fmt: skip

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from . import record
 from .configs import DTYPE_KEYS, PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
 from .errors import InputError, UsageError, XcrError, arg
-from .families import Family
+from .families import Family, family_named
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, FileRange, read_bytes, read_header, tensor_bytes, torch_dtype
 from .size import Grid, Size, grid_text
 from .sources import (
@@ -150,7 +150,7 @@ def verify(
     if not any((folder / name).is_file() for name in CONFIG_FILES):
         raise InputError(f"{folder} is not a checkpoint folder (it has no config.json); give an xcr output")
     rec = record.read(folder)
-    _name, config, adapter = record.folder_config(folder, family)
+    config, adapter = _output_config(folder, rec, family)
     source = _source(folder, rec, against, revision, token, quiet, adapter.weight_files)
     if source.folder.resolve() == folder.resolve():
         raise UsageError(f"{folder} is checked against itself; give {arg('against')} the checkpoint it was made from")
@@ -177,6 +177,26 @@ def verify(
         )
         drift = _drift(folder, source.folder, config, adapter, Path(images)) if images is not None else None
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
+
+
+def _output_config(folder: Path, rec: dict[str, Any] | None, forced: str | None) -> tuple[dict[str, Any], Family]:
+    """The output's model config and family: the family its record names (the one the source was
+    read as) when its config now names another (an edited model_type, a config of another layout
+    added): the configs check then says what changed, instead of the source being called another
+    family's."""
+    _name, config, family = record.folder_config(folder, forced)
+    name = rec.get("family") if rec and forced is None else None
+    try:
+        recorded = family_named(name) if isinstance(name, str) else None
+    except XcrError:
+        recorded = None
+    if recorded is None or recorded.name == family.name:
+        return config, family
+    try:
+        _name, config, family = model_config(folder, recorded.name)  # its own layout's config file
+        return config, family
+    except XcrError:
+        return config, recorded.for_config(config)
 
 
 def _source_config(source: Source, folder: Path, family: Family) -> dict[str, Any]:
