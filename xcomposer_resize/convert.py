@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
 import sys
 import time
@@ -425,10 +426,7 @@ def _write_target(
             weight_map.update({t.name: f.name for t in tensors})
             modes[f.name] = f.source
         if plan.index_name:
-            index = {
-                "metadata": {**plan.checkpoint.index_metadata, "total_size": sum(t.nbytes for f in files for t in f)},
-                "weight_map": dict(sorted(weight_map.items())),
-            }
+            index = {"metadata": _index_metadata(plan, files), "weight_map": dict(sorted(weight_map.items()))}
             sizes[plan.index_name] = _write(tmp / plan.index_name, dump_json(index))
             modes[plan.index_name] = plan.files[0].source
         folder = plan.source.folder
@@ -475,6 +473,18 @@ def _write_target(
         where, why = staging.leftover
         note(f"{target.shown} replaced the old output, but that could not be deleted ({why}); it is left at {where}")
     return staging.interrupts
+
+
+def _index_metadata(plan: Plan, files: list[list[OutTensor]]) -> dict[str, Any]:
+    """The source index's metadata with the totals it states recomputed for the output: `total_size`
+    (bytes of tensor data) always, `total_parameters` when the source states it, counted as
+    transformers' save_pretrained counts it (`model.num_parameters()`: the values of the
+    floating-point tensors; the integer position ids are buffers, not parameters)."""
+    tensors = [t for f in files for t in f]
+    metadata = {**plan.checkpoint.index_metadata, "total_size": sum(t.nbytes for t in tensors)}
+    if "total_parameters" in metadata:
+        metadata["total_parameters"] = sum(math.prod(t.shape) for t in tensors if t.dtype.startswith(("F", "BF")))
+    return metadata
 
 
 def _config(plan: Plan, res: Size) -> dict[str, Any]:
