@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,7 @@ class Family:
     vision_only_layout: bool = True  # a vision-only checkpoint of the family is something a loader loads
     square_only: str = ""  # why an output cannot be non-square, e.g. 448x672 ("": it can)
     square_architectures: tuple[str, ...] = ()  # architectures of the family that need a square grid all the same
+    square_too: str = ""  # which of its checkpoints need a square grid all the same, in words (help texts)
     patch_from_weights: bool = False  # a patch size the config leaves out is the patch embedding kernel's (timm)
     no_table: str = ""  # what it means when the weights hold no position table ("": not a checkpoint of the family)
     embedding_weight: bool = False  # in a loaded model the table is an nn.Embedding's weight, not a bare Parameter
@@ -469,8 +471,9 @@ def timm_arch(name: str) -> tuple[str, str, int | None]:
     return (arch, arch[: found.start()], int(found.group(1))) if found else (arch, arch, None)
 
 
-def _listed(sizes: tuple[int, ...]) -> str:
-    return ", ".join(str(n) for n in sizes[:-1]) + f" and {sizes[-1]}" if len(sizes) > 1 else str(sizes[0])
+def _listed(items: Sequence[object]) -> str:
+    """`224, 378 and 384`."""
+    return ", ".join(str(n) for n in items[:-1]) + f" and {items[-1]}" if len(items) > 1 else str(items[0])
 
 
 # the open_clip release whose loader xcr writes for; the first one that reads vision_cfg.timm_model_kwargs
@@ -648,6 +651,7 @@ class OpenClipFamily(Family):
 
 OPEN_CLIP = OpenClipFamily(
     name="open_clip",
+    square_too="not its timm trunks",
     model_types=(),
     pos_suffix="visual.positional_embedding",
     ids_suffix="",
@@ -730,10 +734,6 @@ def family_for(config: dict[str, Any], name: str | None = None) -> Family:
 # ---------------------------------------------------------------- words for help texts, from the table
 
 
-def _listed(names: list[str]) -> str:
-    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
-
-
 def family_words() -> str:
     """The families, as help texts name them: `CLIP, SigLIP, DINOv2, …`."""
     return ", ".join(f.name for f in FAMILIES if f is not DINOV2_REGISTERS)
@@ -751,7 +751,7 @@ def flag_names() -> str:
 
 def non_square_words() -> str:
     """The families whose checkpoints take HxW sizes: `ViT, timm and open_clip`."""
-    return _listed([f.name for f in FAMILIES if not f.square_only])
+    return _listed([f.name + (f" ({f.square_too})" if f.square_too else "") for f in FAMILIES if not f.square_only])
 
 
 def method_words() -> tuple[str, str]:
