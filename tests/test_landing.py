@@ -66,7 +66,8 @@ def test_two_runs_into_one_out_one_wins_the_other_says_so(make_ckpt: Any, tmp_pa
     assert codes == [0, 1], results
     winner = next(seed for seed, code, _, _ in results if code == 0)
     loser = next(r for r in results if r[1] == 1)
-    assert loser[2] == "", "the loser's --json never names a folder holding someone else's output"
+    failed = json.loads(loser[2])  # the loser's --json is its error, never a result naming someone else's output
+    assert failed["ok"] is False and failed["exit_code"] == 1 and "outputs" not in failed
     assert f"{out} was created or changed by someone else while this run was writing" in one_error_line(loser[3])
     winner_json = json.loads(next(o for _, code, o, _ in results if code == 0))
     assert winner_json["outputs"][0]["path"] == str(out)
@@ -89,7 +90,7 @@ def test_an_out_taken_at_landing_time_is_left_alone(
 
     monkeypatch.setattr(convert_module, "_verify", someone_else_lands)
     r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--json")
-    assert r.code == 1 and r.out == ""
+    assert r.code == 1 and json.loads(r.out)["ok"] is False, "--json prints its error, no result"
     assert "was created or changed by someone else" in one_error_line(r.err)
     assert [p.name for p in out.iterdir()] == ["theirs.txt"]
     assert not litter(tmp_path)
@@ -548,6 +549,6 @@ def test_force_replaces_only_what_it_saw(
 
     monkeypatch.setattr(convert_module, "_verify", another_force_run_lands_first)
     r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force", "--json")
-    assert r.code == 1 and r.out == ""
+    assert r.code == 1 and json.loads(r.out)["ok"] is False, "--json prints its error, no result"
     assert "was created or changed by someone else" in one_error_line(r.err)
     assert json.loads((out / "config.json").read_text())["vision_config"]["image_size"] == 336
