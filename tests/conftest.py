@@ -60,10 +60,45 @@ def make_ckpt(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
+@pytest.fixture
+def about_to_land() -> Iterator[Callable[[Callable[[Path, Path], None]], None]]:
+    """Register `action(temporary, output)` to run once, the next time a run is about to land an
+    output (`xcomposer_resize.output.BEFORE_LANDING`): the instant another writer could take the
+    output path. The action may start another run; that run lands without it."""
+    from xcomposer_resize import output
+
+    registered: list[Callable[[Path, Path], None]] = []
+
+    def register(action: Callable[[Path, Path], None]) -> None:
+        def once(tmp: Path, out: Path) -> None:
+            output.BEFORE_LANDING.remove(once)
+            action(tmp, out)
+
+        output.BEFORE_LANDING.append(once)
+        registered.append(once)
+
+    yield register
+    for hook in registered:
+        if hook in output.BEFORE_LANDING:
+            output.BEFORE_LANDING.remove(hook)
+
+
 @pytest.fixture(scope="session")
 def hub() -> Iterator[HubServer]:
     """The loopback hub server that HF_ENDPOINT points at (see the top of this file)."""
     yield HUB
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` run only where torch sees a CUDA GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -21,7 +21,6 @@ from tests.family_builders import FAMILIES, SIZES, build_family
 from tests.hubserver import HubServer
 from tests.test_cli import one_error_line
 from xcomposer_resize import resize, verify
-from xcomposer_resize.sources import load_tensor, open_checkpoint
 
 # family → (target resolution, its grid, the transformers class that loads it)
 TARGETS = {
@@ -33,17 +32,32 @@ TARGETS = {
 }
 
 
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint folder, read by the reference readers, never by xcr's own: the
+    safetensors library for `*.safetensors` (model-*, open_clip_model), else torch.load(weights_only=True)
+    for `*.bin` (pytorch_model-*, open_clip_pytorch_model)."""
+    from safetensors.torch import load_file
+
+    out: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin")):
+        found = load_file(str(f)) if f.suffix == ".safetensors" else torch.load(f, weights_only=True)
+        assert not set(found) & set(out), f"a tensor stored twice in {folder}"
+        out.update(found)
+    assert out, f"no weights in {folder}"
+    return out
+
+
 def table_of(folder: Path) -> tuple[str, torch.Tensor]:
-    """The vision position table of a checkpoint folder: its name and values."""
-    ckpt = open_checkpoint(folder)
+    """The vision position table of a checkpoint folder: its name and values (see `weights`)."""
+    found = weights(folder)
     name = next(
         n
-        for n in ckpt.names
+        for n in found
         if (n.endswith(("embeddings.position_embedding.weight", "embeddings.position_embeddings"))
             and not n.startswith("text_model."))
         or n in ("pos_embed", "visual.positional_embedding", "visual.trunk.pos_embed")
     )  # fmt: skip
-    return name, load_tensor(ckpt.tensor(name))
+    return name, found[name]
 
 
 def fresh(model: Any) -> Any:
@@ -97,9 +111,18 @@ def test_each_family_equals_its_own_runtime_in_transformers(xcr: Any, tmp_path: 
     assert config.get("vision_config", config)["image_size"] == res
     if family == "siglip":  # the text tower's positions are never touched
         name = "text_model.embeddings.position_embedding.weight"
-        assert torch.equal(
-            load_tensor(open_checkpoint(out).tensor(name)), load_tensor(open_checkpoint(src).tensor(name))
-        )
+        assert torch.equal(weights(out)[name], weights(src)[name])
+
+
+def only_the_table_changed(src: Path, out: Path, grid: int, prefix: int, antialias: bool) -> None:
+    """The output's table is `expected_table`; every other tensor is the source's (ids aside)."""
+    name, table = table_of(out)
+    assert torch.equal(table, expected_table(src, grid, prefix, antialias))
+    old, new = weights(src), weights(out)
+    assert set(old) == set(new)
+    for key in old:
+        if key != name and not key.endswith("position_ids"):
+            assert torch.equal(new[key], old[key]), key
 
 
 def expected_table(src: Path, grid: int, prefix: int, antialias: bool) -> torch.Tensor:
@@ -134,6 +157,7 @@ def test_from_the_hub(hub: HubServer, tmp_path: Path, family: str) -> None:
     res, grid, _ = TARGETS[family]
     result = resize(rid, res, tmp_path / "out")
     assert result.outputs[0].grid == (grid, grid)
+    only_the_table_changed(tmp_path / "src", tmp_path / "out", grid, 0 if family == "siglip" else 1, antialias=False)
     found = verify(tmp_path / "out")  # the source its record names, from the hub
     assert found.ok and found.source == rid, found.checks
 
@@ -309,8 +333,8 @@ def test_open_clip_table_and_config(xcr: Any, tmp_path: Path, fmt: str) -> None:
     name, got = table_of(out)
     assert name == "visual.positional_embedding" and got.shape == (1 + 28 * 28, 32)
     assert torch.equal(got, expected_table(src, 28, 1, antialias=True))
-    text = open_checkpoint(out).tensor("positional_embedding")
-    assert text.shape == (77, 16), "the text tower's positions are never touched"
+    text = weights(out)["positional_embedding"]
+    assert torch.equal(text, weights(src)["positional_embedding"]), "the text tower's positions are never touched"
     config = json.loads((out / "open_clip_config.json").read_text())
     assert config["model_cfg"]["vision_cfg"]["image_size"] == 448
     assert (
@@ -331,6 +355,7 @@ def test_open_clip_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
     hub.add(rid, build_open_clip(tmp_path / "src", fmt="bin"))
     result = resize(rid, 336, tmp_path / "out")
     assert result.outputs[0].grid == (21, 21)
+    only_the_table_changed(tmp_path / "src", tmp_path / "out", 21, 1, antialias=True)
     assert verify(tmp_path / "out").ok
 
 
@@ -376,7 +401,7 @@ def test_open_clip_on_a_timm_trunk(xcr: Any, tmp_path: Path, trunk: str, prefix:
     assert name == "visual.trunk.pos_embed" and got.shape == (1, prefix + grid * grid, 32)
     assert torch.equal(got, expected_table(src, grid, prefix, antialias=True))
     text = "text.positional_embedding"
-    assert torch.equal(load_tensor(open_checkpoint(out).tensor(text)), load_tensor(open_checkpoint(src).tensor(text)))
+    assert torch.equal(weights(out)[text], weights(src)[text])
     vision = open_clip_vision(out)
     assert set(vision) <= OPEN_CLIP_3_3_VISION_FIELDS, set(vision) - OPEN_CLIP_3_3_VISION_FIELDS
     assert vision == {**open_clip_vision(src), "image_size": res, "timm_model_name": arch}
@@ -487,6 +512,7 @@ def test_open_clip_trunk_from_the_hub(hub: HubServer, tmp_path: Path) -> None:
     result = resize(rid, 224, tmp_path / "out")
     assert result.outputs[0].grid == (16, 16)
     assert open_clip_vision(tmp_path / "out")["timm_model_name"] == "vit_so400m_patch14_siglip_224"
+    only_the_table_changed(tmp_path / "src", tmp_path / "out", 16, 0, antialias=True)
     assert verify(tmp_path / "out").ok
 
 
@@ -582,7 +608,7 @@ def test_a_cast_leaves_timm_and_open_clip_configs_without_a_dtype(tmp_path: Path
     resize(src, 448, tmp_path / "out", dtype="float16")
     name = "config.json" if layout == "timm" else "open_clip_config.json"
     assert "dtype" not in (tmp_path / "out" / name).read_text()
-    assert {t.dtype for t in open_checkpoint(tmp_path / "out").shards[0].tensors} == {"F16"}
+    assert {t.dtype for t in weights(tmp_path / "out").values()} == {torch.float16}
     found = verify(tmp_path / "out", src)
     assert found.ok, found.checks
 

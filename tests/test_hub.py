@@ -282,3 +282,72 @@ def test_license_notice_and_code_files_are_carried_from_the_hub_and_the_rest_is_
     assert "tf_model.h5 (weights in other formats, at the old size)" in note
     assert "demo.png (not downloaded from the Hub: xcr downloads the weights it reads" in note
     assert "LICENSE" not in note and "demo.png" in json.dumps(result.to_json()["notes"])
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_hub_unreachable_with_the_source_cached(hub: HubServer, tmp_path: Path) -> None:
+    """docs/hub.md: when the Hub cannot be reached, xcr uses the snapshot already cached."""
+    rid = repo_id()
+    sha = hub.add(rid, build(tmp_path / "src", fmt="bin"))
+    first = xcr_process("resize", "--model", rid, "--res", "490", "--out", str(tmp_path / "a"), "--quiet")
+    assert first.returncode == 0, first.stderr
+    seen = len(hub.requests)
+    args = ["resize", "--model", rid, "--res", "490", "--out", str(tmp_path / "b"), "--json"]
+    second = xcr_process(*args, env={"HF_ENDPOINT": f"http://127.0.0.1:{closed_port()}"})
+    assert second.returncode == 0, second.stderr
+    assert len(hub.requests) == seen
+    data = json.loads(second.stdout)
+    assert data["ok"] is True and data["source"] == rid and data["revision"] == sha
+    for name in ("model.safetensors", "config.json", "preprocessor_config.json"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "a" / name).read_bytes(), name
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert f"base_model: {rid}" in card and sha in card
+
+
+@pytest.mark.parametrize("how", ["HF_TOKEN", "saved login"])
+def test_the_default_token_is_hf_token_or_the_saved_login(hub: HubServer, tmp_path: Path, how: str) -> None:
+    """README: --token defaults to HF_TOKEN or the login `hf auth login` saved (HF_HOME/token)."""
+    token = "hf_" + uuid.uuid4().hex
+    rid = repo_id()
+    hub.add(rid, build(tmp_path / "src"), token=token)  # private: without the token the Hub says not found
+    home = tmp_path / "hf-home"
+    home.mkdir()
+    env = {"HF_HOME": str(home), "HF_HUB_CACHE": str(home / "hub")}
+    args = ["resize", "--model", rid, "--res", "490", "--json"]
+    without = xcr_process(*args, "--out", str(tmp_path / "refused"), env=env)
+    assert without.returncode == 2 and f"repository {rid} was not found" in one_line(without.stderr)
+    if how == "HF_TOKEN":
+        env["HF_TOKEN"] = token
+    else:
+        (home / "token").write_text(token)  # where `hf auth login` saves it (huggingface_hub's HF_TOKEN_PATH)
+    before = len(hub.requests)
+    p = xcr_process(*args, "--out", str(tmp_path / "out"), env=env)
+    assert p.returncode == 0, p.stderr
+    sent = [r for r in hub.requests[before:] if rid in r.path]
+    assert sent and all(r.auth == f"Bearer {token}" for r in sent)
+    assert token not in p.stdout + p.stderr
+    for f in (tmp_path / "out").iterdir():
+        assert token.encode() not in f.read_bytes(), f.name
+
+
+def test_a_folder_inside_a_hub_cache_names_its_repo_and_commit(xcr: Any, hub: HubServer, tmp_path: Path) -> None:
+    """docs/hub.md: a local folder `…/models--owner--name/snapshots/SHA` (the real cache layout, its
+    files links into blobs/) is recognised: its repo id and commit go into the model card."""
+    from huggingface_hub import snapshot_download
+
+    rid = repo_id()
+    sha = hub.add(rid, build(tmp_path / "src"))
+    folder = Path(snapshot_download(rid))
+    assert folder.parent.name == "snapshots" and folder.name == sha and (folder / "config.json").is_symlink()
+    r = xcr("resize", "--model", folder, "--res", 490, "--out", tmp_path / "out", "--quiet")
+    assert r.code == 0, r.err
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert f"base_model: {rid}" in card
+    assert f"`{rid}` at revision `{sha}`" in card
+    assert str(folder) not in card and str(Path(os.environ["HF_HUB_CACHE"])) not in card, "no local paths"

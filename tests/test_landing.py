@@ -43,6 +43,15 @@ def litter(folder: Path) -> list[str]:
     return [p.name for p in folder.rglob("*") if ".xcr-" in p.name]
 
 
+def lost(out: str, err: str) -> None:
+    """A --json run that lost the race prints one object saying it failed, with its error line, and
+    never an output's object (which would name a folder holding someone else's output)."""
+    (line,) = out.splitlines()
+    data = json.loads(line)
+    assert data["ok"] is False and data["exit_code"] == 1 and "outputs" not in data, data
+    assert data["error"] == one_error_line(err).removeprefix("xcr: error: ")
+
+
 # ------------------------------------------------------------------ two runs at once
 
 
@@ -66,8 +75,7 @@ def test_two_runs_into_one_out_one_wins_the_other_says_so(make_ckpt: Any, tmp_pa
     assert codes == [0, 1], results
     winner = next(seed for seed, code, _, _ in results if code == 0)
     loser = next(r for r in results if r[1] == 1)
-    failed = json.loads(loser[2])  # the loser's --json is its error, never a result naming someone else's output
-    assert failed["ok"] is False and failed["exit_code"] == 1 and "outputs" not in failed
+    lost(loser[2], loser[3])
     assert f"{out} was created or changed by someone else while this run was writing" in one_error_line(loser[3])
     winner_json = json.loads(next(o for _, code, o, _ in results if code == 0))
     assert winner_json["outputs"][0]["path"] == str(out)
@@ -76,21 +84,18 @@ def test_two_runs_into_one_out_one_wins_the_other_says_so(make_ckpt: Any, tmp_pa
 
 
 def test_an_out_taken_at_landing_time_is_left_alone(
-    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    xcr: Any, make_ckpt: Any, tmp_path: Path, about_to_land: Any
 ) -> None:
-    from xcomposer_resize import convert as convert_module
-
     out = tmp_path / "out"
-    real = convert_module._verify
 
-    def someone_else_lands(*a: Any, **k: Any) -> None:
+    def someone_else_lands(tmp: Path, final: Path) -> None:
         out.mkdir()
         (out / "theirs.txt").write_text("another run's output")
-        real(*a, **k)
 
-    monkeypatch.setattr(convert_module, "_verify", someone_else_lands)
+    about_to_land(someone_else_lands)
     r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", out, "--json")
-    assert r.code == 1 and json.loads(r.out)["ok"] is False, "--json prints its error, no result"
+    assert r.code == 1
+    lost(r.out, r.err)
     assert "was created or changed by someone else" in one_error_line(r.err)
     assert [p.name for p in out.iterdir()] == ["theirs.txt"]
     assert not litter(tmp_path)
@@ -268,18 +273,10 @@ def test_outputs_are_no_more_readable_than_the_source(
 
 
 def test_the_temporary_is_private_while_it_is_written(
-    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    xcr: Any, make_ckpt: Any, tmp_path: Path, about_to_land: Any
 ) -> None:
-    from xcomposer_resize import convert as convert_module
-
-    real = convert_module._verify
     seen = []
-
-    def look(tmp: Path, *a: Any) -> None:
-        seen.append(stat.S_IMODE(tmp.stat().st_mode))
-        real(tmp, *a)
-
-    monkeypatch.setattr(convert_module, "_verify", look)
+    about_to_land(lambda tmp, final: seen.append(stat.S_IMODE(tmp.stat().st_mode)))
     assert xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--quiet").code == 0
     assert seen == [0o700]
 
@@ -530,25 +527,19 @@ def test_without_force_force_is_suggested_only_where_it_would_work(xcr: Any, mak
     assert "is not a checkpoint" in line and "pass --force" not in line
 
 
-def test_force_replaces_only_what_it_saw(
-    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_force_replaces_only_what_it_saw(xcr: Any, make_ckpt: Any, tmp_path: Path, about_to_land: Any) -> None:
     """Two --force runs into one --out: the second must not replace the first's fresh output."""
-    from xcomposer_resize import convert as convert_module
-
     src = make_ckpt()
     out = tmp_path / "out"
     assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
-    real = convert_module._verify
 
-    def another_force_run_lands_first(*a: Any, **k: Any) -> None:
-        monkeypatch.setattr(convert_module, "_verify", real)  # the other run verifies normally
+    def another_force_run_lands_first(tmp: Path, final: Path) -> None:
         os.rename(out, tmp_path / "gone")
         assert xcr("resize", "--model", src, "--res", 336, "--out", out, "--quiet").code == 0
-        real(*a, **k)
 
-    monkeypatch.setattr(convert_module, "_verify", another_force_run_lands_first)
+    about_to_land(another_force_run_lands_first)
     r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force", "--json")
-    assert r.code == 1 and json.loads(r.out)["ok"] is False, "--json prints its error, no result"
+    assert r.code == 1
+    lost(r.out, r.err)
     assert "was created or changed by someone else" in one_error_line(r.err)
     assert json.loads((out / "config.json").read_text())["vision_config"]["image_size"] == 336

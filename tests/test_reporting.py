@@ -612,14 +612,18 @@ def test_an_old_output_that_cannot_be_deleted_is_reported(
     assert "replaced the old output, but that could not be deleted" in r.err and ".xcr-old-" in r.err
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_zombie_is_not_alive() -> None:
     from xcomposer_resize.output import _alive
 
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     assert _alive(str(p.pid))
     p.kill()
-    time.sleep(0.5)  # killed, not yet reaped: a zombie
     try:
+        deadline = time.monotonic() + 30  # killed, not yet reaped: wait until the kernel says zombie
+        while Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the killed process never became a zombie"
+            time.sleep(0.01)
         assert not _alive(str(p.pid))
     finally:
         p.wait()

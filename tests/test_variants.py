@@ -511,21 +511,14 @@ def test_an_edited_small_file_is_not_up_to_date(xcr: Any, make_ckpt: Any, tmp_pa
     assert r.code == 2 and f"is incomplete or damaged: {name} was changed since it was written" in one_error_line(r.err)
 
 
-def test_two_identical_runs_at_once_both_succeed(
-    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from xcomposer_resize import convert as convert_module
-
+def test_two_identical_runs_at_once_both_succeed(xcr: Any, make_ckpt: Any, tmp_path: Path, about_to_land: Any) -> None:
     src = make_ckpt()
     out = tmp_path / "out"
-    real = convert_module._verify
 
-    def the_twin_lands_first(*a: Any, **k: Any) -> None:
-        monkeypatch.setattr(convert_module, "_verify", real)
+    def the_twin_lands_first(tmp: Path, final: Path) -> None:
         assert xcr("resize", "--model", src, "--res", 490, "--out", out, "--quiet").code == 0
-        real(*a, **k)
 
-    monkeypatch.setattr(convert_module, "_verify", the_twin_lands_first)
+    about_to_land(the_twin_lands_first)
     r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--json")
     assert r.code == 0, r.err
     assert json.loads(r.out)["outputs"][0]["up_to_date"] is True
@@ -533,21 +526,16 @@ def test_two_identical_runs_at_once_both_succeed(
 
 
 def test_a_force_run_that_loses_the_race_says_run_again(
-    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    xcr: Any, make_ckpt: Any, tmp_path: Path, about_to_land: Any
 ) -> None:
-    from xcomposer_resize import convert as convert_module
-
     src = make_ckpt()
     out = tmp_path / "out"
     assert xcr("resize", "--model", src, "--res", 224, "--out", out, "--quiet").code == 0
-    real = convert_module._verify
 
-    def another_force_run_lands_first(*a: Any, **k: Any) -> None:
-        monkeypatch.setattr(convert_module, "_verify", real)
+    def another_force_run_lands_first(tmp: Path, final: Path) -> None:
         assert xcr("resize", "--model", src, "--res", 336, "--out", out, "--force", "--quiet").code == 0
-        real(*a, **k)
 
-    monkeypatch.setattr(convert_module, "_verify", another_force_run_lands_first)
+    about_to_land(another_force_run_lands_first)
     r = xcr("resize", "--model", src, "--res", 490, "--out", out, "--force")
     assert r.code == 1
     line = one_error_line(r.err)

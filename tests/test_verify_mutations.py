@@ -70,7 +70,7 @@ LAYOUTS: dict[str, tuple[Callable[[Path], Path], int, dict[str, Any]]] = {
     "siglip": (lambda p: build_family(p, "siglip"), 448, {}),
     "timm": (_timm, 448, {}),
     "open_clip": (lambda p: build_open_clip(p), 384, {}),
-    "open_clip-trunk": (lambda p: build_open_clip(p, trunk="siglip"), 448, {}),
+    "open_clip-trunk": (lambda p: build_open_clip(p, trunk="siglip"), 224, {}),  # timm has it at 224, 378, 384
 }
 
 
@@ -262,8 +262,9 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
          "open_clip_config.json has model_cfg.quick_gelu true, which the source's has not"),
         ("open_clip", "preprocess_cfg.mean", [0.5, 0.5, 0.5], "open_clip_config.json has preprocess_cfg.mean"),
         ("open_clip", "model_cfg.vision_cfg.patch_size", 14, "open_clip_config.json has model_cfg.vision_cfg.patch_size 14, the source's 16"),
-        ("open_clip-trunk", "model_cfg.vision_cfg.timm_model_kwargs.img_size", 384,
-         "open_clip_config.json model_cfg.vision_cfg.timm_model_kwargs.img_size is 384, not 448"),
+        ("open_clip-trunk", "model_cfg.vision_cfg.timm_model_name", "vit_so400m_patch14_siglip_384",
+         'open_clip_config.json model_cfg.vision_cfg.timm_model_name is "vit_so400m_patch14_siglip_384", not '
+         '"vit_so400m_patch14_siglip_224" (timm\'s network at 224 px)'),
         ("open_clip-trunk", "model_cfg.vision_cfg.timm_pool", "token",
          'model_cfg.vision_cfg.timm_pool "token", the source\'s "map"'),
         ("clip", "vision_config.hidden_act", "gelu", 'vision_config.hidden_act "gelu", the source\'s "quick_gelu"'),

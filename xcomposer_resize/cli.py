@@ -672,7 +672,15 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("XCR_DEBUG", "") not in ("", "0")
     _RECEIVED.clear()
     args = sys.argv[1:] if argv is None else argv
+    outer = dict(_JSON)  # a run started inside another (in process) must not take the outer's --json state
     _JSON.update(asked="--json" in args[: args.index("--")] if "--" in args else "--json" in args, written=False)
+    try:
+        return _main(args, argv, debug)
+    finally:
+        _JSON.update(outer)
+
+
+def _main(args: list[str], argv: list[str] | None, debug: bool) -> int:
     with _signal_handlers():
         try:
             _refuse_repeated_options(sys.argv[1:] if argv is None else argv)

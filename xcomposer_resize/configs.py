@@ -82,7 +82,7 @@ def _agreed(blocks: list[dict[str, Any]], key: str, pair: bool = False) -> int |
     """The value every block that states `key` gives: a positive int, or with `pair` also [h, w]."""
     values = {json.dumps(b[key]) for b in blocks if key in b}
     if len(values) > 1:
-        raise InputError(f"config.json gives two different vision {key} values: {sorted(values)}")
+        raise InputError(f"config.json gives two different vision {key} values: [{', '.join(sorted(values))}]")
     if not values:
         return None
     value = json.loads(values.pop())

@@ -41,6 +41,11 @@ HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]  # in tempora
 TAG_BYTES = 100  # longer output names are shortened (with a hash) in the names of temporaries
 INNER_NAME_ALLOWANCE = 64  # room left in a path for the names of the files inside an output
 
+# Called as hook(temporary, output) the instant before a complete output is renamed into place:
+# the moment another writer could take the output path. It exists for tests that play that other
+# writer (races at landing, see tests/conftest.py's about_to_land); nothing in xcr registers one.
+BEFORE_LANDING: list[Callable[[Path, Path], None]] = []
+
 
 def default_name(source_name: str, old_res: Size, new_res: Size) -> str:
     """`clip-vit-large-patch14-336` → `clip-vit-large-patch14-490`; without the old resolution
@@ -324,6 +329,8 @@ class Staging:
         arrives then is kept in `self.interrupts` instead of being raised, so a landed output is
         never reported as "nothing was written". The caller decides what it means.
         """
+        for hook in list(BEFORE_LANDING):
+            hook(self.path, self.out)
         current = os.stat(self.path).st_mode
         os.chmod(self.path, mode | (current & stat.S_ISGID))  # a setgid parent's group stays
         if fsync:

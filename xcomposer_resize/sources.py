@@ -264,6 +264,7 @@ def _bin_to_safetensors_name(name: str) -> str:
 def load_bin(path: Path) -> dict[str, Any]:
     """torch.load with weights_only=True (memory-mapped when the archive format allows it)."""
     import pickle
+    import struct
     import zipfile
 
     import torch
@@ -287,7 +288,8 @@ def load_bin(path: Path) -> dict[str, Any]:
             f"{path.name} asks to run code or build objects beyond plain tensors, which xcr refuses "
             "(weights_only=True): the file may be unsafe; get the checkpoint from a trusted source"
         ) from e
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, struct.error, IndexError) as e:
+        # a legacy (non-zip) archive cut short fails inside torch's unpickler with struct.error or IndexError
         first = str(e).strip().splitlines()[0] if str(e).strip() else e.__class__.__name__
         raise InputError(f"{path.name} is not a readable PyTorch checkpoint ({first}); re-download it") from e
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from . import record
 from .configs import DTYPE_KEYS, PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
 from .errors import InputError, UsageError, XcrError, arg
-from .families import Family, family_named
+from .families import Family, family_named, timm_arch
 from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, FileRange, read_bytes, read_header, tensor_bytes, torch_dtype
 from .size import Grid, Size, grid_text
 from .sources import (
@@ -683,6 +683,12 @@ def _size_key(path: Path_, value: Any, base: dict[str, Any], res: Size, patch: i
                 f"{[old[0], *(round(w) for w in want[1:])]} at {res.px}")  # fmt: skip
     if key == "patch_size":
         return None if value == patch else f"is {_shown(value)}, not the source's {patch}"
+    if key == "timm_model_name":  # open_clip 3.3.0 builds a timm trunk at the size its architecture's name states
+        _arch, stem, size = timm_arch(str(value))
+        want = f"{timm_arch(str(old))[1]}_{res.height}"
+        return (
+            None if f"{stem}_{size}" == want else f"is {_shown(value)}, not {_shown(want)} (timm's network at {res.px})"
+        )
     return _UNKNOWN
 
 
