@@ -685,9 +685,9 @@ def _size_key(path: Path_, value: Any, base: dict[str, Any], res: Size, patch: i
         return None if value == patch else f"is {_shown(value)}, not the source's {patch}"
     if key == "timm_model_name":  # open_clip 3.3.0 builds a timm trunk at the size its architecture's name states
         _arch, stem, size = timm_arch(str(value))
-        want = f"{timm_arch(str(old))[1]}_{res.height}"
+        named = f"{timm_arch(str(old))[1]}_{res.height}"
         return (
-            None if f"{stem}_{size}" == want else f"is {_shown(value)}, not {_shown(want)} (timm's network at {res.px})"
+            None if f"{stem}_{size}" == named else f"is {_shown(value)}, not {_shown(named)} (timm's network at {res.px})"
         )
     return _UNKNOWN
 
