@@ -687,7 +687,9 @@ def _size_key(path: Path_, value: Any, base: dict[str, Any], res: Size, patch: i
         _arch, stem, size = timm_arch(str(value))
         named = f"{timm_arch(str(old))[1]}_{res.height}"
         return (
-            None if f"{stem}_{size}" == named else f"is {_shown(value)}, not {_shown(named)} (timm's network at {res.px})"
+            None
+            if f"{stem}_{size}" == named
+            else f"is {_shown(value)}, not {_shown(named)} (timm's network at {res.px})"
         )
     return _UNKNOWN
 
