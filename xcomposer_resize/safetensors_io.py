@@ -33,7 +33,7 @@ DTYPE_SIZES = {
 }  # fmt: skip
 MAX_HEADER_BYTES = 100_000_000  # the format's own cap
 METADATA = {"format": "pt"}
-KERNEL_CHUNK = 512 << 20  # per copy_file_range call: no memory, and few GIL round trips
+KERNEL_CHUNK = 64 << 20  # per copy_file_range call: no memory, few GIL round trips, and blocks to hash early
 BUFFER_CHUNK = 8 << 20  # per pread/pwrite of the fallback: bounds memory
 
 Progress = Callable[[int], None]  # called with the number of bytes just written
@@ -253,8 +253,7 @@ def write_file(
                     except OSError as e:
                         raise InputError(f"cannot read {src_path}: {e.strerror or e}; check its permissions") from e
                     fds[src_path] = stack.enter_context(src_file).fileno()
-                copy_range(fds[src_path], dst, src_start, dst_start, length, progress)
-                done(dst_start, dst_start + length)
+                copy_range(fds[src_path], dst, src_start, dst_start, length, progress, done)
         # 2. convert cast tensors, chunk by chunk
         for t, off in zip(tensors, offsets, strict=True):
             if isinstance(t.source, Cast):
@@ -319,8 +318,10 @@ def write_cast(dst: int, offset: int, t: OutTensor, cast: Cast, progress: Progre
                 progress(n * dst_size)
 
 
-def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, progress: Progress | None = None) -> None:
-    """Copy `length` bytes from `src` at `src_off` to `dst` at `dst_off` (file descriptors)."""
+def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, progress: Progress | None = None,
+               on_copied: Written | None = None) -> None:  # fmt: skip
+    """Copy `length` bytes from `src` at `src_off` to `dst` at `dst_off` (file descriptors);
+    `on_copied(start, end)` is told each range of `dst` as soon as it is copied."""
     done = 0
     use_cfr = hasattr(os, "copy_file_range")
     while done < length:
@@ -342,6 +343,8 @@ def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, prog
                 written += os.pwrite(dst, memoryview(chunk)[written:], dst_off + done + written)
         if n == 0:
             raise InputError("a source file became shorter while it was being copied; was it modified?")
+        if on_copied:
+            on_copied(dst_off + done, dst_off + done + n)
         done += n
         if progress:
             progress(n)
