@@ -37,7 +37,7 @@ class Run:
 @pytest.fixture
 def xcr(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     """Run the CLI in process through `main` (the one place errors become messages)."""
-    from xcomposer_resize.cli import main
+    from xcomposer_resize.cli.app import main
 
     def run(*args: str) -> Run:
         capsys.readouterr()
@@ -63,9 +63,9 @@ def make_ckpt(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def about_to_land() -> Iterator[Callable[[Callable[[Path, Path], None]], None]]:
     """Register `action(temporary, output)` to run once, the next time a run is about to land an
-    output (`xcomposer_resize.output.BEFORE_LANDING`): the instant another writer could take the
+    output (`xcomposer_resize.conversion.land.BEFORE_LANDING`): the instant another writer could take the
     output path. The action may start another run; that run lands without it."""
-    from xcomposer_resize import output
+    from xcomposer_resize.conversion import land as output
 
     registered: list[Callable[[Path, Path], None]] = []
 

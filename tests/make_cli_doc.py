@@ -22,7 +22,7 @@ def reference() -> str:
     """The Markdown text of docs/cli.md."""
     import typer.main
 
-    from xcomposer_resize.cli import app
+    from xcomposer_resize.cli.app import app
 
     group = typer.main.get_command(app)
     parts = [INTRO]

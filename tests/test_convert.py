@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from tests.conftest import snapshot
 from xcomposer_resize import resize
-from xcomposer_resize.sources import open_checkpoint
+from xcomposer_resize.checkpoint.weights import open_checkpoint
 
 POS = "vision_model.embeddings.position_embedding.weight"
 IDS = "vision_model.embeddings.position_ids"
@@ -269,7 +269,7 @@ def test_legacy_non_zip_bin(make_ckpt: Any, tmp_path: Path) -> None:
 
 
 def test_bin_tensors_are_copied_from_the_file_not_through_memory(make_ckpt: Any) -> None:
-    from xcomposer_resize.safetensors_io import FileRange
+    from xcomposer_resize.checkpoint.safetensors import FileRange
 
     ckpt = open_checkpoint(make_ckpt(fmt="bin"))
     assert all(isinstance(t.data, FileRange) for t in ckpt.shards[0].tensors)

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from xcomposer_resize import digests
-from xcomposer_resize.safetensors_io import FileRange, OutTensor, file_size, read_header, write_file
+from xcomposer_resize.checkpoint.safetensors import FileRange, OutTensor, file_size, read_header, write_file
+from xcomposer_resize.conversion import digests
 
 
 def by_definition(path: Path, block: int) -> str:

@@ -172,16 +172,16 @@ def test_output_parent_is_a_file(xcr: Any, make_ckpt: Any, tmp_path: Path) -> No
 
 def enospc_after(monkeypatch: pytest.MonkeyPatch, limit: int) -> None:
     """Make the disk 'fill up' once `limit` bytes of tensor data are written."""
-    from xcomposer_resize import safetensors_io
+    from xcomposer_resize.checkpoint import safetensors as safetensors_io
 
     real = safetensors_io.copy_range
     written = {"n": 0}
 
-    def copy(src: int, dst: int, so: int, do: int, length: int, progress: Any = None) -> None:
+    def copy(src: int, dst: int, so: int, do: int, length: int, *rest: Any) -> None:
         written["n"] += length
         if written["n"] > limit:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(src, dst, so, do, length, progress)
+        real(src, dst, so, do, length, *rest)
 
     monkeypatch.setattr(safetensors_io, "copy_range", copy)
 
@@ -211,7 +211,7 @@ def test_force_keeps_the_old_output_when_the_new_one_fails(
 def test_signal_mid_conversion(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sig: int, code: int
 ) -> None:
-    from xcomposer_resize import safetensors_io
+    from xcomposer_resize.checkpoint import safetensors as safetensors_io
 
     src = make_ckpt(fmt="sharded")
     real = safetensors_io.copy_range
@@ -231,14 +231,14 @@ def test_signal_mid_conversion(
 
 SLOW_XCR = """
 import sys, time
-from xcomposer_resize import safetensors_io
+from xcomposer_resize.checkpoint import safetensors as safetensors_io
 real = safetensors_io.copy_range
 def slow(*a, **k):
     print("copying", flush=True)
     time.sleep(60)
     real(*a, **k)
 safetensors_io.copy_range = slow
-from xcomposer_resize.cli import main
+from xcomposer_resize.cli.app import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -319,7 +319,7 @@ def test_a_live_runs_temporary_is_left_alone(make_ckpt: Any, tmp_path: Path, xcr
 def test_unexpected_errors_are_one_line_too(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import convert as convert_module
+    from xcomposer_resize.conversion import resize as convert_module
 
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("kaboom")
@@ -340,7 +340,7 @@ def test_output_that_is_a_device(xcr: Any, make_ckpt: Any) -> None:
 def test_output_where_no_folder_can_be_made(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize.output import Staging
+    from xcomposer_resize.conversion.land import Staging
 
     def refuse(out: Path) -> Staging:
         raise OSError(errno.EROFS, "Read-only file system", str(out.parent))

@@ -681,7 +681,7 @@ def test_open_clip_files_of_a_dual_repo_in_inspect_plot_and_output(xcr: Any, mak
     assert r.code == 0, r.err
     assert not (out / "preprocessor_config.json").exists(), "the transformers layout's processor is left behind"
     assert (tmp_path / "p.png").is_file()
-    from xcomposer_resize.plot import _panel
+    from xcomposer_resize.commands.plot import _panel
 
     panel, family = _panel(src, "source", "open_clip")  # what --plot drew for the source: open_clip's table
     assert family == "open_clip" and panel.title.startswith("source: 14×14 grid, 224 px")

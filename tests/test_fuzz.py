@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from xcomposer_resize.checkpoint.safetensors import DTYPE_SIZES, nbytes_of, read_header
 from xcomposer_resize.errors import InputError
-from xcomposer_resize.safetensors_io import DTYPE_SIZES, nbytes_of, read_header
 
 EXAMPLES = int(os.environ.get("XCR_FUZZ_EXAMPLES", "300"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -23,7 +23,7 @@ from tests.test_errors import SLOW_XCR
 # xcr that announces the copy and then waits for a go file, so two runs can be made to overlap
 WAITING_XCR = """
 import sys, time, os
-from xcomposer_resize import safetensors_io
+from xcomposer_resize.checkpoint import safetensors as safetensors_io
 real = safetensors_io.copy_range
 go = os.environ["XCR_TEST_GO"]
 announced = []
@@ -34,7 +34,7 @@ def wait(*a, **k):
         time.sleep(0.02)
     return real(*a, **k)
 safetensors_io.copy_range = wait
-from xcomposer_resize.cli import main
+from xcomposer_resize.cli.app import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -121,7 +121,7 @@ def test_the_current_folder_is_refused_before_any_work(
 
 
 def test_a_mount_point_is_refused(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xcomposer_resize import output
+    from xcomposer_resize.conversion import land as output
 
     target = tmp_path / "mnt"
     target.mkdir()
@@ -420,14 +420,14 @@ def test_a_read_only_parent_is_refused_before_any_work(make_ckpt: Any, tmp_path:
 
 
 def test_enametoolong_while_writing_is_a_usage_error() -> None:
-    from xcomposer_resize.convert import _os_error
+    from xcomposer_resize.conversion.resize import _os_error
 
     e = _os_error(OSError(errno.ENAMETOOLONG, "File name too long"), Path("/x"))
     assert e.exit_code == 2 and "too long" in e.message
 
 
 def test_temporaries_of_long_names_stay_within_limits(tmp_path: Path) -> None:
-    from xcomposer_resize.output import Staging
+    from xcomposer_resize.conversion.land import Staging
 
     out = tmp_path / ("é" * 127)  # 254 bytes
     staging = Staging.create(out)
@@ -463,7 +463,7 @@ def test_an_absolute_out_works_when_the_current_folder_is_gone(make_ckpt: Any, t
     src = make_ckpt()
     code = (
         "import os, sys; folder = sys.argv.pop(1); os.chdir(folder); os.rmdir(folder); "
-        "from xcomposer_resize.cli import run; run()"
+        "from xcomposer_resize.cli.app import run; run()"
     )
     for name, out, expect in (("gone", str(tmp_path / "out"), 0), ("gone2", "relative-out", 2)):
         (tmp_path / name).mkdir()

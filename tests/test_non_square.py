@@ -186,7 +186,7 @@ def test_the_default_name_and_the_python_forms(tmp_path: Path, monkeypatch: pyte
 
 
 def test_the_mosaic_of_a_non_square_grid(tmp_path: Path) -> None:
-    from xcomposer_resize.plot import mosaic
+    from xcomposer_resize.commands.plot import mosaic
 
     table = torch.randn(1 + 2 * 3, 8)
     image = mosaic(table, 1, (2, 3))

@@ -25,7 +25,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_the_mosaic_shows_every_cell_against_every_cell() -> None:
-    from xcomposer_resize.plot import mosaic
+    from xcomposer_resize.commands.plot import mosaic
 
     table = smooth_table(5, 16)
     m = mosaic(table, 1)
@@ -104,7 +104,7 @@ def test_a_plot_path_that_would_harm_is_refused_before_any_work(xcr: Any, make_c
 
 
 def test_a_large_grid_shows_every_kth_tile() -> None:
-    from xcomposer_resize.plot import MAX_TILES, mosaic, stride
+    from xcomposer_resize.commands.plot import MAX_TILES, mosaic, stride
 
     g = 2 * MAX_TILES + 3  # 99: a tile for every 3rd cell each way
     table = torch.randn(1 + g * g, 8, generator=torch.Generator().manual_seed(0))

@@ -28,13 +28,13 @@ CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, PR_CAPBSET_DROP = 1, 2, 24
 # xcr, with a marker printed when the first byte range is copied (to prove a check came first)
 MARKED_XCR = """
 import sys
-from xcomposer_resize import safetensors_io
+from xcomposer_resize.checkpoint import safetensors as safetensors_io
 real = safetensors_io.copy_range
 def marked(*a, **k):
     print("COPYING", file=sys.stderr, flush=True)
     return real(*a, **k)
 safetensors_io.copy_range = marked
-from xcomposer_resize.cli import run
+from xcomposer_resize.cli.app import run
 sys.argv[0] = "xcr"
 run()
 """
@@ -159,7 +159,7 @@ def test_ctrl_c_while_the_output_lands_is_not_reported_as_nothing_written(
 ) -> None:
     import signal
 
-    from xcomposer_resize import output
+    from xcomposer_resize.conversion import land as output
 
     out = tmp_path / "out"
     real = os.rename
@@ -179,7 +179,7 @@ def test_ctrl_c_while_the_output_lands_is_not_reported_as_nothing_written(
 def test_ctrl_c_while_the_summary_prints_keeps_the_success(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import cli
+    from xcomposer_resize.cli import app as cli
 
     def interrupted(result: Any) -> str:
         raise KeyboardInterrupt
@@ -193,8 +193,8 @@ def test_ctrl_c_while_the_summary_prints_keeps_the_success(
 def test_ctrl_c_between_outputs_names_the_complete_one(
     make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import convert as convert_module
     from xcomposer_resize import resize
+    from xcomposer_resize.conversion import resize as convert_module
 
     real = convert_module._write_target
     calls = []
@@ -292,7 +292,7 @@ def test_a_source_file_unreadable_after_the_check_is_still_blamed_on_the_source(
 ) -> None:
     import builtins
 
-    from xcomposer_resize import convert as convert_module
+    from xcomposer_resize.conversion import resize as convert_module
 
     src = make_ckpt()
     victim = src / "vocab.json"
@@ -306,7 +306,7 @@ def test_a_source_file_unreadable_after_the_check_is_still_blamed_on_the_source(
         return builtins.open(path, *a, **k)
 
     monkeypatch.setattr(convert_module, "open", open_once, raising=False)
-    monkeypatch.setattr("xcomposer_resize.sources.open", open_once, raising=False)
+    monkeypatch.setattr("xcomposer_resize.checkpoint.weights.open", open_once, raising=False)
     r = xcr("resize", "--model", src, "--res", 490, "--out", tmp_path / "out")
     assert r.code == 2
     assert f"cannot read {victim}: Permission denied" in one_error_line(r.err)
@@ -353,7 +353,7 @@ def test_ctrl_c_at_landing_with_another_thread_running(
     import signal
     import threading
 
-    from xcomposer_resize import output
+    from xcomposer_resize.conversion import land as output
 
     src = make_ckpt()
     out = tmp_path / "out"
@@ -385,7 +385,7 @@ def test_ctrl_c_at_landing_with_another_thread_running(
 def test_ctrl_c_while_the_json_is_written_says_the_output_is_complete(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import cli
+    from xcomposer_resize.cli import app as cli
 
     real = cli._write
 
@@ -404,7 +404,7 @@ def test_ctrl_c_while_the_json_is_written_says_the_output_is_complete(
 def test_an_output_that_does_not_read_back_is_the_disks_fault(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import convert as convert_module
+    from xcomposer_resize.conversion import resize as convert_module
     from xcomposer_resize.errors import InputError
 
     def unreadable(path: Path) -> Any:
@@ -486,7 +486,7 @@ def test_a_signal_while_the_cli_is_imported_is_one_line(tmp_path: Path) -> None:
         "        os.kill(os.getpid(), signal.SIGTERM)\n"
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = imp\n"
-        "from xcomposer_resize._entry import run\n"
+        "from xcomposer_resize.cli.entry import run\n"
         "run()\n"
     )
     p = subprocess.run(
@@ -499,7 +499,7 @@ def test_a_signal_while_the_cli_is_imported_is_one_line(tmp_path: Path) -> None:
 def test_a_signal_while_typer_parses_is_not_a_quiet_130(xcr: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import signal
 
-    from xcomposer_resize import cli
+    from xcomposer_resize.cli import app as cli
 
     def terminated(value: bool) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # typer turns an interruption here into a silent exit 130
@@ -593,7 +593,7 @@ def test_front_matter_that_cannot_be_used_is_noted(make_ckpt: Any, tmp_path: Pat
 def test_an_old_output_that_cannot_be_deleted_is_reported(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import output
+    from xcomposer_resize.conversion import land as output
     from xcomposer_resize.errors import OutputError
 
     src = make_ckpt()
@@ -614,7 +614,7 @@ def test_an_old_output_that_cannot_be_deleted_is_reported(
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 def test_a_zombie_is_not_alive() -> None:
-    from xcomposer_resize.output import _alive
+    from xcomposer_resize.conversion.land import _alive
 
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     assert _alive(str(p.pid))
@@ -632,7 +632,7 @@ def test_a_zombie_is_not_alive() -> None:
 def test_a_read_only_file_system_is_named(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import output
+    from xcomposer_resize.conversion import land as output
 
     real = os.statvfs
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from xcomposer_resize.checkpoint.safetensors import FileRange, OutTensor, file_size, read_header, write_file
 from xcomposer_resize.errors import InputError
-from xcomposer_resize.safetensors_io import FileRange, OutTensor, file_size, read_header, write_file
 
 
 def raw_file(path: Path, header: object, data: bytes = b"", length: int | None = None) -> Path:
@@ -135,7 +135,7 @@ def test_copy_falls_back_when_the_kernel_refuses(tmp_path: Path, monkeypatch: py
     import errno
     import os
 
-    from xcomposer_resize import safetensors_io
+    from xcomposer_resize.checkpoint import safetensors as safetensors_io
 
     data = os.urandom(3 * safetensors_io.BUFFER_CHUNK + 123)
     (tmp_path / "src").write_bytes(b"xx" + data)
@@ -154,7 +154,7 @@ def test_copy_falls_back_when_the_kernel_refuses(tmp_path: Path, monkeypatch: py
 
 
 def test_a_source_that_shrinks_mid_copy_is_an_error(tmp_path: Path) -> None:
-    from xcomposer_resize import safetensors_io
+    from xcomposer_resize.checkpoint import safetensors as safetensors_io
 
     (tmp_path / "src").write_bytes(b"abc")
     with open(tmp_path / "src", "rb") as src, open(tmp_path / "dst", "wb") as dst:

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.test_errors import Hostile
-from xcomposer_resize.safetensors_io import TensorEntry
-from xcomposer_resize.torch_zip import Unsupported, read_layout
+from xcomposer_resize.checkpoint.safetensors import TensorEntry
+from xcomposer_resize.checkpoint.torch_zip import Unsupported, read_layout
 
 EXAMPLES = int(os.environ.get("XCR_FUZZ_EXAMPLES", "300"))
 
@@ -68,7 +68,7 @@ def test_every_tensor_is_located_where_torch_finds_it(tmp_path: Path) -> None:
 def test_reads_without_importing_torch(tmp_path: Path) -> None:
     torch.save(state_dict(), tmp_path / "x.bin")
     code = (
-        "import sys; from pathlib import Path; from xcomposer_resize.torch_zip import read_layout; "
+        "import sys; from pathlib import Path; from xcomposer_resize.checkpoint.torch_zip import read_layout; "
         f"n = len(read_layout(Path({str(tmp_path / 'x.bin')!r}))); "
         "assert 'torch' not in sys.modules, 'torch was imported'; print(n)"
     )

@@ -50,7 +50,8 @@ def test_several_resolutions_in_one_run(xcr: Any, make_ckpt: Any, tmp_path: Path
 
 COUNT_WORKERS = """
 import json, sys
-from xcomposer_resize import resize, worker
+from xcomposer_resize import resize
+from xcomposer_resize.conversion import worker as worker
 started = []
 real = worker.Worker.start.__func__
 worker.Worker.start = classmethod(lambda cls: started.append(1) or real(cls))
@@ -180,7 +181,7 @@ def test_a_bin_source_is_cast_too(make_ckpt: Any, tmp_path: Path) -> None:
 
 
 def test_a_cast_is_streamed_in_chunks(make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xcomposer_resize import safetensors_io
+    from xcomposer_resize.checkpoint import safetensors as safetensors_io
 
     monkeypatch.setattr(safetensors_io, "CAST_CHUNK", 4096)  # many chunks per tensor
     src = make_ckpt()
@@ -252,7 +253,7 @@ def test_with_projection_needs_vision_only(xcr: Any, make_ckpt: Any) -> None:
 
 
 def test_fsync_flushes_every_file_and_folder(make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xcomposer_resize import output
+    from xcomposer_resize.conversion import land as output
 
     synced: list[int] = []
     real = os.fsync
@@ -312,7 +313,7 @@ def test_what_is_not_up_to_date_says_why_and_needs_force(
         with open(out / "model.safetensors", "r+b") as f:
             f.truncate(1000)
     elif change == "table":
-        from xcomposer_resize.safetensors_io import read_header
+        from xcomposer_resize.checkpoint.safetensors import read_header
 
         entry = next(t for t in read_header(out / "model.safetensors").tensors if t.name == POS)
         with open(out / "model.safetensors", "r+b") as f:
@@ -323,7 +324,7 @@ def test_what_is_not_up_to_date_says_why_and_needs_force(
     elif change == "missing":
         (out / "vocab.json").unlink()
     elif change in ("copied", "last"):  # one flipped bit in a copied tensor, the file's size and times kept
-        from xcomposer_resize.safetensors_io import read_header
+        from xcomposer_resize.checkpoint.safetensors import read_header
 
         entries = [t for t in read_header(out / "model.safetensors").tensors if t.name != POS and t.nbytes]
         at = entries[len(entries) // 2].start if change == "copied" else entries[-1].end - 1

@@ -14,7 +14,7 @@ from tests.hubserver import HubServer
 from tests.test_cli import one_error_line
 from tests.test_convert import POS
 from xcomposer_resize import resize
-from xcomposer_resize.safetensors_io import read_header
+from xcomposer_resize.checkpoint.safetensors import read_header
 
 CHECKS = ["files", "tensors", "table", "configs", "load"]
 
@@ -157,8 +157,8 @@ def test_resize_verify(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: py
     data = json.loads(r.out)
     assert data["verify"][0]["ok"] is True and data["verify"][0]["output"] == str(tmp_path / "out")
 
-    from xcomposer_resize import verification as verify_module
-    from xcomposer_resize.verification import Check
+    from xcomposer_resize.commands import verify as verify_module
+    from xcomposer_resize.commands.verify import Check
 
     monkeypatch.setattr(verify_module, "_check_table", lambda *a: Check("table", False, "differs (for the test)"))
     r = xcr("resize", "--model", src, "--res", 224, "--out", tmp_path / "bad", "--verify")
@@ -176,7 +176,7 @@ def test_a_folder_that_is_not_an_xcr_output(xcr: Any, make_ckpt: Any, tmp_path: 
 
 
 def test_the_byte_checks_stream_in_chunks(make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xcomposer_resize import verification as verify_module
+    from xcomposer_resize.commands import verify as verify_module
 
     monkeypatch.setattr(verify_module, "CHUNK", 1024)  # every tensor in many pieces
     src = make_ckpt()
@@ -186,8 +186,8 @@ def test_the_byte_checks_stream_in_chunks(make_ckpt: Any, tmp_path: Path, monkey
 
 
 def test_the_python_name_is_the_function_whatever_was_imported_first() -> None:
-    import xcomposer_resize.cli  # noqa: F401  (imports the modules the CLI uses)
-    import xcomposer_resize.verification  # noqa: F401
+    import xcomposer_resize.cli.app  # noqa: F401  (imports the modules the CLI uses)
+    import xcomposer_resize.commands.verify  # noqa: F401
     from xcomposer_resize import inspect, resize, verify
 
     assert all(callable(f) and type(f).__name__ == "function" for f in (inspect, resize, verify))
@@ -234,7 +234,7 @@ def test_an_output_is_not_checked_against_itself(xcr: Any, make_ckpt: Any, tmp_p
 def test_ctrl_c_while_verifying_says_the_output_is_complete(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize import verification
+    from xcomposer_resize.commands import verify as verification
 
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt

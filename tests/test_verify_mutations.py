@@ -19,8 +19,8 @@ from tests.builders import build
 from tests.family_builders import build_family, build_open_clip, build_timm
 from tests.test_cli import one_error_line
 from xcomposer_resize import resize
-from xcomposer_resize.safetensors_io import read_header
-from xcomposer_resize.verification import Verification, verify
+from xcomposer_resize.checkpoint.safetensors import read_header
+from xcomposer_resize.commands.verify import Verification, verify
 
 TOKENIZER = b'{"version": "1.0", "model": {"type": "BPE"}}\n'
 POS = "vision_model.embeddings.position_embedding.weight"

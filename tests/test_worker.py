@@ -14,8 +14,8 @@ import torch
 
 from tests.test_convert import IDS, POS, tensors
 from tests.test_interpolate import transformers_table
+from xcomposer_resize.conversion.worker import Worker
 from xcomposer_resize.errors import OutputError
-from xcomposer_resize.worker import Worker
 
 CONVERT = """
 import json, sys
@@ -112,7 +112,7 @@ def test_tables_move_through_the_pipe_in_chunks(monkeypatch: pytest.MonkeyPatch)
     moved in chunks. Here the chunk is 7 bytes, so every path of the loops runs."""
     import io
 
-    from xcomposer_resize import worker
+    from xcomposer_resize.conversion import worker as worker
 
     monkeypatch.setattr(worker, "CHUNK", 7)
     data = bytes(range(256)) * 3

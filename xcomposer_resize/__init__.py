@@ -1,29 +1,31 @@
-"""xcomposer-resize: turn a CLIP vision checkpoint into one for a new input resolution."""
+"""xcomposer-resize: turn a vision checkpoint (CLIP, SigLIP, DINOv2, ViT, timm, open_clip) into one
+for a new input resolution."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from .version import __version__
+
 __all__ = ["__version__", "resize", "resize_model", "inspect", "verify", "Result", "Size", "XcrError"]
 
 if TYPE_CHECKING:
-    from .convert import Result, resize
+    from .commands.inspect import inspect
+    from .commands.verify import verify
+    from .conversion.model import resize_model
+    from .conversion.resize import Result, resize
     from .errors import XcrError
-    from .inspection import inspect
-    from .model import resize_model
     from .size import Size
-    from .verification import verify
 
 # name → the module that defines it: imported on first use, so `import xcomposer_resize` stays instant
 _LAZY = {
-    "resize": "convert",
-    "Result": "convert",
+    "resize": "conversion.resize",
+    "Result": "conversion.resize",
     "XcrError": "errors",
-    "resize_model": "model",
+    "resize_model": "conversion.model",
     "Size": "size",
-    "inspect": "inspection",
-    "verify": "verification",
+    "inspect": "commands.inspect",
+    "verify": "commands.verify",
 }
 
 

@@ -1,3 +1,3 @@
-from ._entry import run
+from .cli.entry import run
 
 run()

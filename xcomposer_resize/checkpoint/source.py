@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HubError, InputError, RepoIdError, arg
-from .sources import (
+from ..errors import HubError, InputError, RepoIdError, arg
+from ..text import readable
+from .weights import (
     BIN,
     BIN_INDEX,
     EXPORT_FOLDERS,
@@ -27,7 +28,6 @@ from .sources import (
     is_plain_name,
     is_weight_file,
 )
-from .text import readable
 
 # What a conversion downloads besides the weights it reads: configs, processor and tokenizer files,
 # the model card, code (remote-code models, chat templates), and license and notice files, which

@@ -14,14 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .configs import PROCESSOR_FILES, SourceCard, VisionSizes, parse_card, rewrite_processor
-from .errors import InputError, arg
-from .families import TOKEN_NAMES, Family
-from .hub import is_metadata
-from .interpolate import grid_side
-from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
-from .size import Grid, Size, grid_text
-from .sources import (
+from ..checkpoint.safetensors import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
+from ..checkpoint.source import is_metadata
+from ..checkpoint.weights import (
     BIN_INDEX,
     CONFIG,
     CONFIG_FILES,
@@ -36,10 +31,15 @@ from .sources import (
     read_json,
     walk,
 )
+from ..errors import InputError, arg
+from ..families import TOKEN_NAMES, Family
+from ..interpolate import grid_side
+from ..size import Grid, Size, grid_text
+from .configs import PROCESSOR_FILES, SourceCard, VisionSizes, parse_card, rewrite_processor
 
 if TYPE_CHECKING:
-    from .hub import Source
-    from .options import Options
+    from ..checkpoint.source import Source
+    from ..options import Options
 
 CARD = "README.md"
 REWRITTEN_FILES = (*CONFIG_FILES, *PROCESSOR_FILES, CARD)
@@ -95,7 +95,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
               config_name: str = CONFIG) -> Plan:  # fmt: skip
     """Open the weights, find the position table and check it against the config, lay out the
     output, read the other files: everything but the targets."""
-    from .sources import open_checkpoint
+    from ..checkpoint.weights import open_checkpoint
 
     ckpt = open_checkpoint(source.folder, family.weight_files)
     names = ckpt.names

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError
-from .safetensors_io import DTYPE_SIZES, FileRange, TensorEntry, nbytes_of, read_header, st_dtype
+from ..errors import InputError
+from .safetensors import DTYPE_SIZES, FileRange, TensorEntry, nbytes_of, read_header, st_dtype
 
 if TYPE_CHECKING:
     import torch
 
-    from .families import Family
+    from ..families import Family
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
@@ -97,7 +97,7 @@ def not_a_file(path: Path) -> str | None:
 
 def load_tensor(t: SourceTensor) -> torch.Tensor:
     """The tensor itself (read from its file when it lies in one)."""
-    from .safetensors_io import read_bytes, tensor_from_bytes
+    from .safetensors import read_bytes, tensor_from_bytes
 
     if isinstance(t.data, FileRange):
         return tensor_from_bytes(read_bytes(t.data.path, t.data.start, t.nbytes), t.dtype, t.shape)
@@ -117,7 +117,7 @@ def config_name(names: Iterator[str] | list[str] | set[str], prefer: str | None 
 def model_config(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
     """The model config of a checkpoint folder: its file name, its content and its family (the
     one `forced` names, as `--family`)."""
-    from .families import family_for, family_named
+    from ..families import family_for, family_named
 
     prefer = family_named(forced).config_file if forced else None
     name = config_name([n for n in CONFIG_FILES if os.path.lexists(folder / n)], prefer) or CONFIG

@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..checkpoint.safetensors import read_bytes, read_header
+from ..checkpoint.weights import entries_beyond, model_config, walk
+from ..errors import InputError, XcrError
+from ..size import Size
 from .digests import file_digest
-from .errors import InputError, XcrError
-from .safetensors_io import read_bytes, read_header
-from .size import Size
-from .sources import entries_beyond, model_config, walk
 
 if TYPE_CHECKING:
-    from .families import Family
-    from .hub import Source
-    from .options import Options
+    from ..checkpoint.source import Source
+    from ..families import Family
+    from ..options import Options
 
 KEY = "xcomposer_resize"
 FORMAT = 1
@@ -99,7 +99,7 @@ def digest(data: bytes | bytearray | memoryview) -> str:
 
 def _family(name: object) -> Family | None:
     """The family `name` (any spelling) names, or None when it names none xcr knows."""
-    from .families import family_named
+    from ..families import family_named
 
     try:
         return family_named(name) if isinstance(name, str) else None

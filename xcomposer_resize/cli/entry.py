@@ -12,7 +12,7 @@ import signal
 import sys
 from typing import NoReturn
 
-from .errors import SigTerm, interruption
+from ..errors import SigTerm, interruption
 
 
 def _on_signal(signum: int, frame: object) -> None:
@@ -23,7 +23,7 @@ def run() -> NoReturn:
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
     try:
-        from .cli import run as cli_run
+        from .app import run as cli_run
     except KeyboardInterrupt as e:
         stopped = interruption(e)
         try:

@@ -13,16 +13,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import record
-from .configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
-from .errors import HubError, UsageError
-from .families import TOKEN_NAMES, flag_of
-from .options import largest_grid
-from .safetensors_io import FLOAT_DTYPES
-from .sources import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
+from ..checkpoint.safetensors import FLOAT_DTYPES
+from ..checkpoint.weights import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
+from ..conversion import record
+from ..conversion.configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
+from ..errors import HubError, UsageError
+from ..families import TOKEN_NAMES, flag_of
+from ..options import largest_grid
 
 if TYPE_CHECKING:
-    from .hub import Source
+    from ..checkpoint.source import Source
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Inspection:
 def inspect(model: str, revision: str | None = None, token: str | None = None, family: str | None = None) -> Inspection:
     """Inspect `model` (a folder or a Hub repo id) without converting or downloading weights;
     `family` forces a family (as `resize --family`)."""
-    from .hub import is_metadata, pick_weights, resolve_source
+    from ..checkpoint.source import is_metadata, pick_weights, resolve_source
 
     if not model.strip():
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
@@ -134,7 +134,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         and table.known_from == "weights"
         and table.shape[-2] - prefix != sizes.grid[0] * sizes.grid[1]
     ):
-        from .plan import disagreement
+        from ..conversion.plan import disagreement
 
         problems.append(
             disagreement(sizes, table.shape[-2] - prefix, kernel_size, table.name, adapter, config_name)
@@ -191,8 +191,8 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
 def _role(name: str, weights: list[str], hub: bool) -> str:
     """What a conversion does with a file: reads its `weights`, `rewrites` it, `carries` it, or
     leaves it out (`not carried`: other weight formats, export folders, hidden files)."""
-    from .hub import is_metadata
-    from .plan import REWRITTEN_FILES
+    from ..checkpoint.source import is_metadata
+    from ..conversion.plan import REWRITTEN_FILES
 
     base = name.rsplit("/", 1)[-1]
     if name in weights:
@@ -218,7 +218,7 @@ def _listing(source: Source, token: str | None) -> dict[str, int | None]:
         return out
     from huggingface_hub import HfApi
 
-    from .hub import hub_error
+    from ..checkpoint.source import hub_error
 
     try:
         tree = HfApi().list_repo_tree(source.repo_id or "", revision=source.revision, recursive=True, token=token)
@@ -229,13 +229,13 @@ def _listing(source: Source, token: str | None) -> dict[str, int | None]:
 
 def _shards(source: Source, index: str, token: str | None) -> list[str]:
     """The shards an index names (the index is small: downloaded when not there)."""
-    from .hub import _shards_of
+    from ..checkpoint.source import _shards_of
 
     path = source.folder / index
     if not path.is_file():
         from huggingface_hub import hf_hub_download
 
-        from .hub import hub_error
+        from ..checkpoint.source import hub_error
 
         try:
             path = type(path)(hf_hub_download(source.repo_id or "", index, revision=source.revision, token=token))
@@ -256,7 +256,7 @@ def _tensors(
         return None
     from huggingface_hub import HfApi
 
-    from .hub import hub_error
+    from ..checkpoint.source import hub_error
 
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name in files:

@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError
-from .families import Family
-from .size import Grid, Size, grid_text
-from .text import readable
+from ..errors import InputError
+from ..families import Family
+from ..size import Grid, Size, grid_text
+from ..text import readable
 
 # Processor files that may state an image size, as transformers names them: the image processor's
 # own file, and the processor file that transformers 5 writes with a nested `image_processor` block

@@ -24,11 +24,11 @@ from typing import IO, Annotated, Any, NoReturn
 
 import typer
 
-from . import __version__
-from .errors import OutputError, SigTerm, UsageError, XcrError, cli_spelling, complete, interruption
-from .families import family_words, flag_names, method_words, non_square_words
-from .size import Size
-from .text import human_bytes, printable
+from ..errors import OutputError, SigTerm, UsageError, XcrError, cli_spelling, complete, interruption
+from ..families import family_words, flag_names, method_words, non_square_words
+from ..size import Size
+from ..text import human_bytes, printable
+from ..version import __version__
 
 DEFAULT_MODEL = "openai/clip-vit-large-patch14-336"  # presets.DEFAULT_MODEL, here without importing it
 
@@ -246,8 +246,8 @@ def resize(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary.")] = False,
 ) -> None:
     """Write a copy of a vision checkpoint whose position embeddings and configs are for --res pixels."""
-    from .convert import convert
-    from .options import build_options
+    from ..conversion.resize import convert
+    from ..options import build_options
 
     landed: list[Any] = []  # outputs in place, recorded by the library the instant each lands
     result = None
@@ -262,7 +262,7 @@ def resize(
             token=token, dtype=dtype.value, vision_only=vision_only, with_projection=with_projection, fsync=fsync,
         )  # fmt: skip
         if plot is not None:
-            from .plot import check_path, require_matplotlib
+            from ..commands.plot import check_path, require_matplotlib
 
             require_matplotlib()
             if len(options.resolutions) > 1 and "{res}" not in plot:
@@ -324,7 +324,7 @@ def resize(
 def _verify_outputs(result: Any, family: str | None) -> list[Any]:
     """xcr verify on each output of `result`, against the source it was made from. The outputs are in
     place whatever happens here: what stops a check is a failed verification (exit 1), never bad usage."""
-    from .verification import verify as check
+    from ..commands.verify import verify as check
 
     found = []
     for o in result.outputs:
@@ -340,7 +340,7 @@ def _plot_path(plot: str, res: Size) -> Path:
 
 
 def _plot_outputs(result: Any, plot: str) -> None:
-    from .plot import draw
+    from ..commands.plot import draw
 
     for o in result.outputs:
         draw(_plot_path(plot, o.res), Path(o.path), Path(result.source_folder))
@@ -351,7 +351,7 @@ def presets(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON list on stdout.")] = False,
 ) -> None:
     """List the InternLM-XComposer variants and the resolution each runs its CLIP tower at."""
-    from . import presets as table
+    from .. import presets as table
 
     if json_out:
         problem = _emit_json(table.as_json())
@@ -390,11 +390,11 @@ def inspect(
 ) -> None:
     """Show what xcr sees in a checkpoint (grid, table, sizes, files) without converting; for a Hub
     repo, without downloading weights."""
-    from .inspection import inspect as look
+    from ..commands.inspect import inspect as look
 
     try:
         if plot is not None:
-            from .plot import check_path, require_matplotlib
+            from ..commands.plot import check_path, require_matplotlib
 
             require_matplotlib()
             check_path(Path(plot).expanduser(), plot)
@@ -412,7 +412,7 @@ def inspect(
 
 
 def _plot_inspected(found: Any, plot: str) -> None:
-    from .plot import draw, recorded_source
+    from ..commands.plot import draw, recorded_source
 
     if not found.weights_local:
         raise UsageError(f"--plot needs the weights on this machine, and those of {found.source} are not")
@@ -447,7 +447,7 @@ def verify(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Prove an output right: files, tensors, table, configs, and a forward pass against its source."""
-    from .verification import verify as check
+    from ..commands.verify import verify as check
 
     try:
         if json_out and _closed(sys.stdout):

@@ -18,18 +18,18 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import OutputError
+from ..errors import OutputError
 
 # The child runs this very copy of xcomposer_resize (a source checkout need not be on sys.path),
 # and not whatever a `torch/` or `xcomposer_resize/` folder in the current directory holds.
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 CHILD = f"""
 import sys
 if sys.path and sys.path[0] in ("", "."):
     del sys.path[0]
 if {PACKAGE_ROOT!r} not in sys.path:
     sys.path.insert(0, {PACKAGE_ROOT!r})
-from xcomposer_resize.worker import main
+from xcomposer_resize.conversion.worker import main
 main()
 """
 
@@ -128,8 +128,8 @@ def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: answer requests until EOF."""
     import torch  # noqa: F401  # first, while the parent copies
 
-    from .interpolate import resample_grid
-    from .safetensors_io import tensor_bytes, tensor_from_bytes, torch_dtype
+    from ..checkpoint.safetensors import tensor_bytes, tensor_from_bytes, torch_dtype
+    from ..interpolate import resample_grid
 
     while line := stdin.readline():
         try:

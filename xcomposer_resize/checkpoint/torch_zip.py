@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .safetensors_io import DTYPE_SIZES, TensorEntry, nbytes_of
+from .safetensors import DTYPE_SIZES, TensorEntry, nbytes_of
 
 # torch storage class name → safetensors dtype
 STORAGE_DTYPES = {

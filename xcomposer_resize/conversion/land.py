@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..checkpoint.weights import CONFIG_FILES, entries_beyond, is_model_weights, is_weight_file
+from ..errors import OutputError, UsageError, arg
+from ..size import Size
 from . import record
-from .errors import OutputError, UsageError, arg
-from .size import Size
-from .sources import CONFIG_FILES, entries_beyond, is_model_weights, is_weight_file
 
 TMP_TAG = ".xcr-tmp-"
 OLD_TAG = ".xcr-old-"

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import InputError, UsageError, arg
-from .size import Size
+from ..errors import InputError, UsageError, arg
+from ..size import Size
 
 
 @dataclass(frozen=True)

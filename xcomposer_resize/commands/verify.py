@@ -33,13 +33,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import record
-from .configs import DTYPE_KEYS, PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
-from .errors import InputError, UsageError, XcrError, arg
-from .families import Family, family_named, timm_arch
-from .safetensors_io import DTYPE_SIZES, FLOAT_DTYPES, FileRange, read_bytes, read_header, tensor_bytes, torch_dtype
-from .size import Grid, Size, grid_text
-from .sources import (
+from ..checkpoint.safetensors import (
+    DTYPE_SIZES,
+    FLOAT_DTYPES,
+    FileRange,
+    read_bytes,
+    read_header,
+    tensor_bytes,
+    torch_dtype,
+)
+from ..checkpoint.weights import (
     CONFIG_FILES,
     SAFETENSORS_INDEX,
     Checkpoint,
@@ -52,9 +55,14 @@ from .sources import (
     read_json,
     walk,
 )
+from ..conversion import record
+from ..conversion.configs import DTYPE_KEYS, PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
+from ..errors import InputError, UsageError, XcrError, arg
+from ..families import Family, family_named, timm_arch
+from ..size import Grid, Size, grid_text
 
 if TYPE_CHECKING:
-    from .hub import Source
+    from ..checkpoint.source import Source
 
 CARD = "README.md"  # the model card: xcr writes its own
 CHUNK = 32 << 20
@@ -217,7 +225,7 @@ def _prefix(family: Family, src: Checkpoint, grid: Grid) -> int:
     name = family.find(src.names, family.pos_suffix)
     if name is None:
         return family.num_prefix_tokens
-    from .plan import token_shapes
+    from ..conversion.plan import token_shapes
 
     return family.prefix_rows(src.tensor(name).shape[-2], grid[0] * grid[1], token_shapes(src))
 
@@ -243,7 +251,7 @@ def _meant(folder: Path, config: dict[str, Any], family: Family, rec: dict[str, 
 
 def _source(folder: Path, rec: dict[str, Any] | None, against: str | Path | None, revision: str | None,
             token: str | None, quiet: bool, prefer: tuple[str, ...]) -> Source:  # fmt: skip
-    from .hub import resolve_source
+    from ..checkpoint.source import resolve_source
 
     if against is not None:
         source = resolve_source(str(against), revision=revision, token=token, quiet=quiet)
@@ -444,7 +452,7 @@ def _some(names: list[str], n: int = 3) -> str:
 
 def _chunks(t: SourceTensor, elems: int) -> Iterator[Any]:
     """`t`'s values, `elems` at a time, as flat tensors."""
-    from .safetensors_io import tensor_from_bytes
+    from ..checkpoint.safetensors import tensor_from_bytes
 
     numel = math.prod(t.shape)
     size = DTYPE_SIZES[t.dtype]
@@ -476,7 +484,7 @@ def _check_table(family: Family, src: Checkpoint, out: Checkpoint, g0: Grid, g1:
     recorded method."""
     import torch
 
-    from .interpolate import resample_grid
+    from ..interpolate import resample_grid
 
     src_name, out_name = family.find(src.names, family.pos_suffix), family.find(out.names, family.pos_suffix)
     if src_name is None or out_name is None:
@@ -863,7 +871,7 @@ def _carried(folder: Path, family: Family, source: Source) -> tuple[int, list[st
     licence, subfolder files: all but the weights, configs, processor files, model card and hidden
     files; of a Hub snapshot, the files xcr downloads) is in the output with the source's bytes,
     and the output holds no other file (weights of another format among them)."""
-    from .hub import is_metadata
+    from ..checkpoint.source import is_metadata
 
     problems: list[str] = []
     try:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, UsageError, arg
-from .size import Size, grid_text
+from ..errors import InputError, UsageError, arg
+from ..size import Size, grid_text
 
 if TYPE_CHECKING:
     import torch
 
-    from .families import Family
+    from ..families import Family
 
 # wrappers whose parameters are the model's own only until they are built: resizing inside them is too late
 WRAPPERS = ("DistributedDataParallel", "FullyShardedDataParallel")
@@ -57,9 +57,9 @@ def resize_model(
     """
     import torch
 
-    from .families import TOKEN_NAMES
-    from .interpolate import grid_side, resample_grid
-    from .options import build_model_options, check_res, res_arg
+    from ..families import TOKEN_NAMES
+    from ..interpolate import grid_side, resample_grid
+    from ..options import build_model_options, check_res, res_arg
 
     options = build_model_options(res, mode=mode, antialias=antialias, device=device)
     wanted = options.res
@@ -129,7 +129,7 @@ def _tower(model: Any) -> tuple[str, Any, Family]:
     model_type as `xcr resize` finds a checkpoint's family."""
     import torch
 
-    from .families import FAMILIES, REFUSED
+    from ..families import FAMILIES, REFUSED
 
     if isinstance(model, type):
         raise UsageError(

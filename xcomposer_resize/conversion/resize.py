@@ -16,32 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, digests, record
-from .configs import (
-    CardInfo,
-    VisionSizes,
-    dump_json,
-    model_card,
-    rewrite_config,
-    rewrite_processor,
-    set_dtype,
-    vision_sizes,
-)
-from .errors import InputError, OutputError, UsageError, XcrError, arg
-from .families import Family
-from .options import Options, build_options, check_cost, check_cuda, check_res, res_arg
-from .output import (
-    ChangedError,
-    Staging,
-    check_existing,
-    check_place,
-    clean_stale,
-    default_name,
-    identity,
-    output_paths,
-)
-from .plan import CARD, Plan, check_processors, make_plan, out_tensors, planned_bytes
-from .safetensors_io import (
+from ..checkpoint.safetensors import (
     DTYPE_SIZES,
     Buffer,
     FileRange,
@@ -54,11 +29,37 @@ from .safetensors_io import (
     torch_dtype,
     write_file,
 )
-from .size import Grid, Size, grid_text
-from .sources import load_tensor
+from ..checkpoint.weights import load_tensor
+from ..errors import InputError, OutputError, UsageError, XcrError, arg
+from ..families import Family
+from ..options import Options, build_options, check_cost, check_cuda, check_res, res_arg
+from ..size import Grid, Size, grid_text
+from ..version import __version__
+from . import digests, record
+from .configs import (
+    CardInfo,
+    VisionSizes,
+    dump_json,
+    model_card,
+    rewrite_config,
+    rewrite_processor,
+    set_dtype,
+    vision_sizes,
+)
+from .land import (
+    ChangedError,
+    Staging,
+    check_existing,
+    check_place,
+    clean_stale,
+    default_name,
+    identity,
+    output_paths,
+)
+from .plan import CARD, Plan, check_processors, make_plan, out_tensors, planned_bytes
 
 if TYPE_CHECKING:
-    from .hub import Source
+    from ..checkpoint.source import Source
     from .worker import Worker
 
 
@@ -191,7 +192,7 @@ def convert(
         if on_note:
             on_note(message)
 
-    from .hub import resolve_source
+    from ..checkpoint.source import resolve_source
 
     source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
     for message in options.notes:
@@ -544,7 +545,7 @@ def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
         }
         table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
     else:
-        from .interpolate import resample_grid
+        from ..interpolate import resample_grid
 
         new = resample_grid(load_tensor(pos), g, prefix, s.grid, *options.interpolation,
                             options.device, torch_dtype(out_dtype))  # fmt: skip
