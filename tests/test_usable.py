@@ -14,7 +14,7 @@ from tests.builders import build_saved
 from tests.hubserver import HubServer
 from tests.test_convert import image_features, load
 from xcomposer_resize import XcrError, resize
-from xcomposer_resize.conversion.configs import rewrite_processor
+from xcomposer_resize.families.transformers import rewrite_processor
 from xcomposer_resize.size import Size
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,19 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HubError, InputError, RepoIdError, arg
+from ..families import CONFIG_FILES, WEIGHT_FILES, config_name
 from ..text import readable
-from .weights import (
-    BIN,
-    BIN_INDEX,
-    EXPORT_FOLDERS,
-    OPEN_CLIP_BIN,
-    OPEN_CLIP_SAFETENSORS,
-    SAFETENSORS,
-    SAFETENSORS_INDEX,
-    config_name,
-    is_plain_name,
-    is_weight_file,
-)
+from .weights import EXPORT_FOLDERS, STANDARD_WEIGHTS, is_plain_name, is_weight_file, pick_weights
 
 # What a conversion downloads besides the weights it reads: configs, processor and tokenizer files,
 # the model card, code (remote-code models, chat templates), and license and notice files, which
@@ -59,11 +49,11 @@ class Source:
     fetch: Callable[[tuple[str, ...]], None] | None = field(default=None, repr=False)
     listing: list[str] | None = None  # a hub repo's files at that commit, when the Hub answered
 
-    def fetch_weights(self, prefer: tuple[str, ...] = ()) -> None:
-        """Download the weights (hub sources), the files named in `prefer` first when the repo has
-        them (a family's own layout in a repo with several); local folders already have them."""
+    def fetch_weights(self, layout: tuple[str, ...] = STANDARD_WEIGHTS) -> None:
+        """Download the weights (hub sources): the first of `layout` (a family's weight files,
+        preferred first) the repo has, and its shards; local folders already have them."""
         if self.fetch is not None:
-            self.fetch(prefer)
+            self.fetch(layout)
             self.fetch = None
 
 
@@ -159,7 +149,7 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     config = config_name(meta)
     if config is None:
         raise HubError(
-            f"{repo_id} has no config.json (nor open_clip_config.json) at {revision or 'main'}; "
+            f"{repo_id} has no {' (nor '.join(CONFIG_FILES)}{')' * (len(CONFIG_FILES) - 1)} at {revision or 'main'}; "
             "is it a transformers, timm or open_clip model?"
         )
     # the config by the name the user gave, so huggingface_hub records the branch → commit ref that an
@@ -173,29 +163,21 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     download([f for f in meta if f != config])
     source = Source(folder, repo_id, repo_id.split("/")[-1], repo_id, sha, listing=files)
 
-    def fetch(prefer: tuple[str, ...]) -> None:
-        weights = pick_weights(files, prefer)
+    def fetch(layout: tuple[str, ...]) -> None:
+        weights = pick_weights(files, layout)
         if weights is None:
             found = ", ".join(f for f in files if is_weight_file(f)) or "no weight files"
+            reads = "model.safetensors or pytorch_model.bin, single or sharded"
             raise HubError(
-                f"{repo_id} has no usable weights ({found}); xcr reads {SAFETENSORS} or {BIN}, single or sharded "
-                f"(open_clip: {OPEN_CLIP_SAFETENSORS} or {OPEN_CLIP_BIN})"
+                f"{repo_id} has no usable weights ({found}); xcr reads "
+                + (reads if layout == STANDARD_WEIGHTS else " or ".join(layout))
             )
-        download(weights)
-        if weights[0].endswith(".index.json"):
-            download(_shards_of(folder / weights[0], repo_id))
+        download([weights])
+        if weights.endswith(".index.json"):
+            download(_shards_of(folder / weights, repo_id))
 
     source.fetch = fetch
     return source
-
-
-def pick_weights(files: list[str], prefer: tuple[str, ...] = ()) -> list[str] | None:
-    """The ONE weight format to download from a repo listing: safetensors when present
-    (index first when sharded), else pytorch_model.bin; never tf/flax/onnx."""
-    for name in (*prefer, SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN, OPEN_CLIP_SAFETENSORS, OPEN_CLIP_BIN):
-        if name in files:
-            return [name]
-    return None
 
 
 def _shards_of(index_path: Path, repo_id: str) -> list[str]:
@@ -248,12 +230,12 @@ def missing_from_snapshot(folder: Path) -> str | None:
         files = []
     if config_name(files) is None:
         return "its config.json was"
-    weights = pick_weights(files)
+    weights = pick_weights(files, WEIGHT_FILES)
     if weights is None:
         return "its weights were"
-    if weights[0].endswith(".index.json"):
+    if weights.endswith(".index.json"):
         try:
-            shards = _shards_of(folder / weights[0], folder.name)
+            shards = _shards_of(folder / weights, folder.name)
         except InputError:
             return "its weights were"
         lacking = [s for s in shards if s not in files]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,17 +21,14 @@ from .safetensors import DTYPE_SIZES, FileRange, TensorEntry, nbytes_of, read_he
 if TYPE_CHECKING:
     import torch
 
-    from ..families import Family
-
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN = "pytorch_model.bin"
 BIN_INDEX = "pytorch_model.bin.index.json"
-OPEN_CLIP_SAFETENSORS = "open_clip_model.safetensors"  # open_clip's hub layout: one file, never sharded
-OPEN_CLIP_BIN = "open_clip_pytorch_model.bin"
+# the weight files of the Hugging Face layout (transformers, timm), preferred first; a family with
+# files of its own names them (open_clip)
+STANDARD_WEIGHTS = (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN)
 CONFIG = "config.json"
-OPEN_CLIP_CONFIG = "open_clip_config.json"
-CONFIG_FILES = (CONFIG, OPEN_CLIP_CONFIG)  # the model config: transformers and timm, else open_clip
 # Weight files of any framework: never carried over to the output (they would hold the old grid).
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".onnx", ".ckpt", ".pt", ".pth", ".gguf", ".index.json")
 
@@ -104,27 +100,6 @@ def load_tensor(t: SourceTensor) -> torch.Tensor:
     return t.data
 
 
-def config_name(names: Iterator[str] | list[str] | set[str], prefer: str | None = None) -> str | None:
-    """The model config among file names: `prefer` when there, else config.json (transformers,
-    timm), else open_clip_config.json (open_clip's hub layout); None when there is neither."""
-    present = set(names)
-    for name in (prefer, *CONFIG_FILES):
-        if name in present:
-            return name
-    return None
-
-
-def model_config(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
-    """The model config of a checkpoint folder: its file name, its content and its family (the
-    one `forced` names, as `--family`)."""
-    from ..families import family_for, family_named
-
-    prefer = family_named(forced).config_file if forced else None
-    name = config_name([n for n in CONFIG_FILES if os.path.lexists(folder / n)], prefer) or CONFIG
-    config = read_json(folder / name)  # none at all: "FOLDER has no config.json"
-    return name, config, family_for(config, forced)
-
-
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or an InputError naming the file."""
     what = not_a_file(path)
@@ -152,54 +127,37 @@ def check_readable(path: Path) -> None:
         raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
 
 
-# The weight files of a model, by the names transformers, timm and open_clip give them (not a
-# Trainer's optimizer.pt or training_args.bin, nor a PEFT adapter_model.safetensors)
-MODEL_WEIGHTS = re.compile(
-    r"(model|pytorch_model)(-[0-9]{5}-of-[0-9]{5})?\.(safetensors|bin)|(model\.safetensors|pytorch_model\.bin)\.index\.json"
-    r"|tf_model\.h5|flax_model\.msgpack|open_clip_model\.safetensors|open_clip_pytorch_model\.bin"
-)
-
-
-def is_model_weights(name: str) -> bool:
-    """True for the file name of a model's own weights, in any framework's naming."""
-    return MODEL_WEIGHTS.fullmatch(name) is not None
-
-
 def is_weight_file(name: str) -> bool:
     """True for files that hold weights in any format (not carried over to the output)."""
     return name.endswith(WEIGHT_SUFFIXES)
 
 
-def open_checkpoint(folder: Path, prefer: tuple[str, ...] = ()) -> Checkpoint:
-    """Find and validate the weights in `folder`: the single files named in `prefer` (a family's
-    own layout, in a repo that carries several), else safetensors (single or sharded), else
-    pytorch_model.bin (single or sharded), else open_clip's single file."""
-    for name in (SAFETENSORS_INDEX, SAFETENSORS, BIN_INDEX, BIN, OPEN_CLIP_SAFETENSORS, OPEN_CLIP_BIN):
-        what = not_a_file(folder / name)
+def pick_weights(names: list[str] | set[str], layout: tuple[str, ...] = STANDARD_WEIGHTS) -> str | None:
+    """The file of `layout` (weight files, preferred first) that a folder or repo with these file
+    names reads its weights from (an index, for sharded weights), or None."""
+    present = set(names)
+    return next((n for n in layout if n in present), None)
+
+
+def open_checkpoint(folder: Path, layout: tuple[str, ...] = STANDARD_WEIGHTS) -> Checkpoint:
+    """Find and validate the weights in `folder`: the first of `layout` (a family's weight files,
+    preferred first: safetensors before pytorch_model.bin, sharded before single) that it has. An
+    output writes safetensors: a `.bin` becomes the layout's `.safetensors` file of the same form."""
+    for file in layout:
+        what = not_a_file(folder / file)
         if what:
-            raise InputError(f"{folder / name} is {what}; re-download the checkpoint")
-    # one file: its name → the output's name for it
-    singles = {SAFETENSORS: SAFETENSORS, BIN: SAFETENSORS, OPEN_CLIP_SAFETENSORS: OPEN_CLIP_SAFETENSORS,
-               OPEN_CLIP_BIN: OPEN_CLIP_SAFETENSORS}  # fmt: skip
-    preferred = [n for n in prefer if n in singles and (folder / n).is_file()]
-    if not preferred and (folder / SAFETENSORS_INDEX).is_file():
-        return _sharded(folder, SAFETENSORS_INDEX, "safetensors")
-    for name in (*preferred, *singles):
-        out_name = singles[name]
-        if name == BIN and not preferred and (folder / BIN_INDEX).is_file():
-            return _sharded(folder, BIN_INDEX, "bin")
-        path = folder / name
-        if not path.is_file():
-            continue
-        if name.endswith(".safetensors"):
-            return Checkpoint(folder, "safetensors", [Shard(path, out_name, _safetensors_tensors(path))], None)
-        keep: list[Any] = []
-        shard = Shard(path, out_name, _bin_tensors(path, keep))
-        return Checkpoint(folder, "bin", [shard], None, keepalive=keep)
-    raise InputError(
-        f"{folder} has no weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX}, {BIN} or {BIN_INDEX} "
-        f"(open_clip: {OPEN_CLIP_SAFETENSORS} or {OPEN_CLIP_BIN})"
-    )
+            raise InputError(f"{folder / file} is {what}; re-download the checkpoint")
+    name = pick_weights({n for n in layout if (folder / n).is_file()}, layout)
+    if name is None:
+        raise InputError(f"{folder} has no weights: expected {', '.join(layout[:-1])} or {layout[-1]}")
+    if name.endswith(".index.json"):
+        return _sharded(folder, name, "safetensors" if name.endswith(".safetensors.index.json") else "bin")
+    path = folder / name
+    if name.endswith(".safetensors"):
+        return Checkpoint(folder, "safetensors", [Shard(path, name, _safetensors_tensors(path))], None)
+    out_name = next(n for n in layout if n.endswith(".safetensors"))
+    keep: list[Any] = []
+    return Checkpoint(folder, "bin", [Shard(path, out_name, _bin_tensors(path, keep))], None, keepalive=keep)
 
 
 def _safetensors_tensors(path: Path) -> list[SourceTensor]:

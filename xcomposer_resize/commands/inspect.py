@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.safetensors import FLOAT_DTYPES
-from ..checkpoint.weights import EXPORT_FOLDERS, is_weight_file, open_checkpoint, read_json, walk
+from ..checkpoint.weights import EXPORT_FOLDERS, is_weight_file, open_checkpoint, pick_weights, read_json, walk
 from ..conversion import record
-from ..conversion.configs import PROCESSOR_FILES, SIZE_KEYS, vision_sizes
+from ..conversion.configs import vision_sizes
 from ..errors import HubError, UsageError
 from ..families import TOKEN_NAMES, flag_of
+from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..options import largest_grid
 
 if TYPE_CHECKING:
@@ -77,16 +78,17 @@ class Inspection:
 def inspect(model: str, revision: str | None = None, token: str | None = None, family: str | None = None) -> Inspection:
     """Inspect `model` (a folder or a Hub repo id) without converting or downloading weights;
     `family` forces a family (as `resize --family`)."""
-    from ..checkpoint.source import is_metadata, pick_weights, resolve_source
+    from ..checkpoint.source import is_metadata, resolve_source
 
     if not model.strip():
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
-    config_name, config, adapter = record.folder_config(source.folder, family)
+    config_name, config, adapter = record.detect(source.folder, family)
     sizes = vision_sizes(config, adapter)
     sizes_by_name = _listing(source, token)
     names = sorted(sizes_by_name)
-    weights = pick_weights([n for n in names if "/" not in n], adapter.weight_files) or []
+    picked = pick_weights([n for n in names if "/" not in n], adapter.weight_files)
+    weights = [picked] if picked else []
     if weights and weights[0].endswith(".index.json"):
         weights = weights + _shards(source, weights[0], token)
     local = bool(weights) and all((source.folder / w).is_file() for w in weights)

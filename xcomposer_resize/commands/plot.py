@@ -210,7 +210,7 @@ def _panel(folder: Path, role: str, forced: str | None = None) -> tuple[Panel, s
     from ..conversion.plan import token_shapes
     from ..size import grid_text
 
-    _name, config, family = record.folder_config(folder, forced)
+    _name, config, family = record.detect(folder, forced)
     sizes = vision_sizes(config, family)
     ckpt = open_checkpoint(folder, family.weight_files)
     name = family.find(ckpt.names, family.pos_suffix)

@@ -43,22 +43,21 @@ from ..checkpoint.safetensors import (
     torch_dtype,
 )
 from ..checkpoint.weights import (
-    CONFIG_FILES,
     SAFETENSORS_INDEX,
     Checkpoint,
     SourceTensor,
     is_weight_file,
     load_tensor,
-    model_config,
     not_a_file,
     open_checkpoint,
     read_json,
     walk,
 )
 from ..conversion import record
-from ..conversion.configs import DTYPE_KEYS, PROCESSOR_FILES, SIZE_KEYS, VisionSizes, vision_sizes
+from ..conversion.configs import DTYPE_KEYS, VisionSizes, vision_sizes
 from ..errors import InputError, UsageError, XcrError, arg
-from ..families import Family, family_named, timm_arch
+from ..families import CONFIG_FILES, Family, family_named, model_config, timm_arch
+from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..size import Grid, Size, grid_text
 
 if TYPE_CHECKING:
@@ -172,7 +171,7 @@ def verify(
     src_ckpt = open_checkpoint(source.folder, adapter.weight_files)
     prefix = _prefix(adapter, src_ckpt, src_sizes.grid)
     if files.ok:
-        out_ckpt = open_checkpoint(folder)
+        out_ckpt = open_checkpoint(folder, adapter.weight_files)
         checks.append(_check_tensors(adapter, src_ckpt, out_ckpt, made))
         checks.append(_check_table(adapter, src_ckpt, out_ckpt, src_sizes.grid, grid, prefix, made))
     else:
@@ -192,7 +191,7 @@ def _output_config(folder: Path, rec: dict[str, Any] | None, forced: str | None)
     read as) when its config now names another (an edited model_type, a config of another layout
     added): the configs check then says what changed, instead of the source being called another
     family's."""
-    _name, config, family = record.folder_config(folder, forced)
+    _name, config, family = record.detect(folder, forced)
     name = rec.get("family") if rec and forced is None else None
     try:
         recorded = family_named(name) if isinstance(name, str) else None
@@ -273,10 +272,8 @@ def _source(folder: Path, rec: dict[str, Any] | None, against: str | Path | None
 def _made(rec: dict[str, Any] | None, family: Family, config: dict[str, Any], src_config: dict[str, Any]) -> _Made:
     if rec is None:  # not an xcr output (or an older one): the family's defaults, said in the details
         # the vision tower alone when the config is a vision tower's and the source's is not
-        alone = family.has_text and config.get("model_type") == family.vision_model_type != src_config.get("model_type")
-        projection = bool(family.projections) and family.vision_architectures[True] in (
-            config.get("architectures") or []
-        )
+        alone, projection = family.vision_only_form(config)
+        alone = alone and not family.vision_only_form(src_config)[0]
         return _Made(family.mode, family.antialias, "keep", "cpu", False, alone, alone and projection)
     return _Made(str(rec.get("mode", "bicubic")), bool(rec.get("antialias")), str(rec.get("dtype", "keep")),
                  str(rec.get("device", "cpu")), True, bool(rec.get("vision_only")),
@@ -565,7 +562,7 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Si
         if stated.image_size != res or stated.missing:
             problems.append(f"config.json says {stated.image_size.px}" + (" (by default)" if stated.missing else ""))
     try:
-        ckpt = open_checkpoint(folder)
+        ckpt = open_checkpoint(folder, family.weight_files)
         name = family.find(ckpt.names, family.pos_suffix)
         rows = ckpt.tensor(name).shape[-2] if name else None
         if rows != prefix + grid[0] * grid[1]:
@@ -604,22 +601,10 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Si
 
 
 def _expected_config(family: Family, src: dict[str, Any], made: _Made) -> dict[str, Any]:
-    """The source's config as the output's starts from: as it is, or, for a vision-only output of
-    a family with a text tower, its vision block lifted to the top level (the legacy
-    `vision_config_dict` applied over it, as transformers applies it), with the top level's
-    projection_dim, dtype and version, no `_name_or_path`, and the vision tower's model_type and
-    architecture (with or without the projection, as recorded)."""
-    if not (made.vision_only and family.has_text):
-        return src
-    if src.get("model_type") == family.vision_model_type:
-        base = dict(src)
-    else:
-        base = {**_dict(src.get("vision_config")), **_dict(src.get("vision_config_dict"))}
-        base.update({k: src[k] for k in ("projection_dim", *DTYPE_KEYS, "transformers_version") if k in src})
-    base.pop("_name_or_path", None)
-    base["model_type"] = family.vision_model_type
-    base["architectures"] = [family.vision_architectures[made.with_projection]]
-    return base
+    """The source's config as the output's starts from: as it is, or, for a vision-only output, the
+    vision tower's config its adapter makes of it (the vision block at the top level, with the
+    architecture the record names)."""
+    return family.vision_only_config(src, made.with_projection) if made.vision_only and family.has_text else src
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -959,7 +944,7 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
     forward pass at N×N with the source's with interpolate_pos_encoding=True. Both load in float32
     (whatever dtype their configs state, which the configs check holds to the weights); `stored`,
     the dtypes the output's files store, says whether the comparison must be exact."""
-    if not family.oracles:
+    if family.oracle(config) is None:
         return Check("load", None, f"skipped: no transformers class loads {family.name} checkpoints ({family.name} "
                      "loads it, which xcr does not use); the table and configs checks cover what xcr wrote")  # fmt: skip
     try:
@@ -1093,14 +1078,10 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _model_class(config: dict[str, Any], family: Family) -> Any:
-    """The transformers class that loads the checkpoint: its architecture, else the family's."""
+    """The transformers class that loads the checkpoint (its adapter's oracle)."""
     import transformers
 
-    names = [a for a in config.get("architectures") or [] if hasattr(transformers, a)]
-    if not names:
-        vision_only = family.has_text and config.get("model_type") == family.vision_model_type
-        names = [family.oracles[-1] if vision_only else family.oracles[0]]
-    return getattr(transformers, names[0])
+    return getattr(transformers, str(family.oracle(config)))
 
 
 def _fresh(model: Any) -> Any:
@@ -1186,7 +1167,7 @@ def _drift(folder: Path, source: Path, config: dict[str, Any], family: Family, i
         raise XcrError(f"--images needs transformers and pillow: {VERIFY_EXTRA}") from e
     import torch
 
-    if not family.oracles:
+    if family.oracle(config) is None:
         raise UsageError(f"--images needs a checkpoint transformers loads; {family.name} checkpoints are not")
     if not images.exists():
         raise UsageError(f"{arg('images', images)} does not exist; give a folder of images")

@@ -30,8 +30,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ..checkpoint.weights import CONFIG_FILES, entries_beyond, is_model_weights, is_weight_file
+from ..checkpoint.weights import entries_beyond, is_weight_file
 from ..errors import OutputError, UsageError, arg
+from ..families import CONFIG_FILES, is_model_weights
 from ..size import Size
 from . import record
 

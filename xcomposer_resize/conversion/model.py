@@ -22,7 +22,7 @@ from ..size import Size, grid_text
 if TYPE_CHECKING:
     import torch
 
-    from ..families import Family
+    from ..families import TransformersFamily
 
 # wrappers whose parameters are the model's own only until they are built: resizing inside them is too late
 WRAPPERS = ("DistributedDataParallel", "FullyShardedDataParallel")
@@ -123,13 +123,13 @@ def resize_model(
     return model
 
 
-def _tower(model: Any) -> tuple[str, Any, Family]:
+def _tower(model: Any) -> tuple[str, Any, TransformersFamily]:
     """(where, module, family): the one vision tower of a family with a transformers class in
     `model` (`model` itself, or the outermost such module inside it), found by its config's
     model_type as `xcr resize` finds a checkpoint's family."""
     import torch
 
-    from ..families import FAMILIES, REFUSED
+    from ..families import FAMILIES, REFUSED, TransformersFamily
 
     if isinstance(model, type):
         raise UsageError(
@@ -141,8 +141,8 @@ def _tower(model: Any) -> tuple[str, Any, Family]:
             f"{arg('model')} must be a loaded transformers model (a torch.nn.Module such as CLIPVisionModel), "
             f"not {type(model).__name__}; to resize a checkpoint on disk, use resize()"
         )
-    served = [f for f in FAMILIES if f.library == "transformers"]
-    found: list[tuple[str, Any, Family]] = []
+    served = [f for f in FAMILIES if isinstance(f, TransformersFamily)]
+    found: list[tuple[str, Any, TransformersFamily]] = []
     refused: tuple[str, str] | None = None
     for path, module in model.named_modules():
         if type(module).__name__ in WRAPPERS or type(module).__name__.startswith("FSDP"):
@@ -184,14 +184,14 @@ def _where(path: str) -> str:
     return f"model.{path}" if path else "model"
 
 
-def _find(family: Family, names: list[str], suffix: str, where: str) -> str | None:
+def _find(family: TransformersFamily, names: list[str], suffix: str, where: str) -> str | None:
     try:
         return family.find(names, suffix)
     except InputError as e:
         raise UsageError(f"{where}: {e}") from None
 
 
-def _check_table(weight: torch.Tensor, family: Family, name: str) -> None:
+def _check_table(weight: torch.Tensor, family: TransformersFamily, name: str) -> None:
     """Refuse a table resize_model cannot resample: not loaded, sharded, not float, not the family's form."""
     if weight.is_meta:
         raise UsageError(
@@ -215,7 +215,7 @@ def _check_table(weight: torch.Tensor, family: Family, name: str) -> None:
         )
 
 
-def _patch(family: Family, params: dict[str, Any], config: Any, where: str) -> int:
+def _patch(family: TransformersFamily, params: dict[str, Any], config: Any, where: str) -> int:
     """The patch size: the patch embedding kernel's [C, 3, p, p], else the config's."""
     kernel = _find(family, list(params), family.patch_suffix, where)
     if kernel is not None and params[kernel].dim() == 4:
@@ -233,7 +233,7 @@ def _stated(image_size: object) -> Size | None:
     return Size.from_json(list(image_size) if isinstance(image_size, tuple) else image_size)
 
 
-def _set_ids(tower: Any, family: Family, rows: int) -> None:
+def _set_ids(tower: Any, family: TransformersFamily, rows: int) -> None:
     """Make the position-id buffer (where the family has one) arange(rows), persistent as it was."""
     import torch
 
@@ -273,7 +273,7 @@ def _size_updates(embeddings: Any, res: Size, grid: tuple[int, int], rows: int) 
     return updates
 
 
-def _vision_configs(tower: Any, family: Family) -> list[Any]:
+def _vision_configs(tower: Any, family: TransformersFamily) -> list[Any]:
     """Every distinct config object in the tower that states the vision size (one, usually: a
     transformers model shares its config with its modules)."""
     found: dict[int, Any] = {}

@@ -19,7 +19,6 @@ from ..checkpoint.source import is_metadata
 from ..checkpoint.weights import (
     BIN_INDEX,
     CONFIG,
-    CONFIG_FILES,
     EXPORT_FOLDERS,
     SAFETENSORS,
     SAFETENSORS_INDEX,
@@ -32,10 +31,11 @@ from ..checkpoint.weights import (
     walk,
 )
 from ..errors import InputError, arg
-from ..families import TOKEN_NAMES, Family
+from ..families import CONFIG_FILES, PROCESSOR_FILES, TOKEN_NAMES, Family
 from ..interpolate import grid_side
 from ..size import Grid, Size, grid_text
-from .configs import PROCESSOR_FILES, SourceCard, VisionSizes, parse_card, rewrite_processor
+from .card import SourceCard, parse_card
+from .configs import VisionSizes
 
 if TYPE_CHECKING:
     from ..checkpoint.source import Source
@@ -132,22 +132,11 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
         ids = ckpt.tensor(ids_name)
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
             raise InputError(f"{ids_name} is {ids.dtype} {list(ids.shape)}; expected integer ids [1, {rows}]")
-    if options.vision_only and not family.vision_only_layout:
+    problem = family.vision_only_problem(names, options.with_projection) if options.vision_only else ""
+    if problem:
         raise InputError(
-            f"{family.name} checkpoints have no vision-only layout that {family.name} loads; leave "
-            f"{arg('vision_only', True)} out"
+            problem.format(vision_only=arg("vision_only", True), with_projection=arg("with_projection", True))
         )
-    if options.vision_only and options.with_projection:
-        if not family.projections:
-            raise InputError(
-                f"{family.name} vision towers have no projection to keep ({family.vision_architectures[False]} has "
-                f"none); leave {arg('with_projection', True)} out"
-            )
-        if not any(n.split(".")[0] in family.projections for n in names):
-            raise InputError(
-                f"the source has no {' or '.join(family.projections)} to keep; leave --with-projection out: "
-                f"its vision tower loads as {family.vision_architectures[False]}"
-            )
     plan = Plan(source, family, config, sizes, options, ckpt, pos, ids, prefix, config_name)
     _lay_out(plan)
     _plan_files(plan)
@@ -283,7 +272,7 @@ def _left_out(plan: Plan, rel: str) -> str | None:
         return OTHER_LAYOUT
     if is_weight_file(name):
         return WEIGHTS
-    if name in PROCESSOR_FILES and plan.family.library != "transformers":
+    if name in PROCESSOR_FILES and not plan.family.processor_files:
         return OTHER_PROCESSOR
     if plan.source.listing is not None and not is_metadata(rel):
         return NOT_DOWNLOADED
@@ -301,7 +290,7 @@ def _some(names: list[str]) -> str:
 def check_processors(plan: Plan, res: Size) -> None:
     """Refuse, before any work, a processor file whose size form xcr cannot rewrite."""
     for rel, data in plan.processors.items():
-        rewrite_processor(data, res, rel)
+        plan.family.rewrite_processor(data, res, rel)
 
 
 def _read_text(path: Path) -> str:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import families
 from ..checkpoint.safetensors import read_bytes, read_header
-from ..checkpoint.weights import entries_beyond, model_config, walk
+from ..checkpoint.weights import entries_beyond, walk
 from ..errors import InputError, XcrError
 from ..size import Size
 from .digests import file_digest
@@ -112,33 +113,17 @@ def _same_family(a: object, b: object) -> bool:
     return found is not None and found is _family(b)
 
 
-def folder_config(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
-    """`sources.model_config` of a checkpoint folder; when its config names no family xcr knows and
-    the folder is an xcr output, the family its record names (an output made with --family keeps
-    its source's config)."""
-    try:
-        return model_config(folder, forced)
-    except XcrError as e:
-        rec = read(folder) if forced is None else None
-        if not rec or "family" not in rec:
-            raise
-        first = e
-    name = rec["family"]
-    said = f"{folder}'s model card records the family {name!r}"
-    if not isinstance(name, str) or _family(name) is None:
-        raise InputError(f"{said}, which is not a family xcr knows; {first.message}") from None
-    try:
-        found = model_config(folder, name)
-    except XcrError as e:
-        raise InputError(f"{said}, but {e.message}") from None
-    if not (folder / found[2].config_file).is_file():
-        raise InputError(f"{said}, but the folder has no {found[2].config_file}; {first.message}") from None
-    return found
+def detect(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any], Family]:
+    """The model config file, its content and its family, of a checkpoint folder that may be an xcr
+    output: `families.detect` with the family its record names (an output made with --family keeps
+    its source's config, which names none)."""
+    rec = read(folder) if forced is None else None
+    return families.detect(folder, forced, rec.get("family") if rec else None)
 
 
 def read(folder: Path) -> dict[str, Any] | None:
     """The record in `folder`'s model card, or None when it has none (not an xcr output)."""
-    from .configs import parse_card
+    from .card import parse_card
 
     card = folder / CARD
     try:

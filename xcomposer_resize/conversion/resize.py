@@ -36,16 +36,8 @@ from ..options import Options, build_options, check_cost, check_cuda, check_res,
 from ..size import Grid, Size, grid_text
 from ..version import __version__
 from . import digests, record
-from .configs import (
-    CardInfo,
-    VisionSizes,
-    dump_json,
-    model_card,
-    rewrite_config,
-    rewrite_processor,
-    set_dtype,
-    vision_sizes,
-)
+from .card import CardInfo, model_card
+from .configs import VisionSizes, dump_json, rewrite_config, set_dtype, vision_sizes
 from .land import (
     ChangedError,
     Staging,
@@ -197,7 +189,7 @@ def convert(
     source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
     for message in options.notes:
         note(message)
-    config_name, config, family = record.folder_config(source.folder, options.family)
+    config_name, config, family = record.detect(source.folder, options.family)
     options = options.method(family)
     sizes = vision_sizes(config, family)
     width = _config_width(config, family)
@@ -436,7 +428,7 @@ def _write_target(
         for rel, data in plan.processors.items():
             sizes[rel] = _write(
                 _place(tmp, rel, folder, modes),
-                dump_json(rewrite_processor(data, target.res, rel)),
+                dump_json(plan.family.rewrite_processor(data, target.res, rel)),
             )
             modes[rel] = folder / rel
         for src, rel in plan.carried:
@@ -494,7 +486,7 @@ def _config(plan: Plan, res: Size) -> dict[str, Any]:
     if plan.options.vision_only:
         config = plan.family.vision_only_config(config, plan.options.with_projection)
     config = rewrite_config(config, plan.family, sizes, res)
-    if plan.options.dtype == "keep" or plan.family.library != "transformers":
+    if plan.options.dtype == "keep" or not plan.family.states_dtype:
         return config  # timm and open_clip take the dtype from the weights; their configs state none
     return set_dtype(config, plan.options.dtype)
 
@@ -560,11 +552,7 @@ def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
 
 def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str, Any]) -> CardInfo:
     s, options = plan.sizes, plan.options
-    vision_only = (
-        options.vision_only
-        or not plan.family.has_text
-        or plan.config.get("model_type") == plan.family.vision_model_type
-    )
+    vision_only = options.vision_only or not plan.family.has_text or plan.family.vision_only_form(plan.config)[0]
     return CardInfo(
         source=plan.source.repo_id or plan.source.name,
         repo_id=plan.source.repo_id,
@@ -579,16 +567,15 @@ def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str,
         tensors=rewritten,
         version=__version__,
         vision_only=vision_only,
-        architecture=(
-            plan.family.vision_architectures[options.with_projection]
-            if options.vision_only and plan.family.has_text
-            else None
-        ),
+        architecture=plan.family.vision_architecture(plan.config, options.with_projection)
+        if options.vision_only
+        else None,
         dtype=options.dtype if options.dtype != "keep" else None,
         source_dtype=_dtype_words(plan),
         record=rec,
         family=plan.family.name,
         library=plan.family.library,
+        loader=plan.family.loader,
         config_file=plan.config_name,
         processors=bool(plan.processors),
         prefix=plan.prefix,
