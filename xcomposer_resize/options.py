@@ -17,6 +17,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .checkpoint.safetensors import DTYPE_WORDS
 from .errors import UsageError, arg
 from .interpolate import ANTIALIAS_MODES, MODES
 from .presets import DEFAULT_MODEL, Preset
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 DEVICES = ("auto", "cpu", "cuda")
 MAX_TABLE_BYTES = 2 << 30  # refuse position tables larger than this (float32)
-DTYPES = ("keep", "float32", "float16", "bfloat16")
+DTYPES = ("keep", *(w for w in DTYPE_WORDS.values() if w != "float64"))  # --dtype: keep, float32, float16, bfloat16
 
 
 @dataclass(frozen=True)

@@ -159,7 +159,14 @@ class FileRange:
 
 
 Buffer = bytes | bytearray | memoryview
-FLOAT_DTYPES = ("F64", "F32", "F16", "BF16")
+DTYPE_WORDS = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+}  # as users and configs say them
+WORD_DTYPES = {word: dtype for dtype, word in DTYPE_WORDS.items()}
+FLOAT_DTYPES = tuple(DTYPE_WORDS)
 CAST_CHUNK = 32 << 20  # source bytes converted at a time: memory stays flat for any tensor size
 
 

@@ -78,6 +78,11 @@ class Checkpoint:
     def names(self) -> list[str]:
         return [t.name for s in self.shards for t in s.tensors]
 
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every tensor's name → its shape, in file order."""
+        return {t.name: t.shape for s in self.shards for t in s.tensors}
+
 
 def not_a_file(path: Path) -> str | None:
     """What `path` is when something is there but not a regular file (a FIFO would block a read

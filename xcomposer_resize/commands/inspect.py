@@ -13,12 +13,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoint.safetensors import FLOAT_DTYPES
-from ..checkpoint.weights import EXPORT_FOLDERS, is_weight_file, open_checkpoint, pick_weights, read_json, walk
+from ..checkpoint.safetensors import FLOAT_DTYPES, WORD_DTYPES
+from ..checkpoint.weights import open_checkpoint, pick_weights, read_json, walk
 from ..conversion import record
 from ..conversion.configs import vision_sizes
+from ..conversion.plan import locate, role
 from ..errors import HubError, UsageError
-from ..families import TOKEN_NAMES, flag_of
+from ..families import flag_of
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..options import largest_grid
 
@@ -94,19 +95,15 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
     local = bool(weights) and all((source.folder / w).is_file() for w in weights)
     tensors = _tensors(source, weights, local, token, adapter.weight_files)
     table = ids = None
-    kernel_size = None
+    found = locate({n: shape for n, (_dtype, shape) in (tensors or {}).items()}, adapter)
     parameters = None
     dtypes: dict[str, int] = {}
     if tensors is not None:
-        kernel_name = adapter.find(list(tensors), adapter.patch_suffix)
-        kernel = tensors[kernel_name][1] if kernel_name else ()
-        kernel_size = kernel[-1] if len(kernel) == 4 else None
-        sizes = sizes.with_kernel(adapter, kernel_size)
-        pos_name = adapter.find(list(tensors), adapter.pos_suffix)
-        if pos_name:
-            dtype, shape = tensors[pos_name]
-            table = Table(pos_name, list(shape), dtype, "weights")
-        ids = adapter.find(list(tensors), adapter.ids_suffix)
+        sizes = sizes.with_kernel(adapter, found.kernel)
+        if found.pos:
+            dtype, shape = tensors[found.pos]
+            table = Table(found.pos, list(shape), dtype, "weights")
+        ids = found.ids
         for dtype, shape in tensors.values():
             dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape)
         parameters = sum(n for d, n in dtypes.items() if d in FLOAT_DTYPES)  # not the integer id buffers
@@ -121,15 +118,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
                 "config",
             )
     width = table.shape[-1] if table else 1024
-    prefix = (
-        adapter.prefix_rows(
-            table.shape[-2],
-            sizes.grid[0] * sizes.grid[1],
-            {n: shape for n, (_dtype, shape) in (tensors or {}).items() if n.endswith(TOKEN_NAMES)},
-        )
-        if table
-        else adapter.num_prefix_tokens
-    )
+    prefix = found.prefix(sizes.grid)
     problems = []
     if (
         table is not None
@@ -139,7 +128,7 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         from ..conversion.plan import disagreement
 
         problems.append(
-            disagreement(sizes, table.shape[-2] - prefix, kernel_size, table.name, adapter, config_name)
+            disagreement(sizes, table.shape[-2] - prefix, found.kernel, table.name, adapter, config_name)
             + "; xcr resize refuses it until they agree"
         )
     largest = largest_grid(width, prefix) * sizes.patch_size
@@ -181,31 +170,18 @@ def inspect(model: str, revision: str | None = None, token: str | None = None, f
         weights_local=local,
         download=download,
         files=[
-            {"name": n, "bytes": sizes_by_name[n], "role": _role(n, weights, source.listing is not None)} for n in names
+            {
+                "name": n,
+                "bytes": sizes_by_name[n],
+                "role": role(n, adapter, config_name, weights, source.listing is not None),
+            }
+            for n in names
         ],
         processors=_processors(source),
         config_file=config_name,
         library=adapter.library,
         problems=problems,
     )
-
-
-def _role(name: str, weights: list[str], hub: bool) -> str:
-    """What a conversion does with a file: reads its `weights`, `rewrites` it, `carries` it, or
-    leaves it out (`not carried`: other weight formats, export folders, hidden files)."""
-    from ..checkpoint.source import is_metadata
-    from ..conversion.plan import REWRITTEN_FILES
-
-    base = name.rsplit("/", 1)[-1]
-    if name in weights:
-        return "weights"
-    if name in REWRITTEN_FILES or base in PROCESSOR_FILES:
-        return "rewritten"
-    folders = name.split("/")[:-1]
-    hidden = base.startswith(".") and base != ".gitattributes"
-    if is_weight_file(base) or hidden or any(f.startswith(".") or f in EXPORT_FOLDERS for f in folders):
-        return "not carried"
-    return "carried" if not hub or is_metadata(name) else "not carried"  # from the Hub: the small files
 
 
 def _listing(source: Source, token: str | None) -> dict[str, int | None]:
@@ -273,8 +249,7 @@ def _tensors(
 
 
 def _config_dtype(config: dict[str, Any]) -> str:
-    words = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
-    return words.get(str(config.get("torch_dtype") or config.get("dtype") or "float32"), "F32")
+    return WORD_DTYPES.get(str(config.get("torch_dtype") or config.get("dtype") or "float32"), "F32")
 
 
 def _processors(source: Source) -> dict[str, dict[str, Any]]:

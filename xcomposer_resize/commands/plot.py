@@ -207,18 +207,19 @@ def _panel(folder: Path, role: str, forced: str | None = None) -> tuple[Panel, s
     from ..checkpoint.weights import load_tensor, open_checkpoint
     from ..conversion import record
     from ..conversion.configs import vision_sizes
-    from ..conversion.plan import token_shapes
+    from ..conversion.plan import locate
     from ..size import grid_text
 
     _name, config, family = record.detect(folder, forced)
     sizes = vision_sizes(config, family)
     ckpt = open_checkpoint(folder, family.weight_files)
-    name = family.find(ckpt.names, family.pos_suffix)
+    found = locate(ckpt.shapes, family)
+    name = found.pos
     if name is None:
         raise XcrError(f"{folder} has no vision position table to draw")
     table = load_tensor(ckpt.tensor(name))
     g = sizes.grid
-    prefix = family.prefix_rows(table.shape[-2], g[0] * g[1], token_shapes(ckpt))
+    prefix = found.prefix(g)
     if table.shape[-2] - prefix != g[0] * g[1]:
         raise XcrError(f"{folder}: {name} does not hold the {grid_text(g)} grid its config states")
     rec = record.read(folder) if role == "output" else None

@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.safetensors import (
     DTYPE_SIZES,
+    DTYPE_WORDS,
     FLOAT_DTYPES,
+    WORD_DTYPES,
     FileRange,
     read_bytes,
     read_header,
@@ -55,6 +57,7 @@ from ..checkpoint.weights import (
 )
 from ..conversion import record
 from ..conversion.configs import DTYPE_KEYS, VisionSizes, vision_sizes
+from ..conversion.plan import locate
 from ..errors import InputError, UsageError, XcrError, arg
 from ..families import CONFIG_FILES, Family, family_named, model_config, timm_arch
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
@@ -65,8 +68,6 @@ if TYPE_CHECKING:
 
 CARD = "README.md"  # the model card: xcr writes its own
 CHUNK = 32 << 20
-DTYPE_WORDS = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "F64": "float64"}
-WORD_DTYPES = {v: k for k, v in DTYPE_WORDS.items()}
 # cosine similarity a forward pass must reach when the output's weights are stored in fewer bits
 # than float32 (compared in float32): what rounding every weight to that many mantissa bits costs
 TOLERANCE = {"F16": 0.9995, "BF16": 0.995}
@@ -221,12 +222,7 @@ def _source_config(source: Source, folder: Path, family: Family) -> dict[str, An
 
 def _prefix(family: Family, src: Checkpoint, grid: Grid) -> int:
     """The rows before the grid in the source's table (timm: what the table holds beyond its grid)."""
-    name = family.find(src.names, family.pos_suffix)
-    if name is None:
-        return family.num_prefix_tokens
-    from ..conversion.plan import token_shapes
-
-    return family.prefix_rows(src.tensor(name).shape[-2], grid[0] * grid[1], token_shapes(src))
+    return locate(src.shapes, family).prefix(grid)
 
 
 def _meant(folder: Path, config: dict[str, Any], family: Family, rec: dict[str, Any] | None,
@@ -374,7 +370,8 @@ def _check_tensors(family: Family, src: Checkpoint, out: Checkpoint, made: _Made
     """The output holds exactly the source's tensors (a vision-only output: the vision tower's, with
     its projection when recorded). Every one but the table and ids: the source's bytes (or the
     source's values cast as recorded), compared in chunks. The ids: arange over the table's rows."""
-    pos_name, ids_name = family.find(out.names, family.pos_suffix), family.find(out.names, family.ids_suffix)
+    found = locate(out.shapes, family)
+    pos_name, ids_name = found.pos, found.ids
     source = {t.name: t for s in src.shards for t in s.tensors}
     kept = [n for n in src.names if not made.vision_only or family.is_vision_tensor(n, made.with_projection)]
     compared = 0
@@ -483,7 +480,7 @@ def _check_table(family: Family, src: Checkpoint, out: Checkpoint, g0: Grid, g1:
 
     from ..interpolate import resample_grid
 
-    src_name, out_name = family.find(src.names, family.pos_suffix), family.find(out.names, family.pos_suffix)
+    src_name, out_name = locate(src.shapes, family).pos, locate(out.shapes, family).pos
     if src_name is None or out_name is None:
         return Check("table", False, "no vision position table in the " + ("source" if src_name is None else "output"))
     old, new = src.tensor(src_name), out.tensor(out_name)
@@ -562,9 +559,8 @@ def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Si
         if stated.image_size != res or stated.missing:
             problems.append(f"config.json says {stated.image_size.px}" + (" (by default)" if stated.missing else ""))
     try:
-        ckpt = open_checkpoint(folder, family.weight_files)
-        name = family.find(ckpt.names, family.pos_suffix)
-        rows = ckpt.tensor(name).shape[-2] if name else None
+        table = locate(open_checkpoint(folder, family.weight_files).shapes, family)
+        rows = table.rows if table.pos else None
         if rows != prefix + grid[0] * grid[1]:
             problems.append(f"the weights' table has {rows} rows, not {prefix + grid[0] * grid[1]}")
     except InputError as e:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoint.safetensors import DTYPE_SIZES, FLOAT_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
+from ..checkpoint.safetensors import DTYPE_SIZES, FLOAT_DTYPES, WORD_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
 from ..checkpoint.source import is_metadata
 from ..checkpoint.weights import (
     BIN_INDEX,
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 
 CARD = "README.md"
 REWRITTEN_FILES = (*CONFIG_FILES, *PROCESSOR_FILES, CARD)
-DTYPE_NAMES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 SINGLE_FILE_BYTES = 5 * 10**9  # a vision-only output up to this size is one model.safetensors
 
 
@@ -82,7 +81,7 @@ class Plan:
         """The dtype `t` has in the output: --dtype for floating tensors, its own otherwise."""
         if self.options.dtype == "keep" or t.dtype not in FLOAT_DTYPES:
             return t.dtype
-        return DTYPE_NAMES[self.options.dtype]
+        return WORD_DTYPES[self.options.dtype]
 
     @property
     def writes(self) -> set[str]:
@@ -99,7 +98,8 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
 
     ckpt = open_checkpoint(source.folder, family.weight_files)
     names = ckpt.names
-    pos_name = family.find(names, family.pos_suffix)
+    found = locate(ckpt.shapes, family)
+    pos_name = found.pos
     if pos_name is None and family.no_table:
         raise InputError(family.no_table)
     if pos_name is None:
@@ -108,7 +108,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
             f"(first: {', '.join(names[:3]) or 'none'}); is this a vision checkpoint of the {family.name} family?"
         )
     pos = ckpt.tensor(pos_name)
-    kernel = _patch_of(ckpt, family)
+    kernel = found.kernel
     sizes = sizes.with_kernel(family, kernel)
     form = "[1, rows, channels]" if family.batched else "[rows, channels]"
     if pos.dtype not in FLOAT_DTYPES or len(pos.shape) != (3 if family.batched else 2) or pos.shape[0] == 0:
@@ -117,7 +117,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
         raise InputError(f"{pos_name} is {pos.dtype} {list(pos.shape)}; expected a float {form} table")
     rows, _width = pos.shape[-2:]
     cells = sizes.grid[0] * sizes.grid[1]
-    prefix = family.prefix_rows(rows, cells, token_shapes(ckpt))
+    prefix = found.prefix(sizes.grid)
     if rows - prefix != cells:
         side = grid_side(rows - prefix)
         if side is None and sizes.image_size.is_square:
@@ -127,7 +127,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
             )
         raise InputError(disagreement(sizes, rows - prefix, kernel, pos_name, family, config_name))
     ids = None
-    ids_name = family.find(names, family.ids_suffix)
+    ids_name = found.ids
     if ids_name is not None:
         ids = ckpt.tensor(ids_name)
         if ids.dtype not in ("I64", "I32") or ids.shape not in ((rows,), (1, rows)):
@@ -175,16 +175,38 @@ def _nbytes(plan: Plan, t: SourceTensor) -> int:
     return t.nbytes // DTYPE_SIZES[t.dtype] * DTYPE_SIZES[plan.out_dtype(t)]
 
 
-def token_shapes(ckpt: Checkpoint) -> dict[str, tuple[int, ...]]:
-    """The shapes of the prefix-token tensors (class token, registers) of a checkpoint."""
-    return {n: ckpt.tensor(n).shape for n in ckpt.names if n.endswith(TOKEN_NAMES)}
+@dataclass(frozen=True)
+class Located:
+    """Where a checkpoint keeps what the conversion changes: the vision position table (`pos`, None
+    when there is none, with its `rows`), the position-id buffer (`ids`), the patch size of the patch
+    embedding's kernel [C, 3, p, p] (`kernel`), and the prefix-token tensors' shapes (`tokens`)."""
+
+    family: Family
+    pos: str | None
+    rows: int
+    ids: str | None
+    kernel: int | None
+    tokens: dict[str, tuple[int, ...]]
+
+    def prefix(self, grid: Grid) -> int:
+        """The table's rows before a `grid` (class token, registers), as the family counts them."""
+        if self.pos is None:
+            return self.family.num_prefix_tokens
+        return self.family.prefix_rows(self.rows, grid[0] * grid[1], self.tokens)
 
 
-def _patch_of(ckpt: Checkpoint, family: Family) -> int | None:
-    """The patch size the weights were made for: the patch embedding's kernel [C, 3, p, p]."""
-    name = family.find(ckpt.names, family.patch_suffix)
-    shape = ckpt.tensor(name).shape if name else ()
-    return shape[-1] if len(shape) == 4 and shape[-1] == shape[-2] else None
+def locate(shapes: dict[str, tuple[int, ...]], family: Family) -> Located:
+    """Find the table and its companions among a checkpoint's tensors (name → shape), as `family`
+    names them: every reader of checkpoints (plan, verify, plot, inspect) asks this."""
+    names = list(shapes)
+    pos, ids = family.find(names, family.pos_suffix), family.find(names, family.ids_suffix)
+    kernel_name = family.find(names, family.patch_suffix)
+    kernel = shapes[kernel_name] if kernel_name else ()
+    return Located(
+        family, pos, shapes[pos][-2] if pos and shapes[pos] else 0, ids,
+        kernel[-1] if len(kernel) == 4 and kernel[-1] == kernel[-2] else None,
+        {n: shape for n, shape in shapes.items() if n.endswith(TOKEN_NAMES)},
+    )  # fmt: skip
 
 
 def disagreement(sizes: VisionSizes, cells: int, patch: int | None, pos_name: str, family: Family,
@@ -222,7 +244,7 @@ def _plan_files(plan: Plan) -> None:
         name = entry.name
         if rel == plan.config_name or rel in used:
             continue  # read already
-        why = _left_out(plan, rel)
+        why = left_out(rel, plan.family, plan.config_name, plan.source.listing is not None)
         if why:
             left.setdefault(why, []).append(rel)
             continue
@@ -248,7 +270,7 @@ def _plan_files(plan: Plan) -> None:
         left.setdefault(HIDDEN if rel.startswith(".") else EXPORTS, []).append(rel)
     for rel in plan.source.listing or []:  # a Hub repo's files that were not downloaded
         if rel not in used and not (plan.source.folder / rel).exists() and not _inside(rel, folders):
-            left.setdefault(_left_out(plan, rel) or NOT_DOWNLOADED, []).append(rel)
+            left.setdefault(left_out(rel, plan.family, plan.config_name, True) or NOT_DOWNLOADED, []).append(rel)
     if left:
         plan.notes.append("not carried over: " + "; ".join(f"{_some(names)} ({why})" for why, names in left.items()))
 
@@ -261,22 +283,33 @@ OTHER_PROCESSOR = "the transformers layout's processor; this layout states its o
 NOT_DOWNLOADED = "not downloaded from the Hub: xcr downloads the weights it reads, configs, processor and tokenizer files, code, the model card and license files"
 
 
-def _left_out(plan: Plan, rel: str) -> str | None:
-    """Why the source file `rel` is not carried over, or None when it is."""
+def left_out(rel: str, family: Family, config_name: str, hub: bool) -> str | None:
+    """Why the source file `rel` (a path in the checkpoint folder, or in a Hub repo's listing when
+    `hub`) is not carried over to the output, or None when it is (or is rewritten)."""
     *folders, name = rel.split("/")
     if any(f.startswith(".") for f in folders) or (name.startswith(".") and name != ".gitattributes"):
         return HIDDEN  # .env, secrets, .git
     if any(f in EXPORT_FOLDERS for f in folders):
         return EXPORTS
-    if rel in CONFIG_FILES:  # open_clip's config beside transformers' (or the reverse)
+    if rel in CONFIG_FILES and rel != config_name:  # open_clip's config beside transformers' (or the reverse)
         return OTHER_LAYOUT
     if is_weight_file(name):
         return WEIGHTS
-    if name in PROCESSOR_FILES and not plan.family.processor_files:
+    if name in PROCESSOR_FILES and not family.processor_files:
         return OTHER_PROCESSOR
-    if plan.source.listing is not None and not is_metadata(rel):
+    if hub and not is_metadata(rel):
         return NOT_DOWNLOADED
     return None
+
+
+def role(rel: str, family: Family, config_name: str, weights: list[str], hub: bool) -> str:
+    """What a conversion does with the source file `rel`: reads it (`weights`), rewrites it (the
+    config, processor files, the model card), carries it, or leaves it out (`not carried`)."""
+    if rel in weights:
+        return "weights"
+    if left_out(rel, family, config_name, hub):
+        return "not carried"
+    return "rewritten" if rel in (config_name, CARD) or rel.split("/")[-1] in PROCESSOR_FILES else "carried"
 
 
 def _inside(rel: str, folders: list[str]) -> bool:

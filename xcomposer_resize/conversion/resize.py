@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.safetensors import (
     DTYPE_SIZES,
+    DTYPE_WORDS,
     Buffer,
     FileRange,
     OutTensor,
@@ -585,8 +586,7 @@ def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str,
 
 def _float_dtypes(plan: Plan) -> list[str]:
     """The floating dtypes of the source tensors the output holds: ["float32"]."""
-    names = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
-    return sorted({names[t.dtype] for f in plan.files for t in f.tensors if t.dtype in names})
+    return sorted({DTYPE_WORDS[t.dtype] for f in plan.files for t in f.tensors if t.dtype in DTYPE_WORDS})
 
 
 def _dtype_words(plan: Plan) -> str:
