@@ -37,7 +37,7 @@ class Run:
 @pytest.fixture
 def xcr(capsys: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     """Run the CLI in process through `main` (the one place errors become messages)."""
-    from xcomposer_resize.cli.app import main
+    from xcomposer_resize.cli.main import main
 
     def run(*args: str) -> Run:
         capsys.readouterr()

@@ -285,7 +285,7 @@ def test_console_entry_point_flushes_output_and_runs_exit_handlers(tmp_path: Pat
     code = (
         "import atexit, sys; from pathlib import Path; "
         f"atexit.register(Path({str(marker)!r}).write_text, 'yes'); "
-        "sys.argv = ['xcr', '--version']; from xcomposer_resize.cli.app import run; run()"
+        "sys.argv = ['xcr', '--version']; from xcomposer_resize.cli.main import run; run()"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stdout.strip().endswith(__version__)
@@ -437,7 +437,7 @@ def test_the_progress_bar_counts_in_the_units_of_the_summary() -> None:
 
     from rich.console import Console
 
-    from xcomposer_resize.cli.app import _progress_bar
+    from xcomposer_resize.cli.render import progress_bar as _progress_bar
 
     bar = _progress_bar()
     task = bar.add_task("write", total=3 * 2**20)

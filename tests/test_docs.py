@@ -100,7 +100,7 @@ def test_the_readme_sample_is_what_xcr_prints(hub: Any, tmp_path: Path) -> None:
 
 def test_help_and_readme_name_the_families_and_defaults_of_the_family_table() -> None:
     """Family lists and per-family defaults come from the table; the README's flag rows agree with it."""
-    from xcomposer_resize.cli.app import main
+    from xcomposer_resize.cli.main import main
     from xcomposer_resize.families import FAMILIES, NAMES, method_words, non_square_words
 
     _mode, antialias = method_words()

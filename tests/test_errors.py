@@ -238,7 +238,7 @@ def slow(*a, **k):
     time.sleep(60)
     real(*a, **k)
 safetensors_io.copy_range = slow
-from xcomposer_resize.cli.app import main
+from xcomposer_resize.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -319,7 +319,7 @@ def test_a_live_runs_temporary_is_left_alone(make_ckpt: Any, tmp_path: Path, xcr
 def test_unexpected_errors_are_one_line_too(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize.conversion import resize as convert_module
+    from xcomposer_resize.conversion import write as convert_module
 
     def boom(*a: Any, **k: Any) -> None:
         raise RuntimeError("kaboom")

@@ -34,7 +34,7 @@ def wait(*a, **k):
         time.sleep(0.02)
     return real(*a, **k)
 safetensors_io.copy_range = wait
-from xcomposer_resize.cli.app import main
+from xcomposer_resize.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -420,7 +420,7 @@ def test_a_read_only_parent_is_refused_before_any_work(make_ckpt: Any, tmp_path:
 
 
 def test_enametoolong_while_writing_is_a_usage_error() -> None:
-    from xcomposer_resize.conversion.resize import _os_error
+    from xcomposer_resize.conversion.land import os_error as _os_error
 
     e = _os_error(OSError(errno.ENAMETOOLONG, "File name too long"), Path("/x"))
     assert e.exit_code == 2 and "too long" in e.message
@@ -463,7 +463,7 @@ def test_an_absolute_out_works_when_the_current_folder_is_gone(make_ckpt: Any, t
     src = make_ckpt()
     code = (
         "import os, sys; folder = sys.argv.pop(1); os.chdir(folder); os.rmdir(folder); "
-        "from xcomposer_resize.cli.app import run; run()"
+        "from xcomposer_resize.cli.main import run; run()"
     )
     for name, out, expect in (("gone", str(tmp_path / "out"), 0), ("gone2", "relative-out", 2)):
         (tmp_path / name).mkdir()

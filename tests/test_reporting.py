@@ -34,7 +34,7 @@ def marked(*a, **k):
     print("COPYING", file=sys.stderr, flush=True)
     return real(*a, **k)
 safetensors_io.copy_range = marked
-from xcomposer_resize.cli.app import run
+from xcomposer_resize.cli.main import run
 sys.argv[0] = "xcr"
 run()
 """
@@ -179,12 +179,12 @@ def test_ctrl_c_while_the_output_lands_is_not_reported_as_nothing_written(
 def test_ctrl_c_while_the_summary_prints_keeps_the_success(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize.cli import app as cli
+    from xcomposer_resize.cli import render
 
     def interrupted(result: Any) -> str:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_summary", interrupted)
+    monkeypatch.setattr(render, "summary", interrupted)
     r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out")
     assert r.code == 0 and r.err == ""
     assert (tmp_path / "out" / "model.safetensors").is_file()
@@ -194,9 +194,9 @@ def test_ctrl_c_between_outputs_names_the_complete_one(
     make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from xcomposer_resize import resize
-    from xcomposer_resize.conversion import resize as convert_module
+    from xcomposer_resize.conversion import write as convert_module
 
-    real = convert_module._write_target
+    real = convert_module.write_target
     calls = []
 
     def second_is_interrupted(*a: Any, **k: Any) -> Any:
@@ -205,7 +205,7 @@ def test_ctrl_c_between_outputs_names_the_complete_one(
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(convert_module, "_write_target", second_is_interrupted)
+    monkeypatch.setattr(convert_module, "write_target", second_is_interrupted)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(KeyboardInterrupt) as e:
         resize(make_ckpt("clip-336"), [224, 490])
@@ -292,7 +292,7 @@ def test_a_source_file_unreadable_after_the_check_is_still_blamed_on_the_source(
 ) -> None:
     import builtins
 
-    from xcomposer_resize.conversion import resize as convert_module
+    from xcomposer_resize.conversion import write as convert_module
 
     src = make_ckpt()
     victim = src / "vocab.json"
@@ -385,16 +385,16 @@ def test_ctrl_c_at_landing_with_another_thread_running(
 def test_ctrl_c_while_the_json_is_written_says_the_output_is_complete(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize.cli import app as cli
+    from xcomposer_resize.cli import main as cli
 
-    real = cli._write
+    real = cli.write
 
     def interrupted(stream: Any, text: str) -> Any:
         if text.startswith("{"):
             raise KeyboardInterrupt
         return real(stream, text)
 
-    monkeypatch.setattr(cli, "_write", interrupted)
+    monkeypatch.setattr(cli, "write", interrupted)
     r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out", "--json")
     assert r.code == 130
     assert f"interrupted; {tmp_path / 'out'} is complete; its --json result was not written" in one_error_line(r.err)
@@ -404,7 +404,7 @@ def test_ctrl_c_while_the_json_is_written_says_the_output_is_complete(
 def test_an_output_that_does_not_read_back_is_the_disks_fault(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize.conversion import resize as convert_module
+    from xcomposer_resize.conversion import write as convert_module
     from xcomposer_resize.errors import InputError
 
     def unreadable(path: Path) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator
 from contextvars import ContextVar
 
@@ -101,10 +102,19 @@ class SigTerm(KeyboardInterrupt):
     so no `except Exception` on the way swallows it, and every clean-up runs."""
 
 
+def stopped(e: KeyboardInterrupt, completed: list[str], what: str) -> KeyboardInterrupt:
+    """`e` (Ctrl-C or SIGTERM), saying which outputs are complete and `what` was not done: the
+    library stays interruptible as Python is, and `interruption` words it."""
+    e.completed = tuple(completed)  # type: ignore[attr-defined]
+    e.what = what  # type: ignore[attr-defined]
+    return e
+
+
 def interruption(e: KeyboardInterrupt, completed: list[str] | None = None, what: str = "") -> Interrupted:
     """The error for Ctrl-C (exit 130) or SIGTERM (exit 143), saying which outputs are complete
-    (`completed`, or what the library attached to `e`) and `what` else happened."""
+    (`completed`, or what the library attached to `e`) and `what` else happened (likewise)."""
     done = completed or list(getattr(e, "completed", ()))
+    what = what or str(getattr(e, "what", ""))
     left = f"{complete(done)}; {what or 'nothing else was written'}" if done else "nothing was written"
     if isinstance(e, SigTerm):
         return Terminated(f"terminated (SIGTERM); {left}")
@@ -116,3 +126,14 @@ def complete(paths: list[str]) -> str:
     if not paths:
         return "nothing was written"
     return f"{', '.join(paths)} {'is' if len(paths) == 1 else 'are'} complete"
+
+
+RECEIVED: list[int] = []  # the signals that interrupted this run, in order
+
+
+def on_signal(signum: int, frame: object) -> None:
+    """The handler of SIGINT and SIGTERM while xcr runs: SIGINT → KeyboardInterrupt, SIGTERM →
+    SigTerm (also a KeyboardInterrupt, so that every clean-up runs and no `except Exception`
+    swallows it); remembered in RECEIVED."""
+    RECEIVED.append(signum)
+    raise SigTerm() if signum == signal.SIGTERM else KeyboardInterrupt()

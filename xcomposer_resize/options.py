@@ -14,11 +14,12 @@ import operator
 import os
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .checkpoint.safetensors import DTYPE_WORDS
 from .errors import UsageError, arg
+from .families import flag_names, method_words
 from .interpolate import ANTIALIAS_MODES, MODES
 from .presets import DEFAULT_MODEL, Preset
 from .presets import preset as find_preset
@@ -33,24 +34,104 @@ MAX_TABLE_BYTES = 2 << 30  # refuse position tables larger than this (float32)
 DTYPES = ("keep", *(w for w in DTYPE_WORDS.values() if w != "float64"))  # --dtype: keep, float32, float16, bfloat16
 
 
+def offered(help: str, kind: str, *, choices: tuple[str, ...] = (), metavar: str = "", short: str = "") -> Any:
+    """The metadata of an Options field that the caller gives (a keyword of `resize()`, a flag of
+    `xcr resize`, built from it): its help, and its `kind`, which says how it is validated: `flag`
+    (True/False), `choice` (one of `choices`), `tristate` (True/False/None), `text` (a string or None),
+    `secret` (likewise, never shown), `family` (a family name), `path` (a file path or None)."""
+    return {"help": help, "kind": kind, "choices": choices, "metavar": metavar, "short": short}
+
+
 @dataclass(frozen=True)
 class Options:
-    """What to convert, to which resolutions, where, and how."""
+    """What to convert, to which resolutions, where, and how. The fields after `out` are the
+    options a caller gives by name, as they are: a new option is a new field (its default, its
+    help, its kind), validated by `build_options` and offered by the CLI as a flag of its own."""
 
     model: str
     resolutions: tuple[Size, ...]
     out: str | None  # as given (`~` not yet expanded; may hold `{res}`); None: a name derived from the source's
-    force: bool = False
-    device: str = "cpu"
-    mode: str | None = None  # None: the family's own run-time interpolation (bicubic for all)
-    antialias: bool | None = None  # None: the family's (timm, open_clip, DINOv2 with registers: True)
-    family: str | None = None  # force a family (families.NAMES); None: detected from the config
-    revision: str | None = None
-    token: str | None = None
-    dtype: str = "keep"  # every floating tensor of the output: keep, float32, float16 or bfloat16
-    vision_only: bool = False  # only the vision tower, with a vision config at the top level
-    with_projection: bool = False  # with vision_only: keep visual_projection (CLIPVisionModelWithProjection)
-    fsync: bool = False  # flush every file and the folder to the disk before and after landing
+    force: bool = field(
+        default=False,
+        metadata=offered(
+            "Replace an existing checkpoint or earlier output (only once the new one is complete; never files it would "
+            "not write).",
+            "flag",
+        ),
+    )
+    dtype: str = field(
+        default="keep",
+        metadata=offered(
+            "Cast every floating tensor of the output; the table is still resampled in float32 and cast once.",
+            "choice",
+            choices=DTYPES,
+        ),
+    )
+    vision_only: bool = field(
+        default=False,
+        metadata=offered(
+            "Write only the vision tower, with a vision config that CLIPVisionModel loads (XComposer, LLaVA).", "flag"
+        ),
+    )
+    with_projection: bool = field(
+        default=False,
+        metadata=offered("With --vision-only: keep visual_projection, for CLIPVisionModelWithProjection.", "flag"),
+    )
+    device: str = field(
+        default="cpu",
+        metadata=offered(
+            "Where to interpolate. cpu is bit-exact with transformers; CUDA's bicubic differs by up to 1 ulp. auto picks "
+            "CUDA when present.",
+            "choice",
+            choices=DEVICES,
+        ),
+    )
+    mode: str | None = field(
+        default=None,
+        metadata=offered(
+            f"Interpolation. Default: what the family's own runtime applies ({method_words()[0]}; for CLIP, XComposer's "
+            "resize_pos and transformers' interpolate_pos_encoding).",
+            "choice",
+            choices=MODES,
+        ),
+    )
+    antialias: bool | None = field(
+        default=None,
+        metadata=offered(
+            f"Antialiased bicubic/bilinear, or not. Default: the family's ({method_words()[1]}).", "tristate"
+        ),
+    )
+    family: str | None = field(
+        default=None,
+        metadata=offered(
+            f"The model family, when the config does not say it: {flag_names()}.", "family", metavar="NAME"
+        ),
+    )
+    fsync: bool = field(
+        default=False,
+        metadata=offered("Flush every file and the folder to the disk before and after the output lands.", "flag"),
+    )
+    revision: str | None = field(
+        default=None, metadata=offered("Hub branch, tag or commit (default main).", "text", metavar="REV")
+    )
+    token: str | None = field(
+        default=None,
+        metadata=offered(
+            "Hub token (default: HF_TOKEN or the saved login). Never printed or saved.", "secret", metavar="TOKEN"
+        ),
+    )
+    verify: bool = field(
+        default=False,
+        metadata=offered("Run xcr verify on each output before reporting success (exit 1 naming a failure).", "flag"),
+    )
+    plot: str | None = field(
+        default=None,
+        metadata=offered(
+            "Draw the source's and the output's position embeddings (with several --res, FILE holds {res}).",
+            "path",
+            metavar="FILE.png",
+        ),
+    )
     notes: tuple[str, ...] = ()  # what the presets say
     as_is: tuple[Size, ...] = ()  # resolutions a preset runs the source at as it is: nothing to write when it is
 
@@ -69,6 +150,13 @@ class Options:
     def out_for(self, res: Size) -> str | None:
         """The output folder for `res`: `out` with `{res}` filled in (`490`, `448x672`)."""
         return None if self.out is None else self.out.replace("{res}", str(res))
+
+    def plot_for(self, res: Size) -> str | None:
+        """The picture for `res`: `plot` with `{res}` filled in."""
+        return None if self.plot is None else self.plot.replace("{res}", str(res))
+
+
+OFFERED = tuple(f for f in dataclasses.fields(Options) if "kind" in f.metadata)  # the options given by name
 
 
 def settle_method(family: Family, mode: str | None, antialias: bool | None) -> tuple[str, bool]:
@@ -142,31 +230,20 @@ def _one_size(res: object) -> Size:
     return size(res, many=False)
 
 
-def build_options(
-    model: object = None,
-    res: object = None,
-    out: object = None,
-    *,
-    preset: object = None,
-    force: object = False,
-    device: object = "cpu",
-    mode: object = None,
-    antialias: object = None,
-    family: object = None,
-    revision: object = None,
-    token: object = None,
-    dtype: object = "keep",
-    vision_only: object = False,
-    with_projection: object = False,
-    fsync: object = False,
-) -> Options:
+def build_options(model: object = None, res: object = None, out: object = None, *, preset: object = None,
+                  **given: object) -> Options:  # fmt: skip
     """Validate the arguments of `resize()` and return them as one `Options` value.
 
     `res` (one or several sizes: pixels such as 490, or `Size`/text such as "448x672" for height x
-    width) or `preset` (names from presets.PRESETS, one or several) says
-    which resolutions; with neither, 490. `model` defaults to the presets' source, or
-    openai/clip-vit-large-patch14-336. `mode`/`antialias` None: the family's own interpolation.
+    width) or `preset` (names from presets.PRESETS, one or several) says which resolutions; with
+    neither, 490. `model` defaults to the presets' source, or openai/clip-vit-large-patch14-336.
+    `given`: the options by name (the fields of Options in OFFERED); None or left out: the default
+    (`mode`/`antialias` None: the family's own interpolation).
     """
+    unknown = sorted(set(given) - {f.name for f in OFFERED})
+    if unknown:
+        names = ", ".join(f.name for f in OFFERED)
+        raise UsageError(f"{arg(unknown[0])} is not an option of resize(); the options are {names}")
     presets = _presets(preset)
     if presets and res is not None:
         raise UsageError(f"give {arg('res')} or {arg('preset')}, not both")
@@ -182,29 +259,31 @@ def build_options(
             f"{arg('out')} names one folder; with several resolutions it must hold {{res}}, "
             f"e.g. {arg('out', 'ckpt/clip-{res}')}"
         )
-    vision = _flag("vision_only", vision_only)
-    projection = _flag("with_projection", with_projection)
-    if projection and not vision:
+    values = {f.name: _valid(f, given.get(f.name, f.default), given) for f in OFFERED}
+    if values["with_projection"] and not values["vision_only"]:
         raise UsageError(f"{arg('with_projection', True)} applies only with {arg('vision_only', True)}")
+    plot = values["plot"]
+    if isinstance(plot, str) and len(resolutions) > 1 and "{res}" not in plot:
+        raise UsageError(f"{arg('plot')} names one file; with several resolutions it must hold {{res}}")
     default_model = presets[0].source if presets else DEFAULT_MODEL
-    return Options(
-        model=_path_or_id("model", default_model if model is None else model),
-        resolutions=resolutions,
-        out=out_text,
-        force=_flag("force", force),
-        device=_choice("device", device, DEVICES),
-        mode=None if mode is None else _choice("mode", mode, MODES),
-        antialias=_antialias(antialias, mode),
-        family=_family(family),
-        revision=_optional_text("revision", revision),
-        token=_optional_text("token", token, secret=True),
-        dtype=_choice("dtype", dtype, DTYPES),
-        vision_only=vision,
-        with_projection=projection,
-        fsync=_flag("fsync", fsync),
-        notes=notes,
-        as_is=as_is,
-    )
+    model = _path_or_id("model", default_model if model is None else model)
+    return Options(model, resolutions, out_text, notes=notes, as_is=as_is, **values)  # type: ignore[arg-type]
+
+
+def _valid(f: dataclasses.Field[Any], value: object, given: dict[str, object]) -> object:
+    """`value` for the option `f`, validated by its kind (see `offered`)."""
+    kind, name = f.metadata["kind"], f.name
+    if kind == "flag":
+        return _flag(name, value)
+    if kind == "choice":
+        return None if value is None and f.default is None else _choice(name, value, f.metadata["choices"])
+    if kind == "tristate":
+        return _antialias(value, given.get("mode"))
+    if kind == "family":
+        return _family(value)
+    if kind == "path":
+        return None if value is None else _path_or_id(name, value)
+    return _optional_text(name, value, secret=kind == "secret")
 
 
 def _presets(preset: object) -> list[Preset]:

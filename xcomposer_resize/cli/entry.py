@@ -12,18 +12,14 @@ import signal
 import sys
 from typing import NoReturn
 
-from ..errors import SigTerm, interruption
-
-
-def _on_signal(signum: int, frame: object) -> None:
-    raise SigTerm() if signum == signal.SIGTERM else KeyboardInterrupt()
+from ..errors import interruption, on_signal
 
 
 def run() -> NoReturn:
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
-        from .app import run as cli_run
+        from .main import run as cli_run
     except KeyboardInterrupt as e:
         stopped = interruption(e)
         try:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.safetensors import FLOAT_DTYPES, WORD_DTYPES
+from ..checkpoint.source import is_metadata, resolve_source
 from ..checkpoint.weights import open_checkpoint, pick_weights, read_json, walk
 from ..conversion import record
 from ..conversion.configs import vision_sizes
@@ -22,6 +24,7 @@ from ..errors import HubError, UsageError
 from ..families import flag_of
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..options import largest_grid
+from .plot import check_path, draw, recorded_source, require_matplotlib
 
 if TYPE_CHECKING:
     from ..checkpoint.source import Source
@@ -76,11 +79,24 @@ class Inspection:
         return asdict(self)
 
 
-def inspect(model: str, revision: str | None = None, token: str | None = None, family: str | None = None) -> Inspection:
+def inspect(model: str, revision: str | None = None, token: str | None = None, family: str | None = None,
+            plot: str | None = None) -> Inspection:  # fmt: skip
     """Inspect `model` (a folder or a Hub repo id) without converting or downloading weights;
-    `family` forces a family (as `resize --family`)."""
-    from ..checkpoint.source import is_metadata, resolve_source
+    `family` forces a family (as `resize --family`). `plot`: draw its position embeddings into that
+    PNG (beside its source's, for an xcr output whose source is in the cache); needs its weights."""
+    if plot is not None:
+        require_matplotlib()
+        check_path(Path(plot).expanduser(), plot)
+    found = _look(model, revision, token, family)
+    if plot is not None:
+        if not found.weights_local:
+            raise UsageError(f"--plot needs the weights on this machine, and those of {found.source} are not")
+        folder = Path(found.folder)
+        draw(Path(plot).expanduser(), folder, recorded_source(folder))
+    return found
 
+
+def _look(model: str, revision: str | None, token: str | None, family: str | None) -> Inspection:
     if not model.strip():
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)

@@ -20,6 +20,7 @@ from ..text import readable
 # base_model_relation, new_version), which describe the source, not this checkpoint.
 KEPT_METADATA = ("license", "license_name", "license_link", "language", "datasets", "tags", "library_name",
                  "pipeline_tag", "thumbnail", "widget")  # fmt: skip
+CARD = "README.md"  # the model card, of the source and of the output
 KEPT_METADATA_PREFIXES = ("extra_gated_",)
 OUR_TAGS = ("xcomposer-resize",)
 SOURCE_CARD = "## The source's model card"

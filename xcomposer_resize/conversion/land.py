@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..checkpoint.weights import entries_beyond, is_weight_file
-from ..errors import OutputError, UsageError, arg
+from ..errors import OutputError, UsageError, XcrError, arg
 from ..families import CONFIG_FILES, is_model_weights
 from ..size import Size
 from . import record
@@ -607,3 +607,52 @@ def remove(path: Path) -> None:
         pass
     except OSError as e:
         raise OutputError(f"cannot remove {path}: {e.strerror or e}") from e
+
+
+def umask() -> int:
+    """This process's umask, read without changing it where Linux allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+def set_modes(folder: Path, sources: dict[str, Path]) -> None:
+    """Give every output file and subfolder the permissions its source has, as cp does (the umask
+    applies), so private or gated weights never become readable by more people by being
+    converted. The owner keeps read and write (and search, on folders)."""
+    mask = umask()
+    for name, src in sources.items():
+        path = folder / name
+        owner = 0o700 if path.is_dir() else 0o600
+        try:
+            mode = os.stat(src).st_mode & 0o777
+        except OSError:
+            mode = owner
+        os.chmod(path, (mode & ~mask) | owner)
+
+
+def folder_mode(source_folder: Path) -> int:
+    try:
+        mode = os.stat(source_folder).st_mode & 0o777
+    except OSError:
+        mode = 0o700
+    return (mode & ~umask()) | 0o700
+
+
+def os_error(e: OSError, out: Path) -> XcrError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(
+            f"no space left on the device while writing {out}; free space or choose another {arg('out')}"
+        )
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"cannot write {out}: {e.strerror}; choose another {arg('out')}")
+    if e.errno == errno.ENAMETOOLONG:
+        return UsageError(f"cannot write {out}: a name or the path is too long; choose a shorter {arg('out')}")
+    where = f" ({e.filename})" if e.filename else ""
+    return OutputError(f"writing {out} failed: {e.strerror or e}{where}")

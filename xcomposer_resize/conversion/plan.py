@@ -34,14 +34,13 @@ from ..errors import InputError, arg
 from ..families import CONFIG_FILES, PROCESSOR_FILES, TOKEN_NAMES, Family
 from ..interpolate import grid_side
 from ..size import Grid, Size, grid_text
-from .card import SourceCard, parse_card
+from .card import CARD, SourceCard, parse_card
 from .configs import VisionSizes
 
 if TYPE_CHECKING:
     from ..checkpoint.source import Source
     from ..options import Options
 
-CARD = "README.md"
 REWRITTEN_FILES = (*CONFIG_FILES, *PROCESSOR_FILES, CARD)
 SINGLE_FILE_BYTES = 5 * 10**9  # a vision-only output up to this size is one model.safetensors
 
@@ -96,6 +95,7 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
     output, read the other files: everything but the targets."""
     from ..checkpoint.weights import open_checkpoint
 
+    source.fetch_weights(family.weight_files)  # a Hub source: downloaded now, once the sizes are checked
     ckpt = open_checkpoint(source.folder, family.weight_files)
     names = ckpt.names
     found = locate(ckpt.shapes, family)

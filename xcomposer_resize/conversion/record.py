@@ -23,6 +23,7 @@ from ..checkpoint.safetensors import read_bytes, read_header
 from ..checkpoint.weights import entries_beyond, walk
 from ..errors import InputError, XcrError
 from ..size import Size
+from .card import CARD, parse_card
 from .digests import file_digest
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 
 KEY = "xcomposer_resize"
 FORMAT = 1
-CARD = "README.md"
 # the options that shape an output's bytes, beside the source and the resolution
 SHAPING = ("mode", "antialias", "dtype", "vision_only", "with_projection", "device")
 
@@ -123,8 +123,6 @@ def detect(folder: Path, forced: str | None = None) -> tuple[str, dict[str, Any]
 
 def read(folder: Path) -> dict[str, Any] | None:
     """The record in `folder`'s model card, or None when it has none (not an xcr output)."""
-    from .card import parse_card
-
     card = folder / CARD
     try:
         if not card.is_file() or card.stat().st_size > 16 << 20:

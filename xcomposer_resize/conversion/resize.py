@@ -1,80 +1,35 @@
-"""The one orchestration: source → plan → for each target: write a temporary folder → verify → land.
+"""The one orchestration: source → family and sizes → targets (up to date?) → plan → for each target:
+write a temporary folder and land it (write.py) → verify and draw what landed.
 
 `resize()` is the library's entry point; the CLI is a thin face over it.
 """
 
 from __future__ import annotations
 
-import errno
 import functools
-import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..checkpoint.safetensors import (
-    DTYPE_SIZES,
-    DTYPE_WORDS,
-    Buffer,
-    FileRange,
-    OutTensor,
-    copy_range,
-    file_size,
-    read_bytes,
-    read_header,
-    tensor_bytes,
-    torch_dtype,
-    write_file,
-)
-from ..checkpoint.weights import load_tensor
-from ..errors import InputError, OutputError, UsageError, XcrError, arg
+from ..checkpoint.source import Source, resolve_source
+from ..commands import plot
+from ..commands import verify as verification
+from ..commands.verify import Verification
+from ..errors import OutputError, UsageError, XcrError, complete, stopped
 from ..families import Family
 from ..options import Options, build_options, check_cost, check_cuda, check_res, res_arg
 from ..size import Grid, Size, grid_text
-from ..version import __version__
-from . import digests, record
-from .card import CardInfo, model_card
-from .configs import VisionSizes, dump_json, rewrite_config, set_dtype, vision_sizes
-from .land import (
-    ChangedError,
-    Staging,
-    check_existing,
-    check_place,
-    clean_stale,
-    default_name,
-    identity,
-    output_paths,
-)
-from .plan import CARD, Plan, check_processors, make_plan, out_tensors, planned_bytes
-
-if TYPE_CHECKING:
-    from ..checkpoint.source import Source
-    from .worker import Worker
-
+from . import record, write
+from .configs import VisionSizes, vision_sizes
+from .land import check_existing
+from .plan import Plan, check_processors, make_plan, planned_bytes
+from .write import Target
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total)
 NoteFn = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One output: a resolution, the path as the user named it, the folder it lands in, the
-    identity of what was there when it was checked (what --force may replace), what its record
-    will say, and whether it is already there (up to date)."""
-
-    res: Size
-    shown: Path
-    final: Path
-    seen: tuple[int, int] | None = None
-    want: dict[str, Any] = field(default_factory=dict)
-    up_to_date: bool = False
-
-    def grid(self, patch: int) -> Grid:
-        return self.res.grid(patch)
 
 
 @dataclass(frozen=True)
@@ -94,16 +49,23 @@ class Result:
 
     source: str
     revision: str | None
-    outputs: list[OutputReport]
-    tensors_rewritten: list[str]
-    bytes_written: int
-    seconds: float
+    outputs: list[OutputReport] = field(default_factory=list)
+    tensors_rewritten: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     source_folder: str = ""  # the source's files on this machine (a Hub snapshot in the cache)
+    verifications: list[Verification] = field(default_factory=list)  # with verify=True, one per output
     interrupted: KeyboardInterrupt | None = field(default=None, repr=False)  # Ctrl-C/SIGTERM once all landed
 
+    @property
+    def ok(self) -> bool:
+        """Every output is in place and passed the verification asked for."""
+        return all(v.ok for v in self.verifications)
+
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
+            "ok": self.ok,
             "source": self.source,
             "revision": self.revision,
             "outputs": [
@@ -115,6 +77,17 @@ class Result:
             "seconds": round(self.seconds, 3),
             "notes": self.notes,
         }
+        if self.verifications:
+            data["verify"] = [v.to_json() for v in self.verifications]
+        return data
+
+
+class VerificationFailed(OutputError):
+    """An output is in place but failed `verify` (resize(verify=True)); `result` says all."""
+
+    def __init__(self, message: str, result: Result) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 def resize(
@@ -123,20 +96,10 @@ def resize(
     out: str | os.PathLike[str] | None = None,
     *,
     preset: str | Sequence[str] | None = None,
-    force: bool = False,
-    device: str = "cpu",
-    mode: str | None = None,
-    antialias: bool | None = None,
-    family: str | None = None,
-    revision: str | None = None,
-    token: str | None = None,
-    dtype: str = "keep",
-    vision_only: bool = False,
-    with_projection: bool = False,
-    fsync: bool = False,
     quiet: bool = True,
     on_progress: ProgressFn | None = None,
     on_note: NoteFn | None = None,
+    **options: Any,
 ) -> Result:
     """Convert `model` (a folder, or a Hub repo id) to each resolution in `res`: pixels (490), or
     height x width ("448x672" or `Size(448, 672)`) for the families whose configs state two sides.
@@ -148,23 +111,19 @@ def resize(
     is left behind for an output that fails.
 
     `res` or `preset` (names from `xcr presets`) chooses the resolutions (default 490); `model`
-    defaults to the presets' source, openai/clip-vit-large-patch14-336. `dtype` casts every
-    floating tensor (keep, float32, float16, bfloat16); `vision_only` writes the vision tower alone
-    (`with_projection`: with visual_projection); `fsync` flushes the output to the disk.
-
-    The family (CLIP, SigLIP, DINOv2, DINOv2 with registers, ViT) is read from config.json, or
-    forced with `family`; `mode` and `antialias` default to what that family's own runtime applies.
+    defaults to the presets' source, openai/clip-vit-large-patch14-336. `options` are those of
+    `xcr resize`, by name (`options.Options`): `force`, `dtype` (keep, float32, float16, bfloat16),
+    `vision_only`, `with_projection`, `device`, `mode` and `antialias` (default: what the family's
+    own runtime applies), `family`, `fsync`, `revision`, `token`, `verify` (run `verify()` on each
+    output; a failure raises VerificationFailed) and `plot` (a PNG of the tables, `{res}` in it
+    with several sizes).
 
     `device` defaults to "cpu": CPU bicubic is the one transformers and XComposer compute, bit for
     bit; CUDA's kernel differs by up to one ulp when upsampling (measured on an H100), and the
     table is small enough that the GPU saves nothing. "auto" picks CUDA when present.
     """
-    options = build_options(
-        model, res, out, preset=preset, force=force, device=device, mode=mode, antialias=antialias, family=family,
-        revision=revision, token=token, dtype=dtype, vision_only=vision_only, with_projection=with_projection,
-        fsync=fsync,
-    )  # fmt: skip
-    return convert(options, quiet=quiet, on_progress=on_progress, on_note=on_note)
+    return convert(build_options(model, res, out, preset=preset, **options), quiet=quiet, on_progress=on_progress,
+                   on_note=on_note)  # fmt: skip
 
 
 def convert(
@@ -178,35 +137,87 @@ def convert(
     """`resize()` for an already validated `Options` value. `on_landed` is called with each output
     the instant it is in place (before anything else can interrupt the run)."""
     started = time.perf_counter()
-    notes: list[str] = []
+    if options.plot is not None:
+        plot.require_matplotlib()
+        for r in options.resolutions:
+            plot.check_path(Path(str(options.plot_for(r))).expanduser(), options.plot_for(r))
+    source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
+    result = Result(source.display, source.revision, source_folder=str(source.folder))
 
     def note(message: str) -> None:
-        notes.append(message)
+        result.notes.append(message)
         if on_note:
             on_note(message)
 
-    from ..checkpoint.source import resolve_source
+    def landed(report: OutputReport) -> None:
+        result.outputs.append(report)
+        if on_landed:
+            on_landed(report)
 
-    source = resolve_source(options.model, revision=options.revision, token=options.token, quiet=quiet)
+    try:
+        _convert(options, source, note, landed, result, on_progress)
+    except BaseException as e:
+        if result.outputs:
+            _mention_completed(e, [r.path for r in result.outputs])
+        raise
+    result.seconds = time.perf_counter() - started
+    _afterwards(options, result, note)
+    return result
+
+
+def _convert(options: Options, source: Source, note: NoteFn, landed: LandedFn, result: Result,
+             on_progress: ProgressFn | None) -> None:  # fmt: skip
+    """Everything up to the last output landing, told through `note` and `landed`."""
     for message in options.notes:
         note(message)
     config_name, config, family = record.detect(source.folder, options.family)
     options = options.method(family)
+    plan, sizes = _sizes(options, source, family, config, config_name, note)
+    resolutions = _resolutions(options, source, family, config, sizes, note)
+    if not resolutions:
+        return
+    width = write.config_width(config, family)
+    targets = write.targets(options, resolutions, source, sizes, width, family, record.fingerprint(source))
+    for r in resolutions:
+        partial = check_res(r, sizes.patch_size, width, family.num_prefix_tokens)
+        if partial:
+            note(partial)
+    if options.device == "cuda":
+        check_cuda()
+    for t in targets:  # complete already: what an interruption now must not report as lost
+        if t.up_to_date:
+            landed(OutputReport(str(t.shown), t.res, t.grid(sizes.patch_size), True))
+    todo = [t for t in targets if not t.up_to_date]
+    if todo:
+        plan = plan or make_plan(source, family, config, sizes, options, config_name)
+        _check_plan(plan, todo, note)
+        _write_all(plan, todo, landed, result, note, on_progress)
+        order = {str(t.shown): i for i, t in enumerate(targets)}
+        result.outputs.sort(key=lambda r: order[r.path])
+
+
+def _sizes(options: Options, source: Source, family: Family, config: dict[str, Any], config_name: str,
+           note: NoteFn) -> tuple[Plan | None, VisionSizes]:  # fmt: skip
+    """The vision sizes, as the config states them; where it leaves them out, the weights must
+    agree with the defaults first, or every --res hint would be wrong (then the plan is made now)."""
     sizes = vision_sizes(config, family)
-    width = _config_width(config, family)
-    fingerprint = record.fingerprint(source)
-    plan = None
-    if not sizes.stated:  # sizes assumed: first the weights must agree, or every --res hint would be wrong
-        source.fetch_weights(family.weight_files)
-        plan = make_plan(source, family, config, sizes, options, config_name)
-        from_kernel = "patch_size" in sizes.missing and "patch_size" not in plan.sizes.missing
-        sizes = plan.sizes
-        if from_kernel:
-            note(f"{config_name} does not state the patch size; the weights' patch embedding has "
-                 f"{sizes.patch_size}-px patches")  # fmt: skip
+    if sizes.stated:
+        return None, sizes
+    plan = make_plan(source, family, config, sizes, options, config_name)
+    if "patch_size" in sizes.missing and "patch_size" not in plan.sizes.missing:
+        note(f"{config_name} does not state the patch size; the weights' patch embedding has "
+             f"{plan.sizes.patch_size}-px patches")  # fmt: skip
+    sizes = plan.sizes
     if not sizes.stated:
         note(f"{config_name} does not state the vision {' and '.join(sizes.missing)}; {family.library} assumes "
              f"{sizes.image_size.px} with {sizes.patch_size}-px patches, which the weights confirm")  # fmt: skip
+    return plan, sizes
+
+
+def _resolutions(options: Options, source: Source, family: Family, config: dict[str, Any], sizes: VisionSizes,
+                 note: NoteFn) -> list[Size]:  # fmt: skip
+    """The resolutions to write: each one the family can take (else an error saying why), but
+    those a preset runs the source at as it is."""
     square_reason = family.square_reason(config)
     for r in options.resolutions:
         if not r.is_square and square_reason:
@@ -217,49 +228,37 @@ def convert(
         refusal = family.refusal(config, r)
         if refusal:
             raise UsageError(refusal)
-    resolutions = [r for r in options.resolutions if not _as_is(options, sizes, r)]
+    resolutions = [r for r in options.resolutions if not write.as_is(options, sizes, r)]
     for r in options.resolutions:
         if r not in resolutions:
             note(f"no conversion is needed for {r.px}: {source.display} is already at {sizes.image_size.px}")
-    if not resolutions:
-        return Result(
-            source.display, source.revision, [], [], 0, time.perf_counter() - started, notes, str(source.folder)
-        )
-    targets = _targets(options, resolutions, source, sizes, width, family, fingerprint)
-    for r in resolutions:
-        partial = check_res(r, sizes.patch_size, width, family.num_prefix_tokens)
-        if partial:
-            note(partial)
-    if options.device == "cuda":
-        check_cuda()
-    reports = [OutputReport(str(t.shown), t.res, t.grid(sizes.patch_size), True) for t in targets if t.up_to_date]
-    for report in reports:  # complete already: what an interruption now must not report as lost
-        if on_landed:
-            on_landed(report)
-    todo = [t for t in targets if not t.up_to_date]
-    if not todo:
-        return Result(
-            source.display, source.revision, reports, [], 0, time.perf_counter() - started, notes, str(source.folder)
-        )
+    return resolutions
 
-    if plan is None:
-        source.fetch_weights(family.weight_files)
-        plan = make_plan(source, family, config, sizes, options, config_name)
+
+def _check_plan(plan: Plan, todo: list[Target], note: NoteFn) -> None:
+    """What only the weights can tell, before any output is written: table sizes, processor forms,
+    what --force would replace; and what the user should know about the plan."""
+    sizes = plan.sizes
     for t in todo:
         check_cost(t.res, sizes.patch_size, plan.pos.shape[-1], plan.prefix)
     for t in todo:
         check_processors(plan, t.res)
-        if options.force:  # now that the files are known: --force replaces a checkpoint of those files only
+        if plan.options.force:  # now that the files are known: --force replaces a checkpoint of those files only
             check_existing(t.final, t.shown, True, plan.writes)
     for message in plan.notes:
         note(message)
-    for message in dict.fromkeys(family.size_note(config, t.res) for t in todo):
+    for message in dict.fromkeys(plan.family.size_note(plan.config, t.res) for t in todo):
         if message:
             note(message)
     if any(t.grid(sizes.patch_size) == sizes.grid for t in todo):
         note(f"the position grid is already {grid_text(sizes.grid)} at {sizes.image_size.px}: writing it unchanged")
 
-    total = sum(planned_bytes(plan, t.grid(sizes.patch_size)) for t in todo)
+
+def _write_all(plan: Plan, todo: list[Target], landed: LandedFn, result: Result, note: NoteFn,
+               on_progress: ProgressFn | None) -> None:  # fmt: skip
+    """Write and land every target, one torch worker for all; Ctrl-C while one lands stops the run
+    before the next, and after the last is kept for `_afterwards`."""
+    total = sum(planned_bytes(plan, t.grid(plan.sizes.patch_size)) for t in todo)
     done = 0
 
     def progress(n: int) -> None:
@@ -268,410 +267,71 @@ def convert(
         if on_progress:
             on_progress(done, total)
 
-    written = 0
-    rewritten: set[str] = set()
+    def one_landed(target: Target, nbytes: int, names: tuple[str, ...], up_to_date: bool) -> None:
+        result.bytes_written += nbytes
+        result.tensors_rewritten = sorted({*result.tensors_rewritten, *names})
+        landed(OutputReport(str(target.shown), target.res, target.grid(plan.sizes.patch_size), up_to_date))
 
-    def landed(target: Target, nbytes: int, names: tuple[str, ...], up_to_date: bool) -> None:
-        nonlocal written
-        reports.append(OutputReport(str(target.shown), target.res, target.grid(sizes.patch_size), up_to_date))
-        written += nbytes
-        rewritten.update(names)
-        if on_landed:
-            on_landed(reports[-1])
-
-    worker = _start_worker(plan, todo)
-    interrupted: KeyboardInterrupt | None = None
+    worker = write.start_worker(plan, todo)
     try:
         for i, target in enumerate(todo):
-            interrupts = _write_target(plan, target, progress, worker, functools.partial(landed, target), note)
+            interrupts = write.write_target(plan, target, progress, worker, functools.partial(one_landed, target),
+                                            note)  # fmt: skip
             if interrupts and i + 1 < len(todo):
                 raise interrupts[0]  # Ctrl-C while this output landed: stop before the next one
             last = interrupts[0] if interrupts else None
-            interrupted = last if isinstance(last, KeyboardInterrupt) else None
+            result.interrupted = last if isinstance(last, KeyboardInterrupt) else None
         if worker:
             worker.close()
     except BaseException as e:
         if worker:
             worker.kill()
-        if len(reports) < len(targets) or not isinstance(e, KeyboardInterrupt):
-            if reports:
-                _mention_completed(e, [r.path for r in reports])
+        if len(result.outputs) < len(todo) or not isinstance(e, KeyboardInterrupt):
             raise
         # every output landed and then came Ctrl-C or SIGTERM: the run is done, nothing may undo that,
-        # but the caller must not start more work (xcr resize --verify)
-        interrupted = e
-    order = {str(t.shown): i for i, t in enumerate(targets)}
-    reports.sort(key=lambda r: order[r.path])
-    return Result(
-        source=source.display,
-        revision=source.revision,
-        outputs=reports,
-        tensors_rewritten=sorted(rewritten),
-        bytes_written=written,
-        seconds=time.perf_counter() - started,
-        notes=notes,
-        source_folder=str(source.folder),
-        interrupted=interrupted,
-    )
+        # but no more work may start (verify, plot)
+        result.interrupted = e
+
+
+def _afterwards(options: Options, result: Result, note: NoteFn) -> None:
+    """Verify and draw the outputs that landed, as asked. They are in place whatever happens here:
+    a failure says so, and Ctrl-C (now, or while the last one landed) stops this work only."""
+    outputs = [o.path for o in result.outputs]
+    later = " and ".join(w for w, on in (("it was not verified", options.verify), ("no plot was drawn", options.plot))
+                         if on)  # fmt: skip
+    if result.interrupted is not None and later:
+        raise stopped(result.interrupted, outputs, later)
+    try:
+        for o in result.outputs if options.verify else []:
+            try:
+                result.verifications.append(verification.verify(o.path, result.source, revision=result.revision,
+                                                   family=options.family))  # fmt: skip
+            except XcrError as e:
+                raise OutputError(f"{o.path} is complete, but it could not be verified: {e.message}") from e
+        for o in result.outputs if options.plot is not None else []:
+            try:
+                plot.draw(Path(str(options.plot_for(o.res))).expanduser(), Path(o.path), Path(result.source_folder))
+            except XcrError as e:
+                raise OutputError(f"{complete(outputs)}, but no plot was drawn: {e.message}") from e
+    except KeyboardInterrupt as e:
+        raise stopped(e, outputs, f"{later} (interrupted)") from None
+    if options.plot is not None and not result.outputs:
+        note("no plot was drawn: nothing was written")
+    failed = [v for v in result.verifications if not v.ok]
+    if failed:
+        again = f"xcr verify {failed[0].output}" + (f" --against {result.source}" if result.revision is None else "")
+        raise VerificationFailed(
+            "; ".join(f"{v.output} failed verification ({', '.join(v.failed)})" for v in failed)
+            + f"; left in place: see `{again}`",
+            result,
+        )
 
 
 def _mention_completed(e: BaseException, paths: list[str]) -> None:
     """Say, on the error that stops a run of several outputs, which outputs are complete."""
+    if getattr(e, "completed", None):
+        return  # said already
     done = ", ".join(paths)
     e.completed = tuple(paths)  # type: ignore[attr-defined]
     if isinstance(e, XcrError):
         e.message = f"{e.message} (already complete: {done})"
-
-
-# ---------------------------------------------------------------- checks before any work
-
-
-def _as_is(options: Options, sizes: VisionSizes, res: Size) -> bool:
-    """A preset that runs the source as it is, and the source is already that: nothing to write
-    (unless the output's form changes: --vision-only, --dtype)."""
-    same_form = not options.vision_only and options.dtype == "keep"
-    return res in options.as_is and res == sizes.image_size and same_form
-
-
-def _targets(options: Options, resolutions: list[Size], source: Source, sizes: VisionSizes, width: int | None,
-             family: Family, fingerprint: str) -> list[Target]:  # fmt: skip
-    targets = [_target(options, source, sizes, width, family, r, fingerprint) for r in resolutions]
-    seen: dict[Path, Size] = {}
-    for t in targets:
-        if t.final in seen:
-            raise UsageError(
-                f"{res_arg(seen[t.final])} and {res_arg(t.res)} would both be written to {t.final}; "
-                f"give {arg('out')} a {{res}} that tells them apart"
-            )
-        seen[t.final] = t.res
-    return targets
-
-
-def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, family: Family, res: Size,
-            fingerprint: str) -> Target:  # fmt: skip
-    check_res(res, sizes.patch_size, width, family.num_prefix_tokens)
-    name = default_name(source.name, sizes.image_size, res)
-    shown, final = output_paths(options.out_for(res), name)
-    check_place(final, shown, source.folder, suggest=name)
-    clean_stale(final)  # after the checks: a refused run touches nothing
-    want = record.wanted(options, source, fingerprint, res, family)
-    if not options.force and final.is_dir() and not final.is_symlink() and any(final.iterdir()):
-        verdict = record.check(final, want)
-        if verdict.up_to_date:
-            return Target(res, shown, final, identity(final), want, up_to_date=True)
-        if verdict.reason:
-            raise UsageError(
-                f"{arg('out', shown)} holds an earlier xcr output that {verdict.reason}; "
-                f"pass {arg('force', True)} to replace it"
-            )
-    check_existing(final, shown, options.force)
-    return Target(res, shown, final, identity(final), want)
-
-
-def _config_width(config: dict[str, Any], family: Family) -> int | None:
-    for block in family.vision_config_blocks(config):
-        if type(block.get("hidden_size")) is int and block["hidden_size"] > 0:
-            return int(block["hidden_size"])
-    return None
-
-
-# ---------------------------------------------------------------- write one target
-
-
-def _write_target(
-    plan: Plan,
-    target: Target,
-    progress: Callable[[int], None],
-    worker: Worker | None,
-    landed: Callable[[int, tuple[str, ...], bool], None],
-    note: NoteFn,
-) -> list[BaseException]:
-    """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names,
-    up to date)` records it the instant it is in place. Returns the interruptions held back while it
-    landed."""
-    options = plan.options
-    g = target.grid(plan.sizes.patch_size)
-    computed: dict[str, Buffer] = {}
-
-    def compute(name: str) -> Buffer:
-        if not computed:
-            computed.update(_resampled(plan, g, worker))
-        return computed[name]
-
-    files = out_tensors(plan, g, compute)
-    try:
-        staging = Staging.create(target.final)
-    except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:
-            raise _os_error(e, target.shown) from e
-        raise OutputError(f"cannot create {target.shown}: {e.strerror or e}; choose another {arg('out')}") from e
-    tmp = staging.path
-    sizes: dict[str, int] = {}  # every file written (but the card) → its size, for the record
-    modes: dict[str, Path] = {}  # every file and subfolder written → the source whose permissions it takes
-    hashing = digests.pool()
-    hashes: dict[str, digests.WriteDigest] = {}  # every weight file → its digest, hashed as it is written
-    try:
-        weight_map: dict[str, str] = {}
-        # files made only of copied bytes first: the one that needs torch waits for its import last
-        pairs = sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1]))
-        for f, tensors in pairs:
-            hashes[f.name] = digests.WriteDigest(tmp / f.name, file_size(tensors), hashing)
-            sizes[f.name] = write_file(tmp / f.name, tensors, progress, hashes[f.name].written)
-            weight_map.update({t.name: f.name for t in tensors})
-            modes[f.name] = f.source
-        if plan.index_name:
-            index = {"metadata": _index_metadata(plan, files), "weight_map": dict(sorted(weight_map.items()))}
-            sizes[plan.index_name] = _write(tmp / plan.index_name, dump_json(index))
-            modes[plan.index_name] = plan.files[0].source
-        folder = plan.source.folder
-        sizes[plan.config_name] = _write(tmp / plan.config_name, dump_json(_config(plan, target.res)))
-        modes[plan.config_name] = folder / plan.config_name
-        for rel, data in plan.processors.items():
-            sizes[rel] = _write(
-                _place(tmp, rel, folder, modes),
-                dump_json(plan.family.rewrite_processor(data, target.res, rel)),
-            )
-            modes[rel] = folder / rel
-        for src, rel in plan.carried:
-            sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
-            modes[rel] = src
-        names = tuple(sorted(computed))
-        tables = {name: record.digest(bytes(computed[name])) for name in names}
-        weights = {name: h.result() for name, h in hashes.items()}
-        want = {**target.want, "source_dtypes": _float_dtypes(plan)}
-        rec = record.make(want, __version__, tmp, sizes, tables, weights)
-        card = model_card(_card(plan, target, names, rec), plan.card)
-        written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
-        modes[CARD] = folder / CARD if plan.card is not None else folder / plan.config_name
-        _verify(tmp, plan, files, computed)
-        _set_modes(tmp, modes)
-        staging.land(
-            options.force, _folder_mode(folder), target.seen, lambda: landed(written, names, False), options.fsync,
-            plan.writes,
-        )  # fmt: skip
-    except BaseException as e:
-        if staging.landed:  # the output is in place: only what comes after can still fail
-            raise
-        for h in hashes.values():
-            h.close()
-        staging.discard()
-        if isinstance(e, ChangedError) and record.check(target.final, target.want).up_to_date:
-            landed(0, (), True)  # another run landed exactly this output first: it is up to date
-            return []
-        if isinstance(e, OSError):
-            raise _os_error(e, target.shown) from e
-        raise
-    finally:
-        hashing.shutdown(cancel_futures=True)
-    if staging.leftover:
-        where, why = staging.leftover
-        note(f"{target.shown} replaced the old output, but that could not be deleted ({why}); it is left at {where}")
-    return staging.interrupts
-
-
-def _index_metadata(plan: Plan, files: list[list[OutTensor]]) -> dict[str, Any]:
-    """The source index's metadata with the totals it states recomputed for the output: `total_size`
-    (bytes of tensor data) always, `total_parameters` when the source states it, counted as
-    transformers' save_pretrained counts it (`model.num_parameters()`: the values of the
-    floating-point tensors; the integer position ids are buffers, not parameters)."""
-    tensors = [t for f in files for t in f]
-    metadata = {**plan.checkpoint.index_metadata, "total_size": sum(t.nbytes for t in tensors)}
-    if "total_parameters" in metadata:
-        metadata["total_parameters"] = sum(math.prod(t.shape) for t in tensors if t.dtype.startswith(("F", "BF")))
-    return metadata
-
-
-def _config(plan: Plan, res: Size) -> dict[str, Any]:
-    """config.json of an output at `res`: the vision sizes, the vision tower alone, the dtype."""
-    config, sizes = plan.config, plan.sizes
-    if plan.options.vision_only:
-        config = plan.family.vision_only_config(config, plan.options.with_projection)
-    config = rewrite_config(config, plan.family, sizes, res)
-    if plan.options.dtype == "keep" or not plan.family.states_dtype:
-        return config  # timm and open_clip take the dtype from the weights; their configs state none
-    return set_dtype(config, plan.options.dtype)
-
-
-def _place(tmp: Path, rel: str, source: Path, modes: dict[str, Path]) -> Path:
-    """`tmp / rel`, its subfolders made (taking their source folders' permissions)."""
-    parts = rel.split("/")
-    for i in range(1, len(parts)):
-        sub = "/".join(parts[:i])
-        if sub not in modes:
-            (tmp / sub).mkdir(exist_ok=True)
-            modes[sub] = source / sub
-    return tmp / rel
-
-
-def _needs_compute(tensors: list[OutTensor]) -> bool:
-    return any(callable(t.source) for t in tensors)
-
-
-def _start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
-    """A worker process that imports torch while this one copies, when that helps: torch is not
-    imported here yet, nothing here will need it (a --dtype cast does), and the table lies in a
-    file. None means resample in this process."""
-    changes = any(t.grid(plan.sizes.patch_size) != plan.sizes.grid for t in targets)
-    casts = any(plan.out_dtype(t) != t.dtype for f in plan.files for t in f.tensors)
-    if not changes or casts or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
-        return None
-    from .worker import Worker
-
-    return Worker.start()
-
-
-def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
-    """The bytes of the new position table (in the output's dtype) and ids for grid g (rows, columns)."""
-    s, prefix, pos, options = plan.sizes, plan.prefix, plan.pos, plan.options
-    out_dtype = plan.out_dtype(pos)
-    if worker is not None and isinstance(pos.data, FileRange):
-        request = {
-            "dtype": pos.dtype,
-            "out_dtype": out_dtype,
-            "shape": list(pos.shape),
-            "new_grid": list(g),
-            "old_grid": list(s.grid),
-            "prefix": prefix,
-            "mode": options.interpolation[0],
-            "antialias": options.interpolation[1],
-            "device": options.device,
-        }
-        table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
-    else:
-        from ..interpolate import resample_grid
-
-        new = resample_grid(load_tensor(pos), g, prefix, s.grid, *options.interpolation,
-                            options.device, torch_dtype(out_dtype))  # fmt: skip
-        table = tensor_bytes(new.contiguous())
-    rows = prefix + g[0] * g[1]
-    out = {pos.name: table}
-    if plan.ids is not None:
-        width = DTYPE_SIZES[plan.ids.dtype]
-        out[plan.ids.name] = b"".join(i.to_bytes(width, "little") for i in range(rows))
-    return out
-
-
-def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str, Any]) -> CardInfo:
-    s, options = plan.sizes, plan.options
-    vision_only = options.vision_only or not plan.family.has_text or plan.family.vision_only_form(plan.config)[0]
-    return CardInfo(
-        source=plan.source.repo_id or plan.source.name,
-        repo_id=plan.source.repo_id,
-        revision=plan.source.revision,
-        old_res=s.image_size,
-        new_res=target.res,
-        old_grid=s.grid,
-        new_grid=target.grid(s.patch_size),
-        patch_size=s.patch_size,
-        mode=options.interpolation[0],
-        antialias=options.interpolation[1],
-        tensors=rewritten,
-        version=__version__,
-        vision_only=vision_only,
-        architecture=plan.family.vision_architecture(plan.config, options.with_projection)
-        if options.vision_only
-        else None,
-        dtype=options.dtype if options.dtype != "keep" else None,
-        source_dtype=_dtype_words(plan),
-        record=rec,
-        family=plan.family.name,
-        library=plan.family.library,
-        loader=plan.family.loader,
-        config_file=plan.config_name,
-        processors=bool(plan.processors),
-        prefix=plan.prefix,
-        runtime=plan.family.runtime,
-    )
-
-
-def _float_dtypes(plan: Plan) -> list[str]:
-    """The floating dtypes of the source tensors the output holds: ["float32"]."""
-    return sorted({DTYPE_WORDS[t.dtype] for f in plan.files for t in f.tensors if t.dtype in DTYPE_WORDS})
-
-
-def _dtype_words(plan: Plan) -> str:
-    return ", ".join(_float_dtypes(plan)) or "no floating tensors"
-
-
-def _write(path: Path, data: bytes) -> int:
-    path.write_bytes(data)
-    return len(data)
-
-
-def _copy(src: Path, dst: Path) -> int:
-    """Copy one carried-over file; a failure to read names the source file, not the output."""
-    try:
-        fin = open(src, "rb")
-    except OSError as e:
-        raise InputError(f"cannot read {src}: {e.strerror or e}; check its permissions") from e
-    with fin, open(dst, "wb") as fout:
-        size = os.fstat(fin.fileno()).st_size
-        copy_range(fin.fileno(), fout.fileno(), 0, 0, size)
-    return size
-
-
-def _umask() -> int:
-    """This process's umask, read without changing it where Linux allows."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o22)
-    os.umask(mask)
-    return mask
-
-
-def _set_modes(folder: Path, sources: dict[str, Path]) -> None:
-    """Give every output file and subfolder the permissions its source has, as cp does (the umask
-    applies), so private or gated weights never become readable by more people by being
-    converted. The owner keeps read and write (and search, on folders)."""
-    umask = _umask()
-    for name, src in sources.items():
-        path = folder / name
-        owner = 0o700 if path.is_dir() else 0o600
-        try:
-            mode = os.stat(src).st_mode & 0o777
-        except OSError:
-            mode = owner
-        os.chmod(path, (mode & ~umask) | owner)
-
-
-def _folder_mode(source_folder: Path) -> int:
-    try:
-        mode = os.stat(source_folder).st_mode & 0o777
-    except OSError:
-        mode = 0o700
-    return (mode & ~_umask()) | 0o700
-
-
-def _verify(tmp: Path, plan: Plan, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
-    """Re-read what was written: every header parses and matches the plan, and the rewritten
-    tensors read back byte for byte. A failure is the output's (the disk's), never the source's."""
-    try:
-        for f, planned in zip(plan.files, files, strict=True):
-            path = tmp / f.name
-            got = read_header(path)
-            if got.metadata != {"format": "pt"} or [(t.name, t.dtype, t.shape) for t in got.tensors] != [
-                (t.name, t.dtype, t.shape) for t in planned
-            ]:
-                raise OutputError(f"{path.name} was not written as planned; the disk may be failing")
-            for t in got.tensors:
-                if t.name in computed and read_bytes(path, t.start, t.nbytes) != bytes(computed[t.name]):
-                    raise OutputError(f"{t.name} did not read back as written; the disk may be failing")
-    except InputError as e:
-        raise OutputError(f"the output did not read back as written ({e.message}); the disk may be failing") from e
-
-
-def _os_error(e: OSError, out: Path) -> XcrError:
-    if e.errno in (errno.ENOSPC, errno.EDQUOT):
-        return OutputError(
-            f"no space left on the device while writing {out}; free space or choose another {arg('out')}"
-        )
-    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return OutputError(f"cannot write {out}: {e.strerror}; choose another {arg('out')}")
-    if e.errno == errno.ENAMETOOLONG:
-        return UsageError(f"cannot write {out}: a name or the path is too long; choose a shorter {arg('out')}")
-    where = f" ({e.filename})" if e.filename else ""
-    return OutputError(f"writing {out} failed: {e.strerror or e}{where}")

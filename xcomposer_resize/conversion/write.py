@@ -1,0 +1,373 @@
+"""Write one output: every file into a private temporary folder, the record and the card, a read-back
+check, the source's permissions; then land it (land.py). What each byte is comes from the plan."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..checkpoint.safetensors import (
+    DTYPE_SIZES,
+    DTYPE_WORDS,
+    Buffer,
+    FileRange,
+    OutTensor,
+    copy_range,
+    file_size,
+    read_bytes,
+    read_header,
+    tensor_bytes,
+    torch_dtype,
+    write_file,
+)
+from ..checkpoint.source import Source
+from ..checkpoint.weights import load_tensor
+from ..errors import InputError, OutputError, UsageError, arg
+from ..families import Family
+from ..options import Options, check_res, res_arg
+from ..size import Grid, Size
+from ..version import __version__
+from . import digests, record
+from .card import CARD, CardInfo, model_card
+from .configs import VisionSizes, dump_json, rewrite_config, set_dtype
+from .land import (
+    ChangedError,
+    Staging,
+    check_existing,
+    check_place,
+    clean_stale,
+    default_name,
+    folder_mode,
+    identity,
+    os_error,
+    output_paths,
+    set_modes,
+)
+from .plan import Plan, out_tensors
+
+if TYPE_CHECKING:
+    from .worker import Worker
+
+NoteFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One output: a resolution, the path as the user named it, the folder it lands in, the
+    identity of what was there when it was checked (what --force may replace), what its record
+    will say, and whether it is already there (up to date)."""
+
+    res: Size
+    shown: Path
+    final: Path
+    seen: tuple[int, int] | None = None
+    want: dict[str, Any] = field(default_factory=dict)
+    up_to_date: bool = False
+
+    def grid(self, patch: int) -> Grid:
+        return self.res.grid(patch)
+
+
+def as_is(options: Options, sizes: VisionSizes, res: Size) -> bool:
+    """A preset that runs the source as it is, and the source is already that: nothing to write
+    (unless the output's form changes: --vision-only, --dtype)."""
+    same_form = not options.vision_only and options.dtype == "keep"
+    return res in options.as_is and res == sizes.image_size and same_form
+
+
+def targets(options: Options, resolutions: list[Size], source: Source, sizes: VisionSizes, width: int | None,
+             family: Family, fingerprint: str) -> list[Target]:  # fmt: skip
+    targets = [_target(options, source, sizes, width, family, r, fingerprint) for r in resolutions]
+    seen: dict[Path, Size] = {}
+    for t in targets:
+        if t.final in seen:
+            raise UsageError(
+                f"{res_arg(seen[t.final])} and {res_arg(t.res)} would both be written to {t.final}; "
+                f"give {arg('out')} a {{res}} that tells them apart"
+            )
+        seen[t.final] = t.res
+    return targets
+
+
+def _target(options: Options, source: Source, sizes: VisionSizes, width: int | None, family: Family, res: Size,
+            fingerprint: str) -> Target:  # fmt: skip
+    check_res(res, sizes.patch_size, width, family.num_prefix_tokens)
+    name = default_name(source.name, sizes.image_size, res)
+    shown, final = output_paths(options.out_for(res), name)
+    check_place(final, shown, source.folder, suggest=name)
+    clean_stale(final)  # after the checks: a refused run touches nothing
+    want = record.wanted(options, source, fingerprint, res, family)
+    if not options.force and final.is_dir() and not final.is_symlink() and any(final.iterdir()):
+        verdict = record.check(final, want)
+        if verdict.up_to_date:
+            return Target(res, shown, final, identity(final), want, up_to_date=True)
+        if verdict.reason:
+            raise UsageError(
+                f"{arg('out', shown)} holds an earlier xcr output that {verdict.reason}; "
+                f"pass {arg('force', True)} to replace it"
+            )
+    check_existing(final, shown, options.force)
+    return Target(res, shown, final, identity(final), want)
+
+
+def config_width(config: dict[str, Any], family: Family) -> int | None:
+    for block in family.vision_config_blocks(config):
+        if type(block.get("hidden_size")) is int and block["hidden_size"] > 0:
+            return int(block["hidden_size"])
+    return None
+
+
+def write_target(
+    plan: Plan,
+    target: Target,
+    progress: Callable[[int], None],
+    worker: Worker | None,
+    landed: Callable[[int, tuple[str, ...], bool], None],
+    note: NoteFn,
+) -> list[BaseException]:
+    """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names,
+    up to date)` records it the instant it is in place. Returns the interruptions held back while it
+    landed."""
+    options = plan.options
+    g = target.grid(plan.sizes.patch_size)
+    computed: dict[str, Buffer] = {}
+
+    def compute(name: str) -> Buffer:
+        if not computed:
+            computed.update(_resampled(plan, g, worker))
+        return computed[name]
+
+    files = out_tensors(plan, g, compute)
+    try:
+        staging = Staging.create(target.final)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise os_error(e, target.shown) from e
+        raise OutputError(f"cannot create {target.shown}: {e.strerror or e}; choose another {arg('out')}") from e
+    tmp = staging.path
+    sizes: dict[str, int] = {}  # every file written (but the card) → its size, for the record
+    modes: dict[str, Path] = {}  # every file and subfolder written → the source whose permissions it takes
+    hashing = digests.pool()
+    hashes: dict[str, digests.WriteDigest] = {}  # every weight file → its digest, hashed as it is written
+    try:
+        weight_map: dict[str, str] = {}
+        # files made only of copied bytes first: the one that needs torch waits for its import last
+        pairs = sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1]))
+        for f, tensors in pairs:
+            hashes[f.name] = digests.WriteDigest(tmp / f.name, file_size(tensors), hashing)
+            sizes[f.name] = write_file(tmp / f.name, tensors, progress, hashes[f.name].written)
+            weight_map.update({t.name: f.name for t in tensors})
+            modes[f.name] = f.source
+        if plan.index_name:
+            index = {"metadata": _index_metadata(plan, files), "weight_map": dict(sorted(weight_map.items()))}
+            sizes[plan.index_name] = _write(tmp / plan.index_name, dump_json(index))
+            modes[plan.index_name] = plan.files[0].source
+        folder = plan.source.folder
+        sizes[plan.config_name] = _write(tmp / plan.config_name, dump_json(_config(plan, target.res)))
+        modes[plan.config_name] = folder / plan.config_name
+        for rel, data in plan.processors.items():
+            sizes[rel] = _write(
+                _place(tmp, rel, folder, modes),
+                dump_json(plan.family.rewrite_processor(data, target.res, rel)),
+            )
+            modes[rel] = folder / rel
+        for src, rel in plan.carried:
+            sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
+            modes[rel] = src
+        names = tuple(sorted(computed))
+        tables = {name: record.digest(bytes(computed[name])) for name in names}
+        weights = {name: h.result() for name, h in hashes.items()}
+        want = {**target.want, "source_dtypes": _float_dtypes(plan)}
+        rec = record.make(want, __version__, tmp, sizes, tables, weights)
+        card = model_card(_card(plan, target, names, rec), plan.card)
+        written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
+        modes[CARD] = folder / CARD if plan.card is not None else folder / plan.config_name
+        _verify(tmp, plan, files, computed)
+        set_modes(tmp, modes)
+        staging.land(
+            options.force, folder_mode(folder), target.seen, lambda: landed(written, names, False), options.fsync,
+            plan.writes,
+        )  # fmt: skip
+    except BaseException as e:
+        if staging.landed:  # the output is in place: only what comes after can still fail
+            raise
+        for h in hashes.values():
+            h.close()
+        staging.discard()
+        if isinstance(e, ChangedError) and record.check(target.final, target.want).up_to_date:
+            landed(0, (), True)  # another run landed exactly this output first: it is up to date
+            return []
+        if isinstance(e, OSError):
+            raise os_error(e, target.shown) from e
+        raise
+    finally:
+        hashing.shutdown(cancel_futures=True)
+    if staging.leftover:
+        where, why = staging.leftover
+        note(f"{target.shown} replaced the old output, but that could not be deleted ({why}); it is left at {where}")
+    return staging.interrupts
+
+
+def _index_metadata(plan: Plan, files: list[list[OutTensor]]) -> dict[str, Any]:
+    """The source index's metadata with the totals it states recomputed for the output: `total_size`
+    (bytes of tensor data) always, `total_parameters` when the source states it, counted as
+    transformers' save_pretrained counts it (`model.num_parameters()`: the values of the
+    floating-point tensors; the integer position ids are buffers, not parameters)."""
+    tensors = [t for f in files for t in f]
+    metadata = {**plan.checkpoint.index_metadata, "total_size": sum(t.nbytes for t in tensors)}
+    if "total_parameters" in metadata:
+        metadata["total_parameters"] = sum(math.prod(t.shape) for t in tensors if t.dtype.startswith(("F", "BF")))
+    return metadata
+
+
+def _config(plan: Plan, res: Size) -> dict[str, Any]:
+    """config.json of an output at `res`: the vision sizes, the vision tower alone, the dtype."""
+    config, sizes = plan.config, plan.sizes
+    if plan.options.vision_only:
+        config = plan.family.vision_only_config(config, plan.options.with_projection)
+    config = rewrite_config(config, plan.family, sizes, res)
+    if plan.options.dtype == "keep" or not plan.family.states_dtype:
+        return config  # timm and open_clip take the dtype from the weights; their configs state none
+    return set_dtype(config, plan.options.dtype)
+
+
+def _place(tmp: Path, rel: str, source: Path, modes: dict[str, Path]) -> Path:
+    """`tmp / rel`, its subfolders made (taking their source folders' permissions)."""
+    parts = rel.split("/")
+    for i in range(1, len(parts)):
+        sub = "/".join(parts[:i])
+        if sub not in modes:
+            (tmp / sub).mkdir(exist_ok=True)
+            modes[sub] = source / sub
+    return tmp / rel
+
+
+def _needs_compute(tensors: list[OutTensor]) -> bool:
+    return any(callable(t.source) for t in tensors)
+
+
+def start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
+    """A worker process that imports torch while this one copies, when that helps: torch is not
+    imported here yet, nothing here will need it (a --dtype cast does), and the table lies in a
+    file. None means resample in this process."""
+    changes = any(t.grid(plan.sizes.patch_size) != plan.sizes.grid for t in targets)
+    casts = any(plan.out_dtype(t) != t.dtype for f in plan.files for t in f.tensors)
+    if not changes or casts or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
+        return None
+    from .worker import Worker
+
+    return Worker.start()
+
+
+def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
+    """The bytes of the new position table (in the output's dtype) and ids for grid g (rows, columns)."""
+    s, prefix, pos, options = plan.sizes, plan.prefix, plan.pos, plan.options
+    out_dtype = plan.out_dtype(pos)
+    if worker is not None and isinstance(pos.data, FileRange):
+        request = {
+            "dtype": pos.dtype,
+            "out_dtype": out_dtype,
+            "shape": list(pos.shape),
+            "new_grid": list(g),
+            "old_grid": list(s.grid),
+            "prefix": prefix,
+            "mode": options.interpolation[0],
+            "antialias": options.interpolation[1],
+            "device": options.device,
+        }
+        table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
+    else:
+        from ..interpolate import resample_grid
+
+        new = resample_grid(load_tensor(pos), g, prefix, s.grid, *options.interpolation,
+                            options.device, torch_dtype(out_dtype))  # fmt: skip
+        table = tensor_bytes(new.contiguous())
+    rows = prefix + g[0] * g[1]
+    out = {pos.name: table}
+    if plan.ids is not None:
+        width = DTYPE_SIZES[plan.ids.dtype]
+        out[plan.ids.name] = b"".join(i.to_bytes(width, "little") for i in range(rows))
+    return out
+
+
+def _card(plan: Plan, target: Target, rewritten: tuple[str, ...], rec: dict[str, Any]) -> CardInfo:
+    s, options = plan.sizes, plan.options
+    vision_only = options.vision_only or not plan.family.has_text or plan.family.vision_only_form(plan.config)[0]
+    return CardInfo(
+        source=plan.source.repo_id or plan.source.name,
+        repo_id=plan.source.repo_id,
+        revision=plan.source.revision,
+        old_res=s.image_size,
+        new_res=target.res,
+        old_grid=s.grid,
+        new_grid=target.grid(s.patch_size),
+        patch_size=s.patch_size,
+        mode=options.interpolation[0],
+        antialias=options.interpolation[1],
+        tensors=rewritten,
+        version=__version__,
+        vision_only=vision_only,
+        architecture=plan.family.vision_architecture(plan.config, options.with_projection)
+        if options.vision_only
+        else None,
+        dtype=options.dtype if options.dtype != "keep" else None,
+        source_dtype=_dtype_words(plan),
+        record=rec,
+        family=plan.family.name,
+        library=plan.family.library,
+        loader=plan.family.loader,
+        config_file=plan.config_name,
+        processors=bool(plan.processors),
+        prefix=plan.prefix,
+        runtime=plan.family.runtime,
+    )
+
+
+def _float_dtypes(plan: Plan) -> list[str]:
+    """The floating dtypes of the source tensors the output holds: ["float32"]."""
+    return sorted({DTYPE_WORDS[t.dtype] for f in plan.files for t in f.tensors if t.dtype in DTYPE_WORDS})
+
+
+def _dtype_words(plan: Plan) -> str:
+    return ", ".join(_float_dtypes(plan)) or "no floating tensors"
+
+
+def _write(path: Path, data: bytes) -> int:
+    path.write_bytes(data)
+    return len(data)
+
+
+def _copy(src: Path, dst: Path) -> int:
+    """Copy one carried-over file; a failure to read names the source file, not the output."""
+    try:
+        fin = open(src, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read {src}: {e.strerror or e}; check its permissions") from e
+    with fin, open(dst, "wb") as fout:
+        size = os.fstat(fin.fileno()).st_size
+        copy_range(fin.fileno(), fout.fileno(), 0, 0, size)
+    return size
+
+
+def _verify(tmp: Path, plan: Plan, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
+    """Re-read what was written: every header parses and matches the plan, and the rewritten
+    tensors read back byte for byte. A failure is the output's (the disk's), never the source's."""
+    try:
+        for f, planned in zip(plan.files, files, strict=True):
+            path = tmp / f.name
+            got = read_header(path)
+            if got.metadata != {"format": "pt"} or [(t.name, t.dtype, t.shape) for t in got.tensors] != [
+                (t.name, t.dtype, t.shape) for t in planned
+            ]:
+                raise OutputError(f"{path.name} was not written as planned; the disk may be failing")
+            for t in got.tensors:
+                if t.name in computed and read_bytes(path, t.start, t.nbytes) != bytes(computed[t.name]):
+                    raise OutputError(f"{t.name} did not read back as written; the disk may be failing")
+    except InputError as e:
+        raise OutputError(f"the output did not read back as written ({e.message}); the disk may be failing") from e
