@@ -385,7 +385,7 @@ def test_ctrl_c_at_landing_with_another_thread_running(
 def test_ctrl_c_while_the_json_is_written_says_the_output_is_complete(
     xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from xcomposer_resize.cli import main as cli
+    from xcomposer_resize.cli import deliver as cli
 
     real = cli.write
 

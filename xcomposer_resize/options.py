@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from .checkpoint.safetensors import DTYPE_WORDS
 from .errors import UsageError, arg
-from .families import flag_names, method_words
+from .families import NAMES, family_named, flag_names, method_words
 from .interpolate import ANTIALIAS_MODES, MODES
 from .presets import DEFAULT_MODEL, Preset
 from .presets import preset as find_preset
@@ -456,7 +456,6 @@ def _choice(name: str, value: object, choices: tuple[str, ...]) -> str:
 def _family(value: object) -> str | None:
     if value is None:
         return None
-    from .families import NAMES, family_named
 
     if not isinstance(value, str):
         raise UsageError(f"{arg('family')} must be a family name, not {value!r}")

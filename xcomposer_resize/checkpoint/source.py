@@ -174,13 +174,13 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
             )
         download([weights])
         if weights.endswith(".index.json"):
-            download(_shards_of(folder / weights, repo_id))
+            download(shards_of(folder / weights, repo_id))
 
     source.fetch = fetch
     return source
 
 
-def _shards_of(index_path: Path, repo_id: str) -> list[str]:
+def shards_of(index_path: Path, repo_id: str) -> list[str]:
     try:
         weight_map = json.loads(index_path.read_text())["weight_map"]
         shards = sorted(set(weight_map.values()))
@@ -235,7 +235,7 @@ def missing_from_snapshot(folder: Path) -> str | None:
         return "its weights were"
     if weights.endswith(".index.json"):
         try:
-            shards = _shards_of(folder / weights, folder.name)
+            shards = shards_of(folder / weights, folder.name)
         except InputError:
             return "its weights were"
         lacking = [s for s in shards if s not in files]

@@ -16,7 +16,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from .safetensors import DTYPE_SIZES, FileRange, TensorEntry, nbytes_of, read_header, st_dtype
+from .safetensors import (
+    DTYPE_SIZES,
+    FileRange,
+    TensorEntry,
+    nbytes_of,
+    read_bytes,
+    read_header,
+    st_dtype,
+    tensor_from_bytes,
+)
+from .torch_zip import Unsupported, read_layout
 
 if TYPE_CHECKING:
     import torch
@@ -98,8 +108,6 @@ def not_a_file(path: Path) -> str | None:
 
 def load_tensor(t: SourceTensor) -> torch.Tensor:
     """The tensor itself (read from its file when it lies in one)."""
-    from .safetensors import read_bytes, tensor_from_bytes
-
     if isinstance(t.data, FileRange):
         return tensor_from_bytes(read_bytes(t.data.path, t.data.start, t.nbytes), t.dtype, t.shape)
     return t.data
@@ -272,8 +280,6 @@ def _bin_tensors(path: Path, keep: list[Any]) -> list[SourceTensor]:
 
 def _bin_tensors_without_torch(path: Path) -> list[SourceTensor] | None:
     """The plain state dicts of torch zip archives, located without torch; None for the rest."""
-    from .torch_zip import Unsupported, read_layout
-
     try:
         return _in_file(path, read_layout(path))
     except Unsupported:

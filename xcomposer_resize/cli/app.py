@@ -16,14 +16,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, get_type_
 
 import typer
 
+from .. import presets as table
+from ..commands.inspect import inspect as look
+from ..commands.verify import verify as check
+from ..conversion.resize import VerificationFailed, convert
 from ..errors import OutputError, UsageError
-from ..families import family_words
-from ..options import OFFERED
+from ..families import family_words, non_square_words
+from ..options import OFFERED, build_options
 from ..presets import DEFAULT_MODEL
 from ..size import Size
 from ..version import __version__
 from . import render
-from .main import deliver, deliver_json, interruptions, json_asked
+from .deliver import deliver, deliver_json, interruptions, json_asked
 
 app = typer.Typer(
     name="xcr",
@@ -141,9 +145,6 @@ def resize(
     **options: Any,
 ) -> None:
     """Write a copy of a vision checkpoint whose position embeddings and configs are for --res pixels."""
-    from ..conversion.resize import VerificationFailed, convert
-    from ..options import build_options
-
     if not res and not preset:
         raise UsageError("give --res N (repeatable) or --preset NAME (see xcr presets)")
     json_asked(sys.stdout)
@@ -166,8 +167,6 @@ def resize(
 def _resize_signature() -> None:
     """`resize`'s parameters: its own, then a flag for every option of `resize()` (Options), before
     --json and --quiet; the --res help names the families that take HxW sizes."""
-    from ..families import non_square_words
-
     hints = get_type_hints(resize, include_extras=True)
     own = [
         p.replace(kind=python_inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
@@ -190,8 +189,6 @@ def presets(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON list on stdout.")] = False,
 ) -> None:
     """List the InternLM-XComposer variants and the resolution each runs its CLIP tower at."""
-    from .. import presets as table
-
     if json_out:
         deliver_json(table.as_json(), [])
     else:
@@ -219,8 +216,6 @@ def inspect(
 ) -> None:
     """Show what xcr sees in a checkpoint (grid, table, sizes, files) without converting; for a Hub
     repo, without downloading weights."""
-    from ..commands.inspect import inspect as look
-
     with interruptions():
         found = look(model, revision=revision, token=token, family=family, plot=plot)
     if json_out:
@@ -256,8 +251,6 @@ def verify(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Prove an output right: files, tensors, table, configs, and a forward pass against its source."""
-    from ..commands.verify import verify as check
-
     json_asked(sys.stdout)
     with interruptions():
         found = check(out, against, revision=revision, token=token, images=images, family=family)

@@ -10,28 +10,26 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
-from typing import IO, Any, NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import typer
 
 from ..errors import (
     RECEIVED,
-    OutputError,
     SigTerm,
     UsageError,
     XcrError,
     cli_spelling,
-    complete,
     interruption,
     on_signal,
-    stopped,
 )
-from .render import closed, error_line, write
+from .app import app
+from .deliver import JSON, json_error
+from .render import error_line, write
 
 
 @contextlib.contextmanager
@@ -57,12 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     debug = os.environ.get("XCR_DEBUG", "") not in ("", "0")
     RECEIVED.clear()
     args = sys.argv[1:] if argv is None else argv
-    outer = dict(_JSON)  # a run started inside another (in process) must not take the outer's --json state
-    _JSON.update(asked="--json" in args[: args.index("--")] if "--" in args else "--json" in args, written=False)
+    outer = dict(JSON)  # a run started inside another (in process) must not take the outer's --json state
+    JSON.update(asked="--json" in args[: args.index("--")] if "--" in args else "--json" in args, written=False)
     try:
         return _main(args, argv, debug)
     finally:
-        _JSON.update(outer)
+        JSON.update(outer)
 
 
 def _main(args: list[str], argv: list[str] | None, debug: bool) -> int:
@@ -70,7 +68,7 @@ def _main(args: list[str], argv: list[str] | None, debug: bool) -> int:
         try:
             _refuse_repeated_options(sys.argv[1:] if argv is None else argv)
             with cli_spelling():
-                rv = _app()(args=argv, prog_name="xcr", standalone_mode=False)
+                rv = app(args=argv, prog_name="xcr", standalone_mode=False)
             if rv == 130 and RECEIVED:  # typer turned an interruption while parsing into a quiet 130
                 return _fail(interruption(SigTerm() if RECEIVED[-1] == signal.SIGTERM else KeyboardInterrupt()))
             return rv if isinstance(rv, int) else 0
@@ -99,7 +97,7 @@ def _refuse_repeated_options(argv: list[str]) -> None:
     """A flag that takes one value, given twice, is an error: click would keep the last one silently."""
     import typer.main
 
-    group: Any = typer.main.get_command(_app())
+    group: Any = typer.main.get_command(app)
     command = next((group.commands[a] for a in argv if a in group.commands), None)
     if command is None:
         return
@@ -131,7 +129,7 @@ def _fail(error: XcrError, debug: bool = False) -> int:
 
         write(sys.stderr, traceback.format_exc())
     error_line(error.message)
-    _json_error(error)
+    json_error(error)
     return error.exit_code
 
 
@@ -176,59 +174,3 @@ def _main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-_JSON = {"asked": False, "written": False}  # this run's --json: asked for, and its object written
-
-
-def json_asked(stream: IO[str] | None) -> None:
-    """Refuse, before any work, a --json run whose result would have nowhere to go."""
-    if _JSON["asked"] and closed(stream):
-        raise UsageError("--json: standard output is closed, so the result would have nowhere to go")
-
-
-@contextlib.contextmanager
-def interruptions() -> Iterator[None]:
-    """Around every command: Ctrl-C or SIGTERM becomes the one error that says what is complete and
-    what was not done (typer would turn it into a silent exit 130)."""
-    try:
-        yield
-    except KeyboardInterrupt as e:
-        raise interruption(e) from None
-
-
-def deliver_json(data: Any, outputs: list[str]) -> None:
-    """Write a --json result, the one writer of JSON on stdout (so a failure after it never adds a
-    second object). It is the result: when it cannot be written (or Ctrl-C cuts it short), the run
-    fails and says that `outputs` are complete all the same."""
-    _JSON["written"] = True
-    try:
-        problem = write(sys.stdout, json.dumps(data) + "\n")
-    except KeyboardInterrupt as e:
-        raise stopped(e, outputs, "its --json result was not written") from None
-    if problem:
-        done = f"{complete(outputs)}, but the" if outputs else "the"
-        raise OutputError(f"{done} --json result could not be written to stdout: {problem}")
-
-
-def deliver(text: Callable[[], str]) -> None:
-    """Show a result (`text` renders it): whatever happens now (a closed or full terminal, Ctrl-C),
-    the run is done."""
-    with contextlib.suppress(KeyboardInterrupt):
-        write(sys.stdout, text())
-
-
-def _json_error(error: XcrError) -> None:
-    """A failed --json run: one object on stdout saying so, unless the result was written already."""
-    if _JSON["asked"] and not _JSON["written"]:
-        _JSON["written"] = True
-        write(
-            sys.stdout,
-            json.dumps({"ok": False, "error": " ".join(error.message.split()), "exit_code": error.exit_code}) + "\n",
-        )
-
-
-def _app() -> typer.Typer:
-    from .app import app
-
-    return app

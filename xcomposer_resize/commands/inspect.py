@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.safetensors import FLOAT_DTYPES, WORD_DTYPES
-from ..checkpoint.source import is_metadata, resolve_source
+from ..checkpoint.source import hub_error, is_metadata, resolve_source, shards_of
 from ..checkpoint.weights import open_checkpoint, pick_weights, read_json, walk
 from ..conversion import record
 from ..conversion.configs import vision_sizes
-from ..conversion.plan import locate, role
+from ..conversion.plan import disagreement, locate, role
 from ..errors import HubError, UsageError
 from ..families import flag_of
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
@@ -141,8 +141,6 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         and table.known_from == "weights"
         and table.shape[-2] - prefix != sizes.grid[0] * sizes.grid[1]
     ):
-        from ..conversion.plan import disagreement
-
         problems.append(
             disagreement(sizes, table.shape[-2] - prefix, found.kernel, table.name, adapter, config_name)
             + "; xcr resize refuses it until they agree"
@@ -212,8 +210,6 @@ def _listing(source: Source, token: str | None) -> dict[str, int | None]:
         return out
     from huggingface_hub import HfApi
 
-    from ..checkpoint.source import hub_error
-
     try:
         tree = HfApi().list_repo_tree(source.repo_id or "", revision=source.revision, recursive=True, token=token)
         return {e.path: getattr(e, "size", None) for e in tree if getattr(e, "size", None) is not None}
@@ -223,19 +219,15 @@ def _listing(source: Source, token: str | None) -> dict[str, int | None]:
 
 def _shards(source: Source, index: str, token: str | None) -> list[str]:
     """The shards an index names (the index is small: downloaded when not there)."""
-    from ..checkpoint.source import _shards_of
-
     path = source.folder / index
     if not path.is_file():
         from huggingface_hub import hf_hub_download
-
-        from ..checkpoint.source import hub_error
 
         try:
             path = type(path)(hf_hub_download(source.repo_id or "", index, revision=source.revision, token=token))
         except Exception as e:
             raise hub_error(e, source.repo_id or "", source.revision) from e
-    return _shards_of(path, source.repo_id or source.display)
+    return shards_of(path, source.repo_id or source.display)
 
 
 def _tensors(
@@ -249,8 +241,6 @@ def _tensors(
     if not files or not source.repo_id:
         return None
     from huggingface_hub import HfApi
-
-    from ..checkpoint.source import hub_error
 
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     for name in files:

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..checkpoint.source import missing_from_snapshot
+from ..checkpoint.weights import load_tensor, open_checkpoint
+from ..conversion import record
+from ..conversion.configs import vision_sizes
+from ..conversion.plan import locate
 from ..errors import UsageError, XcrError
+from ..interpolate import grid_side
+from ..size import grid_text
 
 if TYPE_CHECKING:
     import torch
@@ -89,8 +96,6 @@ def mosaic(table: torch.Tensor, prefix: int, shape: tuple[int, int] | None = Non
     for every stride(max(h, w))-th cell each way: tile (a, b) holds the cosine similarity of cell
     (a*stride, b*stride) to every cell, NaN between tiles."""
     import torch
-
-    from ..interpolate import grid_side
 
     grid = table.detach().float().cpu().reshape(-1, table.shape[-1])[prefix:]
     if shape is None:
@@ -187,9 +192,6 @@ def draw(path: Path, output: Path, source: Path | None = None) -> None:
 def recorded_source(folder: Path) -> Path | None:
     """The folder of the source `folder`'s record names, when it is on this machine: a Hub snapshot
     in the cache with its weights (nothing is downloaded). A local folder is not recorded by path."""
-    from ..checkpoint.source import missing_from_snapshot
-    from ..conversion import record
-
     rec = record.read(folder)
     if not rec or str(rec.get("source_fingerprint", "")).startswith("files:") or not rec.get("revision"):
         return None
@@ -204,12 +206,6 @@ def recorded_source(folder: Path) -> Path | None:
 
 def _panel(folder: Path, role: str, forced: str | None = None) -> tuple[Panel, str]:
     """The panel of `folder`'s table, and the family it was read as (`forced`: as that family)."""
-    from ..checkpoint.weights import load_tensor, open_checkpoint
-    from ..conversion import record
-    from ..conversion.configs import vision_sizes
-    from ..conversion.plan import locate
-    from ..size import grid_text
-
     _name, config, family = record.detect(folder, forced)
     sizes = vision_sizes(config, family)
     ckpt = open_checkpoint(folder, family.weight_files)

@@ -42,8 +42,10 @@ from ..checkpoint.safetensors import (
     read_bytes,
     read_header,
     tensor_bytes,
+    tensor_from_bytes,
     torch_dtype,
 )
+from ..checkpoint.source import is_metadata, resolve_source
 from ..checkpoint.weights import (
     SAFETENSORS_INDEX,
     Checkpoint,
@@ -61,6 +63,7 @@ from ..conversion.plan import locate
 from ..errors import InputError, UsageError, XcrError, arg
 from ..families import CONFIG_FILES, Family, family_named, model_config, timm_arch
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
+from ..interpolate import resample_grid
 from ..size import Grid, Size, grid_text
 
 if TYPE_CHECKING:
@@ -246,7 +249,6 @@ def _meant(folder: Path, config: dict[str, Any], family: Family, rec: dict[str, 
 
 def _source(folder: Path, rec: dict[str, Any] | None, against: str | Path | None, revision: str | None,
             token: str | None, quiet: bool, prefer: tuple[str, ...]) -> Source:  # fmt: skip
-    from ..checkpoint.source import resolve_source
 
     if against is not None:
         source = resolve_source(str(against), revision=revision, token=token, quiet=quiet)
@@ -446,8 +448,6 @@ def _some(names: list[str], n: int = 3) -> str:
 
 def _chunks(t: SourceTensor, elems: int) -> Iterator[Any]:
     """`t`'s values, `elems` at a time, as flat tensors."""
-    from ..checkpoint.safetensors import tensor_from_bytes
-
     numel = math.prod(t.shape)
     size = DTYPE_SIZES[t.dtype]
     for i in range(0, numel, elems):
@@ -477,8 +477,6 @@ def _check_table(family: Family, src: Checkpoint, out: Checkpoint, g0: Grid, g1:
     """The output's table (grid `g1`) against a fresh resample of the source's (grid `g0`), with the
     recorded method."""
     import torch
-
-    from ..interpolate import resample_grid
 
     src_name, out_name = locate(src.shapes, family).pos, locate(out.shapes, family).pos
     if src_name is None or out_name is None:
@@ -852,8 +850,6 @@ def _carried(folder: Path, family: Family, source: Source) -> tuple[int, list[st
     licence, subfolder files: all but the weights, configs, processor files, model card and hidden
     files; of a Hub snapshot, the files xcr downloads) is in the output with the source's bytes,
     and the output holds no other file (weights of another format among them)."""
-    from ..checkpoint.source import is_metadata
-
     problems: list[str] = []
     try:
         theirs = {rel: path for path, rel in walk(source.folder) if _carries(path, rel)}

@@ -17,6 +17,9 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, UsageError, arg
+from ..families import FAMILIES, REFUSED, TOKEN_NAMES, TransformersFamily
+from ..interpolate import grid_side, resample_grid
+from ..options import build_model_options, check_res, res_arg
 from ..size import Size, grid_text
 
 if TYPE_CHECKING:
@@ -56,10 +59,6 @@ def resize_model(
     old table's parameter, which no longer takes part in the forward pass.
     """
     import torch
-
-    from ..families import TOKEN_NAMES
-    from ..interpolate import grid_side, resample_grid
-    from ..options import build_model_options, check_res, res_arg
 
     options = build_model_options(res, mode=mode, antialias=antialias, device=device)
     wanted = options.res
@@ -128,8 +127,6 @@ def _tower(model: Any) -> tuple[str, Any, TransformersFamily]:
     `model` (`model` itself, or the outermost such module inside it), found by its config's
     model_type as `xcr resize` finds a checkpoint's family."""
     import torch
-
-    from ..families import FAMILIES, REFUSED, TransformersFamily
 
     if isinstance(model, type):
         raise UsageError(

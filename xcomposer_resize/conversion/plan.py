@@ -27,6 +27,7 @@ from ..checkpoint.weights import (
     check_readable,
     is_weight_file,
     not_a_file,
+    open_checkpoint,
     read_json,
     walk,
 )
@@ -93,8 +94,6 @@ def make_plan(source: Source, family: Family, config: dict[str, Any], sizes: Vis
               config_name: str = CONFIG) -> Plan:  # fmt: skip
     """Open the weights, find the position table and check it against the config, lay out the
     output, read the other files: everything but the targets."""
-    from ..checkpoint.weights import open_checkpoint
-
     source.fetch_weights(family.weight_files)  # a Hub source: downloaded now, once the sizes are checked
     ckpt = open_checkpoint(source.folder, family.weight_files)
     names = ckpt.names

@@ -22,6 +22,7 @@ from .. import families
 from ..checkpoint.safetensors import read_bytes, read_header
 from ..checkpoint.weights import entries_beyond, walk
 from ..errors import InputError, XcrError
+from ..families import family_named
 from ..size import Size
 from .card import CARD, parse_card
 from .digests import file_digest
@@ -100,8 +101,6 @@ def digest(data: bytes | bytearray | memoryview) -> str:
 
 def _family(name: object) -> Family | None:
     """The family `name` (any spelling) names, or None when it names none xcr knows."""
-    from ..families import family_named
-
     try:
         return family_named(name) if isinstance(name, str) else None
     except XcrError:

@@ -18,7 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from ..checkpoint.safetensors import tensor_bytes, tensor_from_bytes, torch_dtype
 from ..errors import OutputError
+from ..interpolate import resample_grid
 
 # The child runs this very copy of xcomposer_resize (a source checkout need not be on sys.path),
 # and not whatever a `torch/` or `xcomposer_resize/` folder in the current directory holds.
@@ -127,9 +129,6 @@ def receive(f: IO[bytes], n: int) -> bytearray:
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: answer requests until EOF."""
     import torch  # noqa: F401  # first, while the parent copies
-
-    from ..checkpoint.safetensors import tensor_bytes, tensor_from_bytes, torch_dtype
-    from ..interpolate import resample_grid
 
     while line := stdin.readline():
         try:

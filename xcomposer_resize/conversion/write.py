@@ -30,6 +30,7 @@ from ..checkpoint.source import Source
 from ..checkpoint.weights import load_tensor
 from ..errors import InputError, OutputError, UsageError, arg
 from ..families import Family
+from ..interpolate import resample_grid
 from ..options import Options, check_res, res_arg
 from ..size import Grid, Size
 from ..version import __version__
@@ -50,6 +51,7 @@ from .land import (
     set_modes,
 )
 from .plan import Plan, out_tensors
+from .worker import Worker
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -260,7 +262,6 @@ def start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
     casts = any(plan.out_dtype(t) != t.dtype for f in plan.files for t in f.tensors)
     if not changes or casts or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
         return None
-    from .worker import Worker
 
     return Worker.start()
 
@@ -283,8 +284,6 @@ def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
         }
         table: Buffer = worker.resample(request, read_bytes(pos.data.path, pos.data.start, pos.nbytes))
     else:
-        from ..interpolate import resample_grid
-
         new = resample_grid(load_tensor(pos), g, prefix, s.grid, *options.interpolation,
                             options.device, torch_dtype(out_dtype))  # fmt: skip
         table = tensor_bytes(new.contiguous())
