@@ -18,10 +18,10 @@ from ..checkpoint.safetensors import FLOAT_DTYPES, WORD_DTYPES
 from ..checkpoint.source import hub_error, is_metadata, resolve_source, shards_of
 from ..checkpoint.weights import open_checkpoint, pick_weights, read_json, walk
 from ..conversion import record
-from ..conversion.configs import vision_sizes
+from ..conversion.configs import VisionSizes, vision_sizes
 from ..conversion.plan import disagreement, locate, role
 from ..errors import HubError, UsageError
-from ..families import flag_of
+from ..families import Family, flag_of
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..options import largest_grid
 from .plot import check_path, draw, recorded_source, require_matplotlib
@@ -101,40 +101,20 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         raise UsageError("the checkpoint to inspect is empty; give a checkpoint folder or a Hub repo id")
     source = resolve_source(model, revision=revision, token=token, quiet=True, need_weights=False)
     config_name, config, adapter = record.detect(source.folder, family)
-    sizes = vision_sizes(config, adapter)
     sizes_by_name = _listing(source, token)
     names = sorted(sizes_by_name)
-    picked = pick_weights([n for n in names if "/" not in n], adapter.weight_files)
-    weights = [picked] if picked else []
-    if weights and weights[0].endswith(".index.json"):
-        weights = weights + _shards(source, weights[0], token)
+    weights = _weights(source, names, adapter.weight_files, token)
     local = bool(weights) and all((source.folder / w).is_file() for w in weights)
     tensors = _tensors(source, weights, local, token, adapter.weight_files)
-    table = ids = None
     found = locate({n: shape for n, (_dtype, shape) in (tensors or {}).items()}, adapter)
-    parameters = None
-    dtypes: dict[str, int] = {}
+    sizes = vision_sizes(config, adapter)
     if tensors is not None:
         sizes = sizes.with_kernel(adapter, found.kernel)
-        if found.pos:
-            dtype, shape = tensors[found.pos]
-            table = Table(found.pos, list(shape), dtype, "weights")
-        ids = found.ids
-        for dtype, shape in tensors.values():
-            dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape)
-        parameters = sum(n for d, n in dtypes.items() if d in FLOAT_DTYPES)  # not the integer id buffers
-    else:  # a .bin not on this machine: what config.json implies
-        width = next((b.get("hidden_size") for b in adapter.vision_config_blocks(config) if b.get("hidden_size")), None)
-        if isinstance(width, int):
-            rows = adapter.num_prefix_tokens + sizes.grid[0] * sizes.grid[1]
-            table = Table(
-                adapter.pos_suffix,
-                [1, rows, width] if adapter.batched else [rows, width],
-                _config_dtype(config),
-                "config",
-            )
-    width = table.shape[-1] if table else 1024
+    table = _table(tensors, found.pos, config, adapter, sizes)
     prefix = found.prefix(sizes.grid)
+    dtypes: dict[str, int] = {}
+    for dtype, shape in (tensors or {}).values():
+        dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape)
     problems = []
     if (
         table is not None
@@ -145,8 +125,6 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
             disagreement(sizes, table.shape[-2] - prefix, found.kernel, table.name, adapter, config_name)
             + "; xcr resize refuses it until they agree"
         )
-    largest = largest_grid(width, prefix) * sizes.patch_size
-    square_reason = adapter.square_reason(config)
     download = None
     if source.repo_id and source.listing is not None:
         wanted = [n for n in names if is_metadata(n)] + weights
@@ -164,17 +142,11 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         grid=list(sizes.grid),
         prefix_tokens=prefix,
         stated=sizes.stated,
-        accepted_res={
-            "multiple_of": sizes.patch_size,
-            "min": sizes.patch_size,
-            "max": largest,
-            "non_square": not square_reason,
-            "square_only": square_reason or None,
-        },
+        accepted_res=_accepted(sizes, table.shape[-1] if table else 1024, prefix, adapter.square_reason(config)),
         method=adapter.mode + (", antialias" if adapter.antialias else "") + f" (= {adapter.runtime.replace('`', '')})",
         table=table,
-        position_ids=ids,
-        parameters=parameters,
+        position_ids=found.ids if tensors is not None else None,
+        parameters=sum(n for d, n in dtypes.items() if d in FLOAT_DTYPES) if tensors is not None else None,
         dtypes=dtypes,
         weights_format=("safetensors" if weights[0].endswith(("safetensors", "safetensors.index.json")) else "bin")
         if weights
@@ -196,6 +168,40 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         library=adapter.library,
         problems=problems,
     )
+
+
+def _weights(source: Source, names: list[str], prefer: tuple[str, ...], token: str | None) -> list[str]:
+    """The weight files a conversion reads: the preferred top-level file, or an index and its shards."""
+    picked = pick_weights([n for n in names if "/" not in n], prefer)
+    if not picked:
+        return []
+    return [picked, *_shards(source, picked, token)] if picked.endswith(".index.json") else [picked]
+
+
+def _table(
+    tensors: dict[str, tuple[str, tuple[int, ...]]] | None, pos: str | None, config: dict[str, Any], adapter: Family,
+    sizes: VisionSizes,
+) -> Table | None:  # fmt: skip
+    """The table as the weights' headers state it, or (a .bin not on this machine) as config.json implies."""
+    if tensors is not None:
+        return Table(pos, list(tensors[pos][1]), tensors[pos][0], "weights") if pos else None
+    width = next((b.get("hidden_size") for b in adapter.vision_config_blocks(config) if b.get("hidden_size")), None)
+    if not isinstance(width, int):
+        return None
+    rows = adapter.num_prefix_tokens + sizes.grid[0] * sizes.grid[1]
+    shape = [1, rows, width] if adapter.batched else [rows, width]
+    return Table(adapter.pos_suffix, shape, _config_dtype(config), "config")
+
+
+def _accepted(sizes: VisionSizes, width: int, prefix: int, square_reason: str | None) -> dict[str, Any]:
+    """The sizes `resize --res` accepts: multiples of the patch up to the largest the table allows."""
+    return {
+        "multiple_of": sizes.patch_size,
+        "min": sizes.patch_size,
+        "max": largest_grid(width, prefix) * sizes.patch_size,
+        "non_square": not square_reason,
+        "square_only": square_reason or None,
+    }
 
 
 def _listing(source: Source, token: str | None) -> dict[str, int | None]:

@@ -318,33 +318,37 @@ def _check_files(folder: Path) -> Check:
         parameters += sum(math.prod(t.shape) for t in entries if _is_parameter(t.dtype))
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        try:
-            data = json.loads(index.read_text())
-            weight_map, metadata = data["weight_map"], data.get("metadata", {})
-            if not isinstance(weight_map, dict) or not isinstance(metadata, dict):
-                raise TypeError
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            return Check("files", False, f"{index.name} is not a valid index ({type(e).__name__})")
-        for key, value, what in (("total_size", nbytes, "bytes of tensors"), ("total_parameters", parameters,
-                                  "parameters (values of floating-point tensors)")):  # fmt: skip
-            if key in metadata and metadata[key] != value:
-                return Check(
-                    "files",
-                    False,
-                    f"{index.name} has metadata.{key} {json.dumps(metadata[key])}; the files hold {value} {what}",
-                )
-        if weight_map != held:
-            lost = sorted({str(v) for v in weight_map.values()} - set(names))
-            if lost:
-                return Check("files", False, f"{', '.join(lost[:3])} is missing (named in {index.name})")
-            wrong = sorted(set(weight_map.items()) ^ set(held.items()))[:2]
-            shown = ", ".join(f"{t} in {f}" for t, f in wrong)
-            return Check("files", False, f"{index.name} does not map the tensors the files hold (e.g. {shown})")
+        problem = _index_problem(index, names, held, nbytes, parameters)
+        if problem:
+            return Check("files", False, problem)
     elif len(names) > 1:
         return Check("files", False, f"{len(names)} weight files but no model.safetensors.index.json")
     reader = "the safetensors library and xcr's reader" if safe_open is not None else "xcr's reader"
     return Check("files", True, f"{len(names)} file(s), {len(held)} tensors: valid for {reader}"
                  + (", the index covers every tensor and its totals are right" if index.is_file() else ""))  # fmt: skip
+
+
+def _index_problem(index: Path, names: list[str], held: dict[str, str], nbytes: int, parameters: int) -> str | None:
+    """What is wrong with the index: invalid, wrong totals, or not mapping each tensor to its file."""
+    try:
+        data = json.loads(index.read_text())
+        weight_map, metadata = data["weight_map"], data.get("metadata", {})
+        if not isinstance(weight_map, dict) or not isinstance(metadata, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"{index.name} is not a valid index ({type(e).__name__})"
+    for key, value, what in (("total_size", nbytes, "bytes of tensors"), ("total_parameters", parameters,
+                              "parameters (values of floating-point tensors)")):  # fmt: skip
+        if key in metadata and metadata[key] != value:
+            return f"{index.name} has metadata.{key} {json.dumps(metadata[key])}; the files hold {value} {what}"
+    if weight_map != held:
+        lost = sorted({str(v) for v in weight_map.values()} - set(names))
+        if lost:
+            return f"{', '.join(lost[:3])} is missing (named in {index.name})"
+        wrong = sorted(set(weight_map.items()) ^ set(held.items()))[:2]
+        shown = ", ".join(f"{t} in {f}" for t, f in wrong)
+        return f"{index.name} does not map the tensors the files hold (e.g. {shown})"
+    return None
 
 
 def _is_parameter(dtype: str) -> bool:
@@ -944,7 +948,6 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
         import transformers  # noqa: F401
     except ImportError:
         return Check("load", None, f"skipped: it needs transformers and pillow ({VERIFY_EXTRA})")
-    import torch
 
     cls = _model_class(config, family)
     model, info, failure = _load(cls, folder)
@@ -972,8 +975,14 @@ def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Fami
         return Check("load", True, f"{head}; the forward pass is not compared: transformers reads a table it "
                      f"resamples as a square grid, and the source's is {grid_text(source_grid)} (the table check "
                      "proves the table)")  # fmt: skip
-    reference = _fresh(reference.float())
-    model = _fresh(model.float())
+    return _forward(_fresh(model.float()), _fresh(reference.float()), head, res, stored)
+
+
+def _forward(model: Any, reference: Any, head: str, res: Size, stored: set[str]) -> Check:
+    """Compare the output's forward pass at `res` with the source's with interpolate_pos_encoding=True:
+    exactly for float32 weights, by cosine for reduced precision."""
+    import torch
+
     pixels = torch.randn(2, 3, *res.sides, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         try:

@@ -125,12 +125,8 @@ def method_text(mode: str, antialias: bool) -> str:
     return mode
 
 
-def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
-    """README.md for the output: Hugging Face YAML metadata inherited from the source's card where
-    it still holds, what was done, what made it (the record, last in the front matter), and the
-    source's card below. Deterministic."""
-    import yaml
-
+def _metadata(info: CardInfo, source: SourceCard | None) -> dict[str, Any]:
+    """The card's YAML front matter: the source's metadata that still holds, then ours."""
     meta: dict[str, Any] = {}
     for key, value in (source.metadata if source else {}).items():
         if key in KEPT_METADATA or key.startswith(KEPT_METADATA_PREFIXES):
@@ -143,7 +139,6 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     meta.setdefault(
         "pipeline_tag", "image-feature-extraction" if info.vision_only else "zero-shot-image-classification"
     )
-    prefix = {0: "no prefix rows", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
     tags = meta.get("tags")
     tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])
     tags = [t for t in tags if not re.fullmatch(r"[0-9]+(x[0-9]+)?px", t)]  # an earlier xcr output's size
@@ -153,8 +148,20 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
     meta["tags"] = tags
     if info.record is not None:
         meta["xcomposer_resize"] = info.record
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000)
+    return meta
 
+
+def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
+    """README.md for the output: Hugging Face YAML metadata inherited from the source's card where
+    it still holds, what was done, what made it (the record, last in the front matter), and the
+    source's card below. Deterministic."""
+    import yaml
+
+    front = yaml.safe_dump(
+        _metadata(info, source), sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000
+    )
+
+    prefix = {0: "no prefix rows", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
     revision = f" at revision `{info.revision}`" if info.revision else ""
     info = dataclasses.replace(info, source=readable(info.source))
     lines = [

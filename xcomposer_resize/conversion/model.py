@@ -73,23 +73,7 @@ def resize_model(
     config = family.vision_config_of(tower.config)
 
     rows, width = weight.shape[-2:]
-    patch = _patch(family, params, config, where)
-    tokens = {n: tuple(p.shape) for n, p in params.items() if n.rsplit(".", 1)[-1] in TOKEN_NAMES}
-    stated = _stated(getattr(config, "image_size", None))
-    stated_grid = stated.grid(patch) if stated is not None else None
-    cells = stated_grid[0] * stated_grid[1] if stated_grid else rows
-    prefix = family.prefix_rows(rows, cells, tokens)
-    if stated_grid is not None and prefix + cells == rows:
-        old = stated_grid
-    else:  # not the config's grid (e.g. XComposer's resize_pos ran): a square, as transformers reads it
-        side = grid_side(rows - prefix)
-        if side is None:
-            said = f", nor the {grid_text(stated_grid)} grid its config states" if stated_grid else ""
-            raise UsageError(
-                f"{where}'s position table {pos_name} has {rows} rows: not {prefix} prefix row(s) plus a square grid"
-                f"{said}; it is not a table transformers can run"
-            )
-        old = (side, side)
+    patch, prefix, old = _grid_of(family, params, config, rows, pos_name, where)
 
     architectures = [type(tower).__name__, *(getattr(tower.config, "architectures", None) or [])]
     square_reason = family.square_reason({"architectures": architectures})
@@ -120,6 +104,29 @@ def resize_model(
     for vision in _vision_configs(tower, family):
         family.set_model_size(vision, wanted)
     return model
+
+
+def _grid_of(
+    family: TransformersFamily, params: dict[str, Any], config: Any, rows: int, pos_name: str, where: str
+) -> tuple[int, int, tuple[int, int]]:
+    """(patch, prefix rows, grid) of a loaded table with `rows` rows: the config's grid when the table
+    has its rows, else the square transformers reads (e.g. after XComposer's resize_pos)."""
+    patch = _patch(family, params, config, where)
+    tokens = {n: tuple(p.shape) for n, p in params.items() if n.rsplit(".", 1)[-1] in TOKEN_NAMES}
+    stated = _stated(getattr(config, "image_size", None))
+    stated_grid = stated.grid(patch) if stated is not None else None
+    cells = stated_grid[0] * stated_grid[1] if stated_grid else rows
+    prefix = family.prefix_rows(rows, cells, tokens)
+    if stated_grid is not None and prefix + cells == rows:
+        return patch, prefix, stated_grid
+    side = grid_side(rows - prefix)
+    if side is None:
+        said = f", nor the {grid_text(stated_grid)} grid its config states" if stated_grid else ""
+        raise UsageError(
+            f"{where}'s position table {pos_name} has {rows} rows: not {prefix} prefix row(s) plus a square grid"
+            f"{said}; it is not a table transformers can run"
+        )
+    return patch, prefix, (side, side)
 
 
 def _tower(model: Any) -> tuple[str, Any, TransformersFamily]:
