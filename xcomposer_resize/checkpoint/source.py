@@ -108,16 +108,9 @@ def local_source(path: Path) -> Source:
 def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: bool, need_weights: bool = True) -> Source:
     """Fetch the metadata files of `repo_id` now; the weights when `fetch_weights` is called."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import disable_progress_bars, validate_repo_id  # type: ignore[attr-defined]
+    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]
 
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as e:
-        raise RepoIdError(
-            f"'{readable(repo_id)}' is neither an existing folder nor a valid Hub repo id (owner/name); "
-            "check the spelling"
-        ) from e
+    _check_repo_id(repo_id)
     if quiet:
         disable_progress_bars()
 
@@ -146,12 +139,7 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
         return folder
 
     meta = [f for f in files if is_metadata(f)]
-    config = config_name(meta)
-    if config is None:
-        raise HubError(
-            f"{repo_id} has no {' (nor '.join(CONFIG_FILES)}{')' * (len(CONFIG_FILES) - 1)} at {revision or 'main'}; "
-            "is it a transformers, timm or open_clip model?"
-        )
+    config = _config_of(meta, repo_id, revision)
     # the config by the name the user gave, so huggingface_hub records the branch → commit ref that an
     # offline re-run looks up; it must come from the listed commit, or the branch moved under us
     folder = download([config], ref=revision or "main")
@@ -178,6 +166,30 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
 
     source.fetch = fetch
     return source
+
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id  # type: ignore[attr-defined]
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise RepoIdError(
+            f"'{readable(repo_id)}' is neither an existing folder nor a valid Hub repo id (owner/name); "
+            "check the spelling"
+        ) from e
+
+
+def _config_of(meta: list[str], repo_id: str, revision: str | None) -> str:
+    """The model config among a repo's metadata files."""
+    config = config_name(meta)
+    if config is None:
+        raise HubError(
+            f"{repo_id} has no {' (nor '.join(CONFIG_FILES)}{')' * (len(CONFIG_FILES) - 1)} at {revision or 'main'}; "
+            "is it a transformers, timm or open_clip model?"
+        )
+    return config
 
 
 def shards_of(index_path: Path, repo_id: str) -> list[str]:
