@@ -638,12 +638,8 @@ def _config_keys(family: Family, config: dict[str, Any], base: dict[str, Any], r
             continue
         if recast and path[-1] in DTYPE_KEYS and len(path) <= 2 and got == expected.made.dtype:
             rewritten.append(_dotted(path))
-        elif got is MISSING:
-            problems.append(f"{what} lacks {_dotted(path)} (the source's is {_shown(want)})")
-        elif want is MISSING:
-            problems.append(f"{what} has {_dotted(path)} {_shown(got)}, which the source's has not")
         else:
-            problems.append(f"{what} has {_dotted(path)} {_shown(got)}, the source's {_shown(want)}")
+            problems.append(_difference(what, path, want, got))
     return rewritten, problems
 
 
@@ -760,12 +756,7 @@ def _processor(rel: str, data: dict[str, Any], src: dict[str, Any], res: Size) -
     for path, want, got in _diff(src, data):
         if any(path[: len(p)] == p for p in size_paths):
             continue
-        if got is MISSING:
-            problems.append(f"{rel} lacks {_dotted(path)} (the source's is {_shown(want)})")
-        elif want is MISSING:
-            problems.append(f"{rel} has {_dotted(path)} {_shown(got)}, which the source's has not")
-        else:
-            problems.append(f"{rel} has {_dotted(path)} {_shown(got)}, the source's {_shown(want)}")
+        problems.append(_difference(rel, path, want, got))
     sizes = 0
     for where, theirs in _size_blocks(src):
         ours = _get(data, where)
@@ -924,6 +915,15 @@ def _get(data: Any, path: Path_) -> Any:
 
 def _dotted(path: Path_) -> str:
     return ".".join(path) or "(the whole file)"
+
+
+def _difference(what: str, path: Path_, want: Any, got: Any) -> str:
+    """One difference between a file and the source's, in words."""
+    if got is MISSING:
+        return f"{what} lacks {_dotted(path)} (the source's is {_shown(want)})"
+    if want is MISSING:
+        return f"{what} has {_dotted(path)} {_shown(got)}, which the source's has not"
+    return f"{what} has {_dotted(path)} {_shown(got)}, the source's {_shown(want)}"
 
 
 def _shown(value: Any) -> str:

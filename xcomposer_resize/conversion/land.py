@@ -437,15 +437,7 @@ def _remove_created(created: list[Path]) -> None:
 
 def _hold(path: Path) -> int | None:
     """Hold an flock on `path` for as long as this process lives (or until released)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        pass  # a file system without flock: the host and PID in the name still protect this run
-    return fd
+    return _lock(path)[0]  # without flock, the host and PID in the name still protect this run
 
 
 @contextlib.contextmanager
@@ -552,19 +544,28 @@ def _abandoned(path: Path, host: str | None, pid: str, lockable: bool) -> bool:
 
 def _held(path: Path) -> bool | None:
     """Whether a live process holds the flock of `path`; None where that cannot be known."""
+    fd, locked = _lock(path)
+    if fd is None:
+        return None
+    os.close(fd)
+    return None if locked is None else not locked
+
+
+def _lock(path: Path) -> tuple[int | None, bool | None]:
+    """Open the folder `path` and try its flock without waiting: (fd, True) when taken, (fd, False)
+    when another process holds it, (fd, None) where flock fails otherwise; (None, None) when it
+    cannot be opened."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
-        return None
+        return None, None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return True
+        return fd, False
     except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return False
+        return fd, None
+    return fd, True
 
 
 def _age(path: Path) -> float:
