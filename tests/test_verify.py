@@ -160,7 +160,8 @@ def test_resize_verify(xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: py
     from xcomposer_resize.commands import verify as verify_module
     from xcomposer_resize.commands.verify import Check
 
-    monkeypatch.setattr(verify_module, "_check_table", lambda *a: Check("table", False, "differs (for the test)"))
+    failing = [("table", True, lambda _s: Check("table", False, "differs (for the test)"))]
+    monkeypatch.setattr(verify_module, "CHECKS", [c for c in verify_module.CHECKS if c[0] != "table"] + failing)
     r = xcr("resize", "--model", src, "--res", 224, "--out", tmp_path / "bad", "--verify")
     assert r.code == 1
     line = one_error_line(r.err)

@@ -16,6 +16,9 @@ Five checks, each reported by name with pass/fail and its figure:
    processor makes N×N pixels, and its forward pass at N×N equals the source's with
    `interpolate_pos_encoding=True`.
 
+Each check after `files` is one function registered with `@check` (in this order), given a
+`Subject`: the output and its source, read once.
+
 The byte-level checks stream (32 MiB at a time: memory stays flat); only the forward pass holds
 the models. `images=` adds the drift: how far the resize alone moves each image's embedding.
 """
@@ -27,7 +30,7 @@ import filecmp
 import json
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -138,6 +141,42 @@ class _Made:
     with_projection: bool = False
 
 
+@dataclass
+class Subject:
+    """What every check looks at: the output and its source, read once. `out_ckpt` is None when the
+    output's files did not parse (the files check failed)."""
+
+    folder: Path
+    family: Family
+    config: dict[str, Any]  # the output's model config
+    res: Size  # the resolution the output is meant for
+    grid: Grid
+    prefix: int  # prefix rows of the table (class token, registers)
+    config_problem: str | None  # what is wrong with the config's sizes, found while reading them
+    expected: _Expected
+    src_grid: Grid
+    out_ckpt: Checkpoint | None
+
+    @property
+    def made(self) -> _Made:
+        return self.expected.made
+
+
+# The checks after `files`, in order: (name, needs the output's weights parsed, the check). A new check
+# is one function decorated with @check.
+CHECKS: list[tuple[str, bool, Callable[[Subject], Check]]] = []
+
+
+def check(name: str, needs_files: bool = False) -> Callable[[Callable[[Subject], Check]], Callable[[Subject], Check]]:
+    """Register a check under `name`; `needs_files`: it reads the output's tensors."""
+
+    def register(run: Callable[[Subject], Check]) -> Callable[[Subject], Check]:
+        CHECKS.append((name, needs_files, run))
+        return run
+
+    return register
+
+
 def verify(
     out: str | Path,
     against: str | Path | None = None,
@@ -169,23 +208,27 @@ def verify(
     src_sizes = vision_sizes(src_config, adapter)
     res, grid, config_problem = _meant(folder, config, adapter, rec, src_sizes.patch_size)
     made = _made(rec, adapter, config, src_config)
-    checks: list[Check] = []
     files = _check_files(folder)
-    checks.append(files)
     src_ckpt = open_checkpoint(source.folder, adapter.weight_files)
-    prefix = _prefix(adapter, src_ckpt, src_sizes.grid)
-    if files.ok:
-        out_ckpt = open_checkpoint(folder, adapter.weight_files)
-        checks.append(_check_tensors(adapter, src_ckpt, out_ckpt, made))
-        checks.append(_check_table(adapter, src_ckpt, out_ckpt, src_sizes.grid, grid, prefix, made))
-    else:
-        checks += [Check(name, None, "not run: the files did not parse") for name in ("tensors", "table")]
-    expected = _Expected(source, src_config, src_ckpt, src_sizes.patch_size, made)
-    checks.append(_check_configs(folder, adapter, config, res, grid, prefix, config_problem, expected))
+    subject = Subject(
+        folder=folder,
+        family=adapter,
+        config=config,
+        res=res,
+        grid=grid,
+        prefix=_prefix(adapter, src_ckpt, src_sizes.grid),
+        config_problem=config_problem,
+        expected=_Expected(source, src_config, src_ckpt, src_sizes.patch_size, made),
+        src_grid=src_sizes.grid,
+        out_ckpt=open_checkpoint(folder, adapter.weight_files) if files.ok else None,
+    )
+    checks = [files]
     with _quiet_transformers():
-        checks.append(
-            _check_load(folder, source.folder, config, adapter, res, made, src_sizes.grid, _stored_dtypes(folder))
-        )
+        for name, needs_files, run in CHECKS:
+            if needs_files and subject.out_ckpt is None:
+                checks.append(Check(name, None, "not run: the files did not parse"))
+            else:
+                checks.append(run(subject))
         drift = _drift(folder, source.folder, config, adapter, Path(images)) if images is not None else None
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
 
@@ -372,10 +415,13 @@ def _stored_dtypes(folder: Path) -> set[str]:
 # ---------------------------------------------------------------- 2. tensors
 
 
-def _check_tensors(family: Family, src: Checkpoint, out: Checkpoint, made: _Made) -> Check:
+@check("tensors", needs_files=True)
+def _check_tensors(subject: Subject) -> Check:
     """The output holds exactly the source's tensors (a vision-only output: the vision tower's, with
     its projection when recorded). Every one but the table and ids: the source's bytes (or the
     source's values cast as recorded), compared in chunks. The ids: arange over the table's rows."""
+    family, src, out, made = subject.family, subject.expected.ckpt, subject.out_ckpt, subject.made
+    assert out is not None
     found = locate(out.shapes, family)
     pos_name, ids_name = found.pos, found.ids
     source = {t.name: t for s in src.shards for t in s.tensors}
@@ -476,10 +522,13 @@ def _same(src: SourceTensor, out: SourceTensor) -> bool:
 # ---------------------------------------------------------------- 3. table
 
 
-def _check_table(family: Family, src: Checkpoint, out: Checkpoint, g0: Grid, g1: Grid, prefix: int,
-                 made: _Made) -> Check:  # fmt: skip
+@check("table", needs_files=True)
+def _check_table(subject: Subject) -> Check:
     """The output's table (grid `g1`) against a fresh resample of the source's (grid `g0`), with the
     recorded method."""
+    family, src, out, made = subject.family, subject.expected.ckpt, subject.out_ckpt, subject.made
+    g0, g1, prefix = subject.src_grid, subject.grid, subject.prefix
+    assert out is not None
     import torch
 
     src_name, out_name = locate(src.shapes, family).pos, locate(out.shapes, family).pos
@@ -541,13 +590,15 @@ MISSING: Any = _Missing()
 Path_ = tuple[str, ...]  # a key path in a JSON object: ("vision_config", "image_size")
 
 
-def _check_configs(folder: Path, family: Family, config: dict[str, Any], res: Size, grid: Grid, prefix: int,
-                   problem: str | None, expected: _Expected) -> Check:  # fmt: skip
+@check("configs")
+def _check_configs(subject: Subject) -> Check:
     """Every file of the output but the weights, against the source's: the model config key by key
     (the keys xcr rewrote apart, each checked for what it must state), the processor files key by
     key (their sizes apart, each checked), every other file byte for byte; and config.json, the
     processor files and the weights' grid agree on the resolution; a dtype the config states is
     the one the weights are stored in."""
+    folder, family, config, res = subject.folder, subject.family, subject.config, subject.res
+    grid, prefix, problem, expected = subject.grid, subject.prefix, subject.config_problem, subject.expected
     problems = [problem] if problem else []
     named = {id(v): k for k, v in config.items() if isinstance(v, dict)}
     for block in family.vision_config_blocks(config):
@@ -934,12 +985,14 @@ def _shown(value: Any) -> str:
 # ---------------------------------------------------------------- 5. load and forward
 
 
-def _check_load(folder: Path, source: Path, config: dict[str, Any], family: Family, res: Size, made: _Made,
-                source_grid: Grid, stored: set[str]) -> Check:  # fmt: skip
+@check("load")
+def _check_load(subject: Subject) -> Check:
     """Load the output with transformers, make N×N pixels with its processor, and compare its
     forward pass at N×N with the source's with interpolate_pos_encoding=True. Both load in float32
     (whatever dtype their configs state, which the configs check holds to the weights); `stored`,
     the dtypes the output's files store, says whether the comparison must be exact."""
+    folder, config, family, res, made = subject.folder, subject.config, subject.family, subject.res, subject.made
+    source, source_grid, stored = subject.expected.source.folder, subject.src_grid, _stored_dtypes(folder)
     if family.oracle(config) is None:
         return Check("load", None, f"skipped: no transformers class loads {family.name} checkpoints ({family.name} "
                      "loads it, which xcr does not use); the table and configs checks cover what xcr wrote")  # fmt: skip
