@@ -64,7 +64,7 @@ from ..conversion import record
 from ..conversion.configs import DTYPE_KEYS, VisionSizes, vision_sizes
 from ..conversion.plan import locate
 from ..errors import InputError, UsageError, XcrError, arg
-from ..families import CONFIG_FILES, Family, family_named, model_config, timm_arch
+from ..families import CONFIG_FILES, Family, VlmFamily, family_named, model_config, timm_arch
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..interpolate import resample_grid
 from ..size import Grid, Size, grid_text
@@ -164,13 +164,17 @@ class Subject:
 
 # The checks after `files`, in order: (name, needs the output's weights parsed, the check). A new check
 # is one function decorated with @check.
-CHECKS: list[tuple[str, bool, Callable[[Subject], Check]]] = []
+CHECKS: list[tuple[str, bool, Callable[[Subject], Check | None]]] = []
 
 
-def check(name: str, needs_files: bool = False) -> Callable[[Callable[[Subject], Check]], Callable[[Subject], Check]]:
-    """Register a check under `name`; `needs_files`: it reads the output's tensors."""
+Run = Callable[[Subject], Check | None]
 
-    def register(run: Callable[[Subject], Check]) -> Callable[[Subject], Check]:
+
+def check(name: str, needs_files: bool = False) -> Callable[[Run], Run]:
+    """Register a check under `name`; `needs_files`: it reads the output's tensors. A check returns
+    None where it does not apply (it is then not reported)."""
+
+    def register(run: Run) -> Run:
         CHECKS.append((name, needs_files, run))
         return run
 
@@ -227,8 +231,8 @@ def verify(
         for name, needs_files, run in CHECKS:
             if needs_files and subject.out_ckpt is None:
                 checks.append(Check(name, None, "not run: the files did not parse"))
-            else:
-                checks.append(run(subject))
+            elif (done := run(subject)) is not None:
+                checks.append(done)
         drift = _drift(folder, source.folder, config, adapter, Path(images)) if images is not None else None
     return Verification(str(folder), source.display, source.revision, res, checks, drift)
 
@@ -788,7 +792,7 @@ def _processors(folder: Path, family: Family, res: Size, source: Path) -> tuple[
         except InputError as e:
             problems.append(e.message)
             continue
-        n, found = _processor(rel, data, src, res)
+        n, found = _processor(rel, data, src, res, family.token_keys() if isinstance(family, VlmFamily) else ())
         sizes += n
         problems += found
     return sizes, sorted(ours.keys() & theirs.keys()), problems
@@ -800,9 +804,11 @@ def _size_blocks(data: dict[str, Any]) -> list[tuple[Path_, dict[str, Any]]]:
     return [((), data)] + [((k,), v) for k, v in data.items() if k.endswith("processor") and isinstance(v, dict)]
 
 
-def _processor(rel: str, data: dict[str, Any], src: dict[str, Any], res: Size) -> tuple[int, list[str]]:
-    """One processor file against the source's: (input sizes checked, problems)."""
-    size_paths = {(*where, key) for where, _ in _size_blocks(src) + _size_blocks(data) for key in SIZE_KEYS}
+def _processor(rel: str, data: dict[str, Any], src: dict[str, Any], res: Size,
+               tokens: tuple[str, ...] = ()) -> tuple[int, list[str]]:  # fmt: skip
+    """One processor file against the source's: (input sizes checked, problems). `tokens`: keys a
+    VLM's token counts set (the tokens check judges them)."""
+    size_paths = {(*where, key) for where, _ in _size_blocks(src) + _size_blocks(data) for key in SIZE_KEYS + tokens}
     problems = []
     for path, want, got in _diff(src, data):
         if any(path[: len(p)] == p for p in size_paths):
@@ -982,7 +988,46 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
-# ---------------------------------------------------------------- 5. load and forward
+# ---------------------------------------------------------------- 5. image tokens (a VLM)
+
+
+@check("tokens")
+def _check_tokens(subject: Subject) -> Check | None:
+    """A VLM: every image-token count its config and processor files state is the count the output's
+    grid gives, and the anyres resolutions (LLaVA-NeXT) are whole tiles of the new size."""
+    family, config, grid, res = subject.family, subject.config, subject.grid, subject.res
+    if not isinstance(family, VlmFamily) or family.vision_only_form(config)[0]:
+        return None
+    want = family.tokens(config, grid)
+    stated: list[tuple[str, Any]] = []
+    for where, block in [("", config)] + [(f"{k}.", v) for k, v in config.items() if isinstance(v, dict)]:
+        stated += [
+            (f"{family.config_file}: {where}{k}", block[k])
+            for k in ("image_seq_length", "num_image_tokens")
+            if k in block
+        ]
+    pinpoints = [(family.config_file, config["image_grid_pinpoints"])] if "image_grid_pinpoints" in config else []
+    for path, rel in walk(subject.folder):
+        if path.name in PROCESSOR_FILES:
+            for inner, block in _size_blocks(read_json(path)):
+                at = f"{rel}: {_dotted(inner) + '.' if inner else ''}"
+                stated += [(f"{at}image_seq_length", block["image_seq_length"])] if "image_seq_length" in block else []
+                pinpoints += [(rel, block["image_grid_pinpoints"])] if "image_grid_pinpoints" in block else []
+    problems = [f"{where} is {value!r}, not {want}" for where, value in stated if value != want]
+    for where, points in pinpoints:
+        if not isinstance(points, list) or any(
+            not isinstance(p, list) or len(p) != 2 or p[0] % res.height or p[1] % res.width for p in points
+        ):
+            problems.append(f"{where}: image_grid_pinpoints {json.dumps(points)} are not whole {res.px} tiles")
+    said = f"{len(stated)} statement(s) of the image-token count" + (
+        f" and {len(pinpoints)} anyres list(s)" if pinpoints else ""
+    )
+    if problems:
+        return Check("tokens", False, "; ".join(problems))
+    return Check("tokens", True, f"{grid_text(grid)} grid: {want} image tokens per image (per tile); {said} agree")
+
+
+# ---------------------------------------------------------------- 6. load and forward
 
 
 @check("load")
@@ -1002,22 +1047,24 @@ def _check_load(subject: Subject) -> Check:
     except ImportError:
         return Check("load", None, f"skipped: it needs transformers and pillow ({VERIFY_EXTRA})")
 
+    tower = family if isinstance(family, VlmFamily) and not family.vision_only_form(config)[0] else None
     cls = _model_class(config, family)
-    model, info, failure = _load(cls, folder)
+    what = f"{tower.vision_architectures[0]} (its vision tower alone)" if tower else cls.__name__
+    model, info, failure = _load_tower(folder, tower) if tower else _load(cls, folder)
     if model is None:
-        return Check("load", False, f"{cls.__name__}.from_pretrained fails: {failure}")
-    reference, source_info, failure = _load(cls, source)
+        return Check("load", False, f"{what} fails to load: {failure}")
+    reference, source_info, failure = _load_tower(source, tower) if tower else _load(cls, source)
     if reference is None:
-        return Check("load", False, f"the source does not load as {cls.__name__}: {failure}")
+        return Check("load", False, f"the source does not load as {what}: {failure}")
     # keys the source itself lacks or has to spare (a ViTModel saved without its pooler) are not the output's doing
     problems = {k: sorted(set(v) - set(source_info.get(k) or ())) for k, v in info.items() if k != "error_msgs"}
     if any(problems.values()):
-        return Check("load", False, f"{cls.__name__} loads it with {_key_report(problems)}")
+        return Check("load", False, f"{what} loads it with {_key_report(problems)}")
     processors = any((folder / name).is_file() for name in PROCESSOR_FILES)
     pixels_note = _processor_pixels(folder, res) if processors else None
     if pixels_note:
         return Check("load", False, pixels_note)
-    head = f"{cls.__name__} loads with no missing, unexpected or mismatched keys" + (
+    head = f"{what} loads with no missing, unexpected or mismatched keys" + (
         f"; the processor makes {res.height}×{res.width} pixels" if processors else " (it has no image processor)"
     )
     if (made.mode, made.antialias) != (family.mode, family.antialias):
@@ -1071,6 +1118,29 @@ def _forward(model: Any, reference: Any, head: str, res: Size, stored: set[str])
 def _cosine(value: float) -> float:
     """A cosine similarity as computed in floating point (1.0000001) brought back into [-1, 1]."""
     return min(1.0, max(-1.0, value))
+
+
+def _load_tower(folder: Path, family: VlmFamily) -> tuple[Any, dict[str, Any], str]:
+    """A VLM's vision tower alone, in float32, as its bare family's transformers class, from the
+    folder's config and the tower's tensors (the language model is never read); as `_load`."""
+    import transformers
+
+    try:
+        config = read_json(folder / family.config_file)
+        fields = family.vision_only_config(config, False)
+        model = getattr(transformers, family.vision_architectures[0])(transformers.AutoConfig.for_model(**fields))
+        own = set(model.state_dict())
+        state = {}
+        for shard in open_checkpoint(folder, family.weight_files).shards:
+            for t in shard.tensors:
+                if family.is_vision_tensor(t.name, False):
+                    name = family.vision_only_name(t.name)
+                    bare = name.removeprefix("vision_model.")
+                    state[bare if name not in own and bare in own else name] = load_tensor(t).float()
+        result = model.load_state_dict(state, strict=False)
+    except Exception as e:
+        return None, {}, _first_line(e)
+    return model.float(), {"missing_keys": result.missing_keys, "unexpected_keys": result.unexpected_keys}, ""
 
 
 def _load(cls: Any, folder: Path) -> tuple[Any, dict[str, Any], str]:

@@ -322,7 +322,7 @@ def _some(names: list[str]) -> str:
 def check_processors(plan: Plan, res: Size) -> None:
     """Refuse, before any work, a processor file whose size form xcr cannot rewrite."""
     for rel, data in plan.processors.items():
-        plan.family.rewrite_processor(data, res, rel)
+        plan.family.rewrite_processor(data, res, rel, plan.config)
 
 
 def _read_text(path: Path) -> str:
@@ -353,9 +353,10 @@ def out_tensors(plan: Plan, grid: Grid, compute: Callable[[str], Any]) -> list[l
         tensors = []
         for t in f.tensors:
             dtype = plan.out_dtype(t)
+            name = plan.family.vision_only_name(t.name) if plan.options.vision_only else t.name
             if t.name in shapes:
                 source: Any = functools.partial(compute, t.name)
-                tensors.append(OutTensor(t.name, dtype, shapes[t.name], source))
+                tensors.append(OutTensor(name, dtype, shapes[t.name], source))
                 continue
             if dtype != t.dtype:
                 source = Cast(t.data, t.dtype)
@@ -363,7 +364,7 @@ def out_tensors(plan: Plan, grid: Grid, compute: Callable[[str], Any]) -> list[l
                 source = t.data
             else:
                 source = functools.partial(tensor_bytes, t.data)
-            tensors.append(OutTensor(t.name, dtype, t.shape, source))
+            tensors.append(OutTensor(name, dtype, t.shape, source))
         files.append(tensors)
     return files
 

@@ -176,7 +176,7 @@ def write_target(
         for rel, data in plan.processors.items():
             sizes[rel] = _write(
                 _place(tmp, rel, folder, modes),
-                dump_json(plan.family.rewrite_processor(data, target.res, rel)),
+                dump_json(plan.family.rewrite_processor(data, target.res, rel, plan.config)),
             )
             modes[rel] = folder / rel
         for src, rel in plan.carried:

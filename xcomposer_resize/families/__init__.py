@@ -33,14 +33,15 @@ from .transformers import (
     VIT,
     TransformersFamily,
 )
+from .vlm import INTERNVIT, VLMS, VlmFamily
 
 __all__ = [
     "CLIP", "DINOV2", "DINOV2_REGISTERS", "FAMILIES", "NAMES", "OPEN_CLIP", "PROCESSOR_FILES", "REFUSED", "SIGLIP",
-    "TIMM", "TIMM_SIZES", "TOKEN_NAMES", "VIT", "Family", "OpenClipFamily", "TimmFamily", "TransformersFamily",
+    "TIMM", "TIMM_SIZES", "TOKEN_NAMES", "VIT", "VLMS", "Family", "VlmFamily", "OpenClipFamily", "TimmFamily", "TransformersFamily",
     "timm_arch", "timm_name_patch",
 ]  # fmt: skip
 
-FAMILIES: tuple[Family, ...] = (*TRANSFORMERS, TIMM, OPEN_CLIP)
+FAMILIES: tuple[Family, ...] = (*TRANSFORMERS, INTERNVIT, *VLMS, TIMM, OPEN_CLIP)
 NAMES = {f.name.lower().replace(" with registers", "-registers").replace("_", "-"): f for f in FAMILIES}
 
 # the files that hold a model config, in the order a folder with several is read (transformers and
@@ -58,8 +59,23 @@ _NAFLEX = (
     "checkpoints have model_type siglip, and xcr converts those)"
 )
 
+_ROTARY = "has no absolute position table (its vision tower uses rotary positions): any size already works, there is nothing to convert"
+_BUCKETS = ("indexes its SigLIP position table through NaViT-style bucketed coordinates: any image size already "
+            "works without interpolation, and its processor fixes the token count")  # fmt: skip
+_TILES = "tiles every image at 336 px in its own code (its tower never sees another size): nothing a checkpoint conversion can change"
+
 # model types xcr recognises and refuses, with the reason
-REFUSED = {"siglip2": _NAFLEX, "siglip2_vision_model": _NAFLEX}
+REFUSED = {
+    "siglip2": _NAFLEX,
+    "siglip2_vision_model": _NAFLEX,
+    "qwen2_vl": f"Qwen2-VL {_ROTARY}",
+    "qwen2_5_vl": f"Qwen2.5-VL {_ROTARY}",
+    "idefics2": f"Idefics2 {_BUCKETS}",
+    "idefics3": f"Idefics3 {_BUCKETS}",
+    "smolvlm": f"SmolVLM {_BUCKETS}",
+    "minicpmv": f"MiniCPM-V {_BUCKETS}",
+    "phi3_v": f"Phi-3-vision {_TILES}",
+}
 
 
 def is_model_weights(name: str) -> bool:

@@ -110,8 +110,11 @@ class Family:
         """What the user should know about how `res` is stated for this config ("": nothing)."""
         return ""
 
-    def rewrite_processor(self, data: dict[str, Any], res: Size, filename: str) -> dict[str, Any]:
-        """A processor file's content for an output at `res` (only for a family with processor_files)."""
+    def rewrite_processor(
+        self, data: dict[str, Any], res: Size, filename: str, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A processor file's content for an output at `res` of a checkpoint whose (source) model config
+        is `config` (only for a family with processor_files)."""
         raise AssertionError(f"{self.name} reads no processor files")
 
     # ------------------------------------------------------------ which tensors
@@ -164,6 +167,10 @@ class Family:
         """Whether `config` is that of a vision-only checkpoint of a family that also has full ones
         (the vision tower alone), and whether it keeps the vision projection."""
         return False, False
+
+    def vision_only_name(self, name: str) -> str:
+        """A tensor's name in a vision-only output (a VLM's tower in its bare family's layout): unchanged."""
+        return name
 
     def vision_architecture(self, config: dict[str, Any], projection: bool) -> str | None:
         """The class a vision-only output of `config` loads as, for the card (None: the whole

@@ -76,7 +76,9 @@ class TransformersFamily(Family):
             return [config]
         return [b for b in (config.get("vision_config"), config.get("vision_config_dict")) if isinstance(b, dict)]
 
-    def rewrite_processor(self, data: dict[str, Any], res: Size, filename: str) -> dict[str, Any]:
+    def rewrite_processor(
+        self, data: dict[str, Any], res: Size, filename: str, config: dict[str, Any]
+    ) -> dict[str, Any]:
         return rewrite_processor(data, res, filename)
 
     # ------------------------------------------------------------ a vision-only output

@@ -1,0 +1,442 @@
+"""Whole VLM checkpoints whose vision tower is a transformers family: LLaVA, LLaVA-NeXT, PaliGemma,
+InternVL, Gemma 3.
+
+A VLM adapter is its tower's adapter (CLIP, SigLIP, InternViT: the table, its prefix rows, the
+runtime's interpolation, chosen by `vision_config.model_type`) plus what the VLM adds around it:
+the key prefix of the tower among the language model's tensors, and the image-token count that the
+config and the processor state (or derive) from the tower's grid. Every other tensor, the language
+model's included, is copied byte for byte. A vision-only output is the tower alone in its bare
+family's layout (a LLaVA's CLIP tower as a CLIPVisionModel checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InputError
+from ..size import Size
+from .transformers import CLIP, SIGLIP, TransformersFamily, size_blocks
+
+# where a VLM's tower lives, as the files written by each transformers version name it (4.x: the
+# llava-hf conversions' `vision_tower.vision_model.`; 5.x: `model.vision_tower.` or `vision_tower.`)
+TOWER_PREFIXES = ("vision_tower.", "model.vision_tower.")
+# the bare vision model's own prefix in each tower family (CLIPVisionModel: `vision_model.embeddings…`)
+BARE_PREFIX = {"CLIP": "vision_model.", "SigLIP": "vision_model.", "InternViT": ""}
+
+
+@dataclass(frozen=True)
+class InternVitFamily(TransformersFamily):
+    """transformers' InternVL vision tower (`internvl_vision`): sizes as [h, w] lists, patch included."""
+
+    def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        return []  # its sizes are lists: stated_sizes reads them
+
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None]:
+        block = _vision_block(config, self)
+        image = block.get("image_size")
+        size = Size.from_json(image) if image is not None else None
+        patch = block.get("patch_size")
+        sides = [patch, patch] if type(patch) is int else patch
+        if not (isinstance(sides, list) and len(sides) == 2 and sides[0] == sides[1] and type(sides[0]) is int):
+            if patch is None:
+                return size, None
+            raise InputError(f"config.json has vision patch_size {patch!r}; xcr converts square patches only")
+        if image is not None and size is None:
+            raise InputError(f"config.json has vision image_size {image!r}, not a positive integer or [H, W]")
+        return size, int(sides[0])
+
+    def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
+        block = _vision_block(config, self)
+        block["image_size"] = [res.height, res.width]
+        block.setdefault("patch_size", [patch, patch])
+
+    def set_model_size(self, config: Any, res: Size) -> None:
+        self.vision_config_of(config).image_size = [res.height, res.width]
+
+
+INTERNVIT = InternVitFamily(
+    name="InternViT",
+    model_types=("internvl_vision",),
+    pos_suffix="embeddings.position_embeddings",
+    patch_suffix="embeddings.patch_embeddings.projection.weight",
+    num_prefix_tokens=1,
+    default_image_size=448,  # transformers' InternVLVisionConfig: [448, 448], patch [14, 14]
+    default_patch_size=14,
+    vision_model_type="internvl_vision",
+    vision_architectures=("InternVLVisionModel", "InternVLVisionModel"),
+    batched=True,
+    top_level=True,
+    oracles=("InternVLVisionModel",),
+    runtime="transformers' `InternVLVisionEmbeddings.interpolate_pos_encoding` (on every forward)",
+    square_only="transformers' InternVL resamples its table on every forward pass and reads it as a square grid",
+)
+
+
+def _vision_block(config: dict[str, Any], tower: TransformersFamily) -> dict[str, Any]:
+    """The dict that states the tower's sizes: `vision_config`, or the config itself (a tower alone)."""
+    if config.get("model_type") == tower.vision_model_type:
+        return config
+    block = config.get("vision_config")
+    if not isinstance(block, dict):
+        raise InputError("config.json has no vision_config; is this a VLM checkpoint?")
+    return block
+
+
+@dataclass(frozen=True)
+class VlmFamily(TransformersFamily):
+    """A VLM: its tower's adapter (`tower`, set by `for_config`) and the VLM's own rules.
+
+    Attributes:
+        towers: the tower families it may hold, the default first (when vision_config names none).
+        tower: the tower of this very checkpoint.
+        cells_per_token: vision cells pooled into one image token (InternVL's pixel shuffle: 4; Gemma 3:
+            fixed token count instead, see `fixed_tokens`).
+    """
+
+    towers: tuple[TransformersFamily, ...] = ()
+    tower: TransformersFamily | None = None
+
+    @property
+    def has_text(self) -> bool:
+        return True
+
+    def for_config(self, config: dict[str, Any]) -> VlmFamily:
+        vision = config.get("vision_config")
+        kind = vision.get("model_type") if isinstance(vision, dict) else None
+        tower = next((t for t in self.towers if kind in t.model_types), None) if kind else self.towers[0]
+        if tower is None:
+            names = ", ".join(t for f in self.towers for t in f.model_types)
+            raise InputError(f"config.json's vision_config has model_type {kind!r}; xcr converts {self.name} "
+                             f"towers of {names}")  # fmt: skip
+        return dataclasses.replace(
+            self,
+            tower=tower,
+            pos_suffix=tower.pos_suffix,
+            ids_suffix=tower.ids_suffix,
+            patch_suffix=tower.patch_suffix,
+            num_prefix_tokens=tower.num_prefix_tokens,
+            default_image_size=tower.default_image_size,
+            default_patch_size=tower.default_patch_size,
+            mode=tower.mode,
+            antialias=tower.antialias,
+            batched=tower.batched,
+            embedding_weight=tower.embedding_weight,
+            vision_model_type=tower.vision_model_type,
+            vision_architectures=tower.vision_architectures,
+            runtime=tower.runtime,
+            square_only=tower.square_only,
+        )
+
+    def _tower(self) -> TransformersFamily:
+        return self.tower or self.towers[0]
+
+    # ------------------------------------------------------------ sizes and token counts
+
+    def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._tower().vision_config_blocks(config) if self._is_tower(config) else [_vision_block(config, self)]
+
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
+        return self._tower().stated_sizes(config)
+
+    def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
+        tower = self._tower()
+        if tower.stated_sizes(config) is not None:
+            tower.set_size(config, res, patch)
+        else:
+            super().set_size(config, res, patch)
+        if not self._is_tower(config):
+            self.set_tokens(config, res, res.grid(patch))
+
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
+        """State, in the VLM's config, what follows from the tower's new grid (token counts, tiles)."""
+
+    def processor_tokens(self, data: dict[str, Any], res: Size, grid: tuple[int, int], config: dict[str, Any]) -> None:
+        """State, in a processor file's content, what follows from the new grid (token counts, tiles)."""
+
+    def token_keys(self) -> tuple[str, ...]:
+        """The config and processor keys `set_tokens`/`processor_tokens` rewrite (verify checks them apart)."""
+        return ()
+
+    def tokens(self, config: dict[str, Any], grid: tuple[int, int]) -> int:
+        """Image tokens per image (per tile) the language model sees for a tower grid."""
+        return grid[0] * grid[1]
+
+    def rewrite_processor(
+        self, data: dict[str, Any], res: Size, filename: str, config: dict[str, Any]
+    ) -> dict[str, Any]:
+        out = super().rewrite_processor(data, res, filename, config)
+        if not self._is_tower(config):
+            self.processor_tokens(out, res, res.grid(self._patch(config)), config)
+        return out
+
+    def _patch(self, config: dict[str, Any]) -> int:
+        stated = self.stated_sizes(config)
+        if stated is not None:
+            return stated[1] or self.default_patch_size
+        patch = _vision_block(config, self).get("patch_size")
+        return patch if type(patch) is int else self.default_patch_size
+
+    def _is_tower(self, config: dict[str, Any]) -> bool:
+        """`config` is the tower's own (a vision-only output), not the VLM's."""
+        return config.get("model_type") == self.vision_model_type
+
+    # ------------------------------------------------------------ tensors
+
+    def find(self, names: list[str], suffix: str) -> str | None:
+        return super().find([n for n in names if self.is_vision_tensor(n, False) or "." not in n], suffix)
+
+    def is_vision_tensor(self, name: str, projection: bool) -> bool:
+        return name.startswith(TOWER_PREFIXES) or name.split(".")[0] in ("embeddings", "encoder", "vision_model")
+
+    def vision_only_problem(self, names: list[str], projection: bool) -> str:
+        if projection:
+            return (f"a {self.name} checkpoint's projector maps into its language model, not into a shared embedding "
+                    "space: leave {with_projection} out")  # fmt: skip
+        return ""
+
+    def vision_only_name(self, name: str) -> str:
+        """A tower tensor's name in the bare tower's layout (`vision_tower.embeddings.x` → `vision_model.embeddings.x`)."""
+        for prefix in TOWER_PREFIXES:
+            if name.startswith(prefix):
+                rest = name[len(prefix) :]
+                bare = BARE_PREFIX.get(self._tower().name, "")
+                return rest if (bare and rest.startswith(bare)) else bare + rest
+        return name
+
+    def vision_only_config(self, config: dict[str, Any], projection: bool) -> dict[str, Any]:
+        if self._is_tower(config):
+            return dict(config)
+        out = dict(_vision_block(config, self))
+        for key in ("torch_dtype", "dtype", "transformers_version"):
+            if key in config and key not in out:
+                out[key] = config[key]
+        out["model_type"] = self.vision_model_type
+        out["architectures"] = [self.vision_architectures[False]]
+        out.pop("_name_or_path", None)
+        return out
+
+    def vision_only_form(self, config: dict[str, Any]) -> tuple[bool, bool]:
+        return self._is_tower(config), False
+
+    def vision_architecture(self, config: dict[str, Any], projection: bool) -> str | None:
+        return self.vision_architectures[False]
+
+
+def _set_present(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set `key` to `value` in every block of a processor file that states it."""
+    for _where, block in size_blocks(data):
+        if key in block:
+            block[key] = value
+
+
+@dataclass(frozen=True)
+class LlavaFamily(VlmFamily):
+    """LLaVA-1.5 and LLaVA-NeXT: the processor counts the image tokens from the pixels; the config's
+    `image_seq_length` (newer LlavaConfig) states it; NeXT's tiles are `image_grid_pinpoints`."""
+
+    def tokens(self, config: dict[str, Any], grid: tuple[int, int]) -> int:
+        full = config.get("vision_feature_select_strategy") == "full"
+        return grid[0] * grid[1] + (self.num_prefix_tokens if full else 0)
+
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
+        if "image_seq_length" in config:
+            config["image_seq_length"] = self.tokens(config, grid)
+        if "image_grid_pinpoints" in config:
+            config["image_grid_pinpoints"] = _pinpoints(config["image_grid_pinpoints"], _tile(config, self), res)
+
+    def processor_tokens(self, data: dict[str, Any], res: Size, grid: tuple[int, int], config: dict[str, Any]) -> None:
+        for _where, block in size_blocks(data):
+            if "image_grid_pinpoints" in block:
+                crop = block.get("crop_size")
+                old = crop.get("height") if isinstance(crop, dict) else crop
+                if type(old) is not int:
+                    raise InputError(
+                        f"a processor states image_grid_pinpoints but no crop_size {crop!r} to scale them by"
+                    )
+                block["image_grid_pinpoints"] = _pinpoints(block["image_grid_pinpoints"], old, res, new_crop=True)
+
+    def token_keys(self) -> tuple[str, ...]:
+        return ("image_seq_length", "image_grid_pinpoints")
+
+    def refusal(self, config: dict[str, Any], res: Size) -> str:
+        pinpoints = config.get("image_grid_pinpoints")
+        tile = _tile(config, self)
+        if isinstance(pinpoints, list) and any(
+            not isinstance(p, list) or any(type(v) is not int or v % tile for v in p) for p in pinpoints
+        ):
+            return (f"config.json's image_grid_pinpoints {pinpoints} are not multiples of the tile "
+                    f"({tile} px), so xcr cannot scale them with it; fix them first")  # fmt: skip
+        return ""
+
+
+def _tile(config: dict[str, Any], family: VlmFamily) -> int:
+    """The tower's input size in the config (the tile size of LLaVA-NeXT), square."""
+    size = _vision_block(config, family).get("image_size", family.default_image_size)
+    return int(size[0] if isinstance(size, list) else size)
+
+
+def _pinpoints(pinpoints: Any, old: int, res: Size, new_crop: bool = False) -> list[list[int]]:
+    """Anyres resolutions scaled from tiles of `old` px to tiles of `res` px: [[336, 672]] at 448 → [[448, 896]]."""
+    if not isinstance(pinpoints, list):
+        raise InputError(f"image_grid_pinpoints {pinpoints!r} is not a list of [height, width] pairs")
+    return [[v * res.height // old if i == 0 else v * res.width // old for i, v in enumerate(p)] for p in pinpoints]
+
+
+@dataclass(frozen=True)
+class PaliGemmaFamily(VlmFamily):
+    """PaliGemma: one token per tower cell, stated as `num_image_tokens` (vision and text configs) and
+    the processor's static `image_seq_length`."""
+
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
+        for block in (config.get("vision_config"), config.get("text_config"), config):
+            if isinstance(block, dict) and "num_image_tokens" in block:
+                block["num_image_tokens"] = self.tokens(config, grid)
+
+    def processor_tokens(self, data: dict[str, Any], res: Size, grid: tuple[int, int], config: dict[str, Any]) -> None:
+        _set_present(data, "image_seq_length", self.tokens(config, grid))
+
+    def token_keys(self) -> tuple[str, ...]:
+        return ("num_image_tokens", "image_seq_length")
+
+
+@dataclass(frozen=True)
+class InternVlFamily(VlmFamily):
+    """InternVL (transformers' layout): a pixel shuffle by `downsample_ratio` (0.5: 2×2 cells per
+    token); `image_seq_length` in the config and the processor."""
+
+    def _fold(self, config: dict[str, Any]) -> int:
+        ratio = config.get("downsample_ratio", 0.5)
+        fold = round(1 / ratio) if isinstance(ratio, (int, float)) and ratio > 0 else 0
+        if fold < 1 or not math.isclose(fold * ratio, 1.0):
+            raise InputError(f"config.json has downsample_ratio {ratio!r}; xcr reads ratios 1/k")
+        return fold
+
+    def tokens(self, config: dict[str, Any], grid: tuple[int, int]) -> int:
+        fold = self._fold(config)
+        return (grid[0] // fold) * (grid[1] // fold)
+
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
+        if "image_seq_length" in config:
+            config["image_seq_length"] = self.tokens(config, grid)
+
+    def processor_tokens(self, data: dict[str, Any], res: Size, grid: tuple[int, int], config: dict[str, Any]) -> None:
+        _set_present(data, "image_seq_length", self.tokens(config, grid))
+
+    def token_keys(self) -> tuple[str, ...]:
+        return ("image_seq_length",)
+
+    def refusal(self, config: dict[str, Any], res: Size) -> str:
+        fold = self._fold(config)
+        patch = self._patch(config)
+        grid = res.grid(patch)
+        if grid[0] % fold or grid[1] % fold:
+            step = patch * fold
+            below, above = res.height // step * step, (res.height // step + 1) * step
+            return (f"InternVL folds {fold}×{fold} cells into one token (downsample_ratio), so the grid must be a "
+                    f"multiple of {fold}: {res.px} gives {grid[0]}×{grid[1]} cells of {patch} px; use "
+                    f"{below if below else above} or {above}")  # fmt: skip
+        return ""
+
+
+@dataclass(frozen=True)
+class Gemma3Family(VlmFamily):
+    """Gemma 3: the projector average-pools the tower's grid to `mm_tokens_per_image` tokens, a fixed
+    count: a new grid must be a multiple of the pooled side."""
+
+    def refusal(self, config: dict[str, Any], res: Size) -> str:
+        tokens = config.get("mm_tokens_per_image", 256)
+        side = math.isqrt(tokens) if type(tokens) is int else 0
+        patch = self._patch(config)
+        grid = res.grid(patch)
+        if side < 1 or side * side != tokens:
+            return f"config.json has mm_tokens_per_image {tokens!r}, not a square count; xcr cannot pool to it"
+        if grid[0] % side or grid[0] != grid[1]:
+            step = patch * side
+            return (f"Gemma 3 pools the tower's grid to {side}×{side} tokens, so the grid must be a multiple of {side}: "
+                    f"{res.px} gives {grid[0]}×{grid[1]}; use a multiple of {step} px such as "
+                    f"{max(step, res.height // step * step)} or {(res.height // step + 1) * step}")  # fmt: skip
+        return ""
+
+
+LLAVA = LlavaFamily(
+    name="LLaVA",
+    model_types=("llava",),
+    towers=(CLIP, SIGLIP),
+    oracles=("LlavaForConditionalGeneration",),
+    **{
+        k: getattr(CLIP, k)
+        for k in (
+            "pos_suffix",
+            "ids_suffix",
+            "patch_suffix",
+            "num_prefix_tokens",
+            "default_image_size",
+            "default_patch_size",
+            "runtime",
+            "embedding_weight",
+        )
+    },  # fmt: skip
+)
+LLAVA_NEXT = dataclasses.replace(LLAVA, name="LLaVA-NeXT", model_types=("llava_next",),
+                                 oracles=("LlavaNextForConditionalGeneration",))  # fmt: skip
+PALIGEMMA = PaliGemmaFamily(
+    name="PaliGemma",
+    model_types=("paligemma",),
+    towers=(SIGLIP,),
+    oracles=("PaliGemmaForConditionalGeneration",),
+    **{
+        k: getattr(SIGLIP, k)
+        for k in (
+            "pos_suffix",
+            "ids_suffix",
+            "patch_suffix",
+            "num_prefix_tokens",
+            "default_image_size",
+            "default_patch_size",
+            "runtime",
+            "embedding_weight",
+        )
+    },  # fmt: skip
+)
+INTERNVL = InternVlFamily(
+    name="InternVL",
+    model_types=("internvl",),
+    towers=(INTERNVIT,),
+    oracles=("InternVLForConditionalGeneration",),
+    **{
+        k: getattr(INTERNVIT, k)
+        for k in (
+            "pos_suffix",
+            "patch_suffix",
+            "num_prefix_tokens",
+            "default_image_size",
+            "default_patch_size",
+            "runtime",
+            "batched",
+        )
+    },  # fmt: skip
+)
+GEMMA3 = Gemma3Family(
+    name="Gemma 3",
+    model_types=("gemma3",),
+    towers=(SIGLIP,),
+    oracles=("Gemma3ForConditionalGeneration",),
+    **{
+        k: getattr(SIGLIP, k)
+        for k in (
+            "pos_suffix",
+            "ids_suffix",
+            "patch_suffix",
+            "num_prefix_tokens",
+            "default_image_size",
+            "default_patch_size",
+            "runtime",
+            "embedding_weight",
+        )
+    },  # fmt: skip
+)
+
+VLMS: tuple[VlmFamily, ...] = (LLAVA, LLAVA_NEXT, PALIGEMMA, INTERNVL, GEMMA3)
