@@ -606,10 +606,10 @@ def _check_configs(subject: Subject) -> Check:
     problems = [problem] if problem else []
     named = {id(v): k for k, v in config.items() if isinstance(v, dict)}
     for block in family.vision_config_blocks(config):
-        if block.get("image_size") != res.json():
+        if block.get("image_size") != family.size_json(res):
             where = f"{named[id(block)]}." if id(block) in named else ""
             problems.append(
-                f"{family.config_file} has {where}image_size {json.dumps(block.get('image_size'))}, not {json.dumps(res.json())}"
+                f"{family.config_file} has {where}image_size {json.dumps(block.get('image_size'))}, not {json.dumps(family.size_json(res))}"
             )
     if problem is None and not family.vision_config_blocks(config):  # sizes stated elsewhere (timm)
         stated = vision_sizes(config, family)

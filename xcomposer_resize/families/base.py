@@ -90,11 +90,15 @@ class Family:
         family states them elsewhere, `stated_sizes`)."""
         return []
 
+    def size_json(self, res: Size) -> Any:
+        """`res` as the family's config states an image size: an int when square, else [height, width]."""
+        return res.json()
+
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         """State `res` in `config` (a copy, changed in place) wherever the family's loader reads it:
         an int when square, [height, width] otherwise (only for a family that is not square_only)."""
         for block in self.vision_config_blocks(config):
-            block["image_size"] = res.json()
+            block["image_size"] = self.size_json(res)
             block.setdefault("patch_size", patch)
 
     def square_reason(self, config: dict[str, Any]) -> str:

@@ -48,9 +48,12 @@ class InternVitFamily(TransformersFamily):
             raise InputError(f"config.json has vision image_size {image!r}, not a positive integer or [H, W]")
         return size, int(sides[0])
 
+    def size_json(self, res: Size) -> Any:
+        return [res.height, res.width]
+
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         block = _vision_block(config, self)
-        block["image_size"] = [res.height, res.width]
+        block["image_size"] = self.size_json(res)
         block.setdefault("patch_size", [patch, patch])
 
     def set_model_size(self, config: Any, res: Size) -> None:
@@ -141,17 +144,22 @@ class VlmFamily(TransformersFamily):
     def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
         return self._tower().stated_sizes(config)
 
+    def size_json(self, res: Size) -> Any:
+        return self._tower().size_json(res)
+
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         tower = self._tower()
+        tile = None if self._is_tower(config) else _tile(config, self)
         if tower.stated_sizes(config) is not None:
             tower.set_size(config, res, patch)
         else:
             super().set_size(config, res, patch)
-        if not self._is_tower(config):
-            self.set_tokens(config, res, res.grid(patch))
+        if tile is not None:
+            self.set_tokens(config, res, res.grid(patch), tile)
 
-    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
-        """State, in the VLM's config, what follows from the tower's new grid (token counts, tiles)."""
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int], tile: int) -> None:
+        """State, in the VLM's config, what follows from the tower's new grid (token counts, tiles); `tile`:
+        the tower's input size before."""
 
     def processor_tokens(self, data: dict[str, Any], res: Size, grid: tuple[int, int], config: dict[str, Any]) -> None:
         """State, in a processor file's content, what follows from the new grid (token counts, tiles)."""
@@ -241,22 +249,16 @@ class LlavaFamily(VlmFamily):
         full = config.get("vision_feature_select_strategy") == "full"
         return grid[0] * grid[1] + (self.num_prefix_tokens if full else 0)
 
-    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int], tile: int) -> None:
         if "image_seq_length" in config:
             config["image_seq_length"] = self.tokens(config, grid)
         if "image_grid_pinpoints" in config:
-            config["image_grid_pinpoints"] = _pinpoints(config["image_grid_pinpoints"], _tile(config, self), res)
+            config["image_grid_pinpoints"] = _pinpoints(config["image_grid_pinpoints"], tile, res)
 
     def processor_tokens(self, data: dict[str, Any], res: Size, grid: tuple[int, int], config: dict[str, Any]) -> None:
         for _where, block in size_blocks(data):
-            if "image_grid_pinpoints" in block:
-                crop = block.get("crop_size")
-                old = crop.get("height") if isinstance(crop, dict) else crop
-                if type(old) is not int:
-                    raise InputError(
-                        f"a processor states image_grid_pinpoints but no crop_size {crop!r} to scale them by"
-                    )
-                block["image_grid_pinpoints"] = _pinpoints(block["image_grid_pinpoints"], old, res, new_crop=True)
+            if "image_grid_pinpoints" in block:  # `config` is the source's: its tile is the old one
+                block["image_grid_pinpoints"] = _pinpoints(block["image_grid_pinpoints"], _tile(config, self), res)
 
     def token_keys(self) -> tuple[str, ...]:
         return ("image_seq_length", "image_grid_pinpoints")
@@ -278,7 +280,7 @@ def _tile(config: dict[str, Any], family: VlmFamily) -> int:
     return int(size[0] if isinstance(size, list) else size)
 
 
-def _pinpoints(pinpoints: Any, old: int, res: Size, new_crop: bool = False) -> list[list[int]]:
+def _pinpoints(pinpoints: Any, old: int, res: Size) -> list[list[int]]:
     """Anyres resolutions scaled from tiles of `old` px to tiles of `res` px: [[336, 672]] at 448 → [[448, 896]]."""
     if not isinstance(pinpoints, list):
         raise InputError(f"image_grid_pinpoints {pinpoints!r} is not a list of [height, width] pairs")
@@ -290,7 +292,7 @@ class PaliGemmaFamily(VlmFamily):
     """PaliGemma: one token per tower cell, stated as `num_image_tokens` (vision and text configs) and
     the processor's static `image_seq_length`."""
 
-    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int], tile: int) -> None:
         for block in (config.get("vision_config"), config.get("text_config"), config):
             if isinstance(block, dict) and "num_image_tokens" in block:
                 block["num_image_tokens"] = self.tokens(config, grid)
@@ -318,7 +320,7 @@ class InternVlFamily(VlmFamily):
         fold = self._fold(config)
         return (grid[0] // fold) * (grid[1] // fold)
 
-    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int]) -> None:
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int], tile: int) -> None:
         if "image_seq_length" in config:
             config["image_seq_length"] = self.tokens(config, grid)
 

@@ -1,0 +1,185 @@
+"""Vision towers inside whole VLM checkpoints: the output loads with `from_pretrained` and runs at the new
+size with its own processor's pixels and token count, its tower computes exactly what the source's computes
+at that size with `interpolate_pos_encoding=True`, and every other tensor is the source's, byte for byte."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from tests.vlm_builders import IMAGE_TOKEN, build_vlm, config_of, prompt
+
+pytest.importorskip("PIL")
+from PIL import Image  # noqa: E402
+
+CASES = {  # case → (kind, llava-hf names, table name in the source)
+    "llava-hf": ("llava", True, "vision_tower.vision_model.embeddings.position_embedding.weight"),
+    "llava-5": ("llava", False, "vision_tower.embeddings.position_embedding.weight"),
+    "llava-next": ("llava-next", False, "vision_tower.embeddings.position_embedding.weight"),
+    "paligemma": ("paligemma", False, "vision_tower.embeddings.position_embedding.weight"),
+    "internvl": ("internvl", False, "vision_tower.embeddings.position_embeddings"),
+}
+
+
+def tensors(folder: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            out.update({k: f.get_tensor(k) for k in f.keys()})
+    return out
+
+
+def fresh(model: Any) -> Any:
+    """The model in fresh memory (BLAS takes other paths for memory-mapped weights) and eval mode."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.data = p.data.clone()
+    return model.eval()
+
+
+def load(folder: Path) -> Any:
+    import transformers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fresh(transformers.AutoModelForImageTextToText.from_pretrained(folder))
+
+
+def inputs(kind: str, folder: Path) -> dict[str, Any]:
+    """What the output's own processor makes of a non-square image and a prompt."""
+    import transformers
+
+    image = Image.new("RGB", (90, 70), (120, 30, 200))
+    if kind.startswith("llava"):
+        processor = transformers.AutoProcessor.from_pretrained(folder)
+        return dict(processor(images=image, text=prompt(processor), return_tensors="pt"))
+    images = transformers.AutoImageProcessor.from_pretrained(folder)
+    pixels = images(image, return_tensors="pt")["pixel_values"]
+    stated = json.loads(
+        (folder / ("preprocessor_config.json" if kind == "paligemma" else "processor_config.json")).read_text()
+    )
+    ids = [IMAGE_TOKEN] * stated["image_seq_length"] + [1, 2]  # as the processor expands the image token
+    return {"pixel_values": pixels, "input_ids": torch.tensor([ids])}
+
+
+def tower_features(model: Any, pixels: torch.Tensor, interpolate: bool) -> torch.Tensor:
+    tower = model.model.vision_tower
+    flat = pixels.flatten(0, 1) if pixels.dim() == 5 else pixels  # LLaVA-NeXT: tiles
+    takes = "interpolate_pos_encoding" in inspect.signature(tower.forward).parameters
+    kw = {"interpolate_pos_encoding": True} if interpolate and takes else {}
+    with torch.no_grad():
+        return tower(flat, **kw).last_hidden_state
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_vlm_runs_at_the_new_size_with_its_own_processor(xcr: Any, tmp_path: Path, case: str) -> None:
+    kind, hub_names, table = CASES[case]
+    src = build_vlm(tmp_path / "src", kind, hub_names=hub_names)
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", src, "--res", 56, "--out", out)
+    assert r.code == 0, r.err
+    before, after = tensors(src), tensors(out)
+    assert set(before) == set(after) and table in after
+    assert [k for k in before if not torch.equal(before[k], after[k])] == [table]
+    model, source = load(out), load(src)
+    given = inputs(kind, out)
+    assert given["pixel_values"].shape[-2:] == (56, 56)
+    images = int((given["input_ids"] == IMAGE_TOKEN).sum())
+    with torch.no_grad():
+        logits = model(**given).logits  # no "Image features and image tokens do not match"
+    assert logits.shape[1] == given["input_ids"].shape[1]
+    if kind in ("llava", "paligemma"):
+        assert images == 16  # 4×4 cells, one token each
+    if kind == "internvl":
+        assert images == 4  # 4×4 cells folded 2×2 by the pixel shuffle
+    got = tower_features(model, given["pixel_values"], False)
+    want = tower_features(source, given["pixel_values"], True)
+    assert torch.equal(got, want)
+    check = xcr("verify", out, "--against", src, "--json")
+    assert check.code == 0, check.out + check.err
+    names = [c["check"] for c in json.loads(check.out)["checks"]]
+    assert "tokens" in names and "load" in names
+
+
+def test_the_token_counts_and_tiles_follow_the_grid(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "next", "llava-next")
+    r = xcr("resize", "--model", src, "--res", 42, "--out", tmp_path / "out")
+    assert r.code == 0, r.err
+    config = config_of(tmp_path / "out")
+    assert config["vision_config"]["image_size"] == 42
+    assert config["image_grid_pinpoints"] == [[42, 84], [84, 42], [84, 84]]
+    assert config["image_seq_length"] == 9
+    processor = json.loads((tmp_path / "out" / "processor_config.json").read_text())["image_processor"]
+    assert processor["image_grid_pinpoints"] == [[42, 84], [84, 42], [84, 84]]
+    assert processor["crop_size"] == {"height": 42, "width": 42} and processor["size"] == {"shortest_edge": 42}
+
+    pali = build_vlm(tmp_path / "pali", "paligemma")
+    assert xcr("resize", "--model", pali, "--res", 70, "--out", tmp_path / "p70").code == 0
+    config = config_of(tmp_path / "p70")
+    assert config["vision_config"]["image_size"] == 70 and config["text_config"]["num_image_tokens"] == 25
+    assert json.loads((tmp_path / "p70" / "preprocessor_config.json").read_text())["image_seq_length"] == 25
+
+
+def test_verify_notices_a_token_count_that_does_not_follow(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "src", "paligemma")
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 56, "--out", out).code == 0
+    path = out / "preprocessor_config.json"
+    data = json.loads(path.read_text())
+    data["image_seq_length"] = 4
+    path.write_text(json.dumps(data))
+    r = xcr("verify", out, "--against", src)
+    assert r.code == 1
+    assert "preprocessor_config.json: image_seq_length is 4, not 16" in r.out
+
+
+def test_vision_only_is_the_tower_in_its_bare_layout(xcr: Any, tmp_path: Path) -> None:
+    import transformers
+
+    src = build_vlm(tmp_path / "src", "llava", hub_names=True)
+    out = tmp_path / "tower"
+    r = xcr("resize", "--model", src, "--res", 56, "--out", out, "--vision-only")
+    assert r.code == 0, r.err
+    assert all(k.startswith("vision_model.") for k in tensors(out))
+    assert config_of(out)["model_type"] == "clip_vision_model" and config_of(out)["image_size"] == 56
+    tower, info = transformers.CLIPVisionModel.from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))
+    pixels = torch.randn(1, 3, 56, 56, generator=torch.Generator().manual_seed(0))
+    source = load(src)
+    with torch.no_grad():
+        got = fresh(tower)(pixels).last_hidden_state
+    assert torch.equal(got, tower_features(source, pixels, True))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "words"),
+    [
+        ("qwen2_vl", "Qwen2-VL has no absolute position table"),
+        ("idefics3", "NaViT-style"),
+        ("phi3_v", "tiles every image at 336 px"),
+    ],  # fmt: skip
+)
+def test_vlms_with_nothing_to_convert_are_refused_with_the_reason(
+    xcr: Any, tmp_path: Path, model_type: str, words: str
+) -> None:
+    folder = tmp_path / "m"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": model_type}))
+    r = xcr("resize", "--model", folder, "--res", 448, "--out", tmp_path / "out")
+    assert r.code == 2 and words in r.err
+    assert not (tmp_path / "out").exists()
+
+
+def test_internvl_refuses_a_grid_its_pixel_shuffle_cannot_fold(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "src", "internvl")
+    r = xcr("resize", "--model", src, "--res", 42, "--out", tmp_path / "out")
+    assert r.code == 2
+    assert "the grid must be a multiple of 2: 42 px gives 3×3 cells of 14 px; use 28 or 56" in r.err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,129 @@
+"""Tiny VLM checkpoints in the hub layouts, built with transformers' own classes: LLaVA-1.5 (the llava-hf
+naming, or the naming transformers 5 writes), LLaVA-NeXT, PaliGemma, InternVL. LLaVA's have their whole
+processor (a word-level tokenizer with the image token); PaliGemma's and InternVL's their image processor and
+the token count their processors read (PaliGemmaProcessor and InternVLProcessor cannot be built offline here:
+the first rebuilds Gemma's tokenizer, the second needs torchvision)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TEXT = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "num_hidden_layers": 1, "vocab_size": 64, "head_dim": 16}  # fmt: skip
+VISION = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2}
+IMAGE_TOKEN = 63
+VLMS = ("llava", "llava-next", "paligemma", "internvl")
+
+
+def tokenizer(image_token: str | None = "<image>", extra: tuple[str, ...] = ()) -> Any:
+    """A word-level tokenizer: w0…w53, <unk>, <bos>, <eos>, <pad>, `extra` special tokens and the image
+    token (id 63; None: none)."""
+    import transformers
+    from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{i}": i for i in range(54)}
+    vocab.update({"<unk>": 58, "<bos>": 59, "<eos>": 60, "<pad>": 61, **{t: 54 + i for i, t in enumerate(extra)}})
+    specials = [*extra, *([image_token] if image_token else [])]
+    if image_token:
+        vocab[image_token] = IMAGE_TOKEN
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (*specials, "<bos>")])
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<bos>",
+                                                eos_token="<eos>", pad_token="<pad>",
+                                                additional_special_tokens=specials)  # fmt: skip
+
+
+def model_and_processor(kind: str, image_size: int, patch: int = 14) -> tuple[Any, Any]:
+    import transformers as t
+
+    vision = dict(VISION, image_size=image_size, patch_size=patch)
+    square = {"height": image_size, "width": image_size}
+    if kind == "llava":
+        config = t.LlavaConfig(vision_config=dict(vision, model_type="clip_vision_model"),
+                               text_config=dict(TEXT, model_type="llama"), image_token_index=IMAGE_TOKEN)  # fmt: skip
+        images = t.CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size=square)
+        processor = t.LlavaProcessor(image_processor=images, tokenizer=tokenizer(), patch_size=patch,
+                                     vision_feature_select_strategy="default", num_additional_image_tokens=1)  # fmt: skip
+        return t.LlavaForConditionalGeneration(config), processor
+    if kind == "llava-next":
+        pinpoints = [[image_size, 2 * image_size], [2 * image_size, image_size], [2 * image_size, 2 * image_size]]
+        config = t.LlavaNextConfig(vision_config=dict(vision, model_type="clip_vision_model"),
+                                   text_config=dict(TEXT, model_type="llama"), image_token_index=IMAGE_TOKEN,
+                                   image_grid_pinpoints=pinpoints)  # fmt: skip
+        images = t.LlavaNextImageProcessor(size={"shortest_edge": image_size}, crop_size=square,
+                                           image_grid_pinpoints=pinpoints)  # fmt: skip
+        processor = t.LlavaNextProcessor(image_processor=images, tokenizer=tokenizer(), patch_size=patch,
+                                         vision_feature_select_strategy="default", num_additional_image_tokens=1)  # fmt: skip
+        return t.LlavaNextForConditionalGeneration(config), processor
+    if kind == "paligemma":
+        cells = (image_size // patch) ** 2
+        config = t.PaliGemmaConfig(vision_config=dict(vision, model_type="siglip_vision_model", projection_dim=32),
+                                   text_config=dict(TEXT, model_type="gemma", num_image_tokens=cells),
+                                   image_token_index=IMAGE_TOKEN, projection_dim=32)  # fmt: skip
+        images = t.SiglipImageProcessor(size=square)
+        images.image_seq_length = cells  # google/paligemma-*'s preprocessor_config.json states it
+        return t.PaliGemmaForConditionalGeneration(config), images
+    if kind == "internvl":
+        config = t.InternVLConfig(vision_config=dict(vision, image_size=[image_size] * 2, patch_size=[patch] * 2,
+                                                     model_type="internvl_vision"),
+                                  text_config=dict(TEXT, model_type="qwen2"), image_token_id=IMAGE_TOKEN,
+                                  downsample_ratio=0.5, image_seq_length=(image_size // patch // 2) ** 2)  # fmt: skip
+        images = t.GotOcr2ImageProcessor(size=square, crop_to_patches=False)
+        return t.InternVLForConditionalGeneration(config), images
+    raise ValueError(kind)
+
+
+# the llava-hf conversions' names (transformers 4): what the Hub's llava-1.5 repos hold
+LLAVA_HF = (("model.vision_tower.", "vision_tower.vision_model."), ("vision_tower.", "vision_tower.vision_model."),
+            ("model.language_model.", "language_model.model."), ("lm_head.", "language_model.lm_head."),
+            ("model.multi_modal_projector.", "multi_modal_projector."))  # fmt: skip
+
+
+def build_vlm(folder: Path, kind: str, *, image_size: int = 28, seed: int = 0, hub_names: bool = False,
+              shard: int = 0) -> Path:  # fmt: skip
+    """Write a tiny `kind` VLM with its processor into `folder`; `hub_names`: the llava-hf key names;
+    `shard`: split the weights into files of about this many bytes."""
+    torch.manual_seed(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model, processor = model_and_processor(kind, image_size)
+        model.eval().save_pretrained(folder, max_shard_size=shard or "5GB")
+        processor.save_pretrained(folder)
+    if kind == "internvl":  # InternVLProcessor needs torchvision here: its file as it writes it
+        seq = (image_size // 14 // 2) ** 2
+        (folder / "processor_config.json").write_text(json.dumps(
+            {"image_seq_length": seq, "processor_class": "InternVLProcessor"}, indent=2) + "\n")  # fmt: skip
+    if hub_names:
+        _rename(folder, LLAVA_HF)
+    return folder
+
+
+def _rename(folder: Path, renames: tuple[tuple[str, str], ...]) -> None:
+    """Rename the tensors of a single-file checkpoint by prefix (to the names older conversions wrote)."""
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    state = load_file(path)
+
+    def renamed(name: str) -> str:
+        for old, new in renames:
+            if name.startswith(old) and not name.startswith(new):
+                return new + name[len(old) :]
+        return name
+
+    save_file({renamed(k): v.contiguous() for k, v in state.items()}, path, metadata={"format": "pt"})
+
+
+def prompt(processor: Any) -> str:
+    """A prompt with one image, as each processor wants it."""
+    return f"{getattr(processor, 'image_token', '<image>')} w1 w2"
+
+
+def config_of(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "config.json").read_text())
