@@ -49,6 +49,7 @@ class CardInfo:
     record: dict[str, Any] | None = None  # what made the output (record.py), in the front matter
     family: str = "CLIP"
     library: str = "transformers"
+    pipeline: str = "zero-shot-image-classification"  # the Hub's task of a whole checkpoint of the family
     loader: str = "`from_pretrained`"  # what loads the checkpoint, in the card's words
     config_file: str = "config.json"
     processors: bool = True  # the output has processor files
@@ -137,7 +138,7 @@ def _metadata(info: CardInfo, source: SourceCard | None) -> dict[str, Any]:
         # adapter, merge and quantized, none of which this is
     meta.setdefault("library_name", info.library)
     meta.setdefault(
-        "pipeline_tag", "image-feature-extraction" if info.vision_only else "zero-shot-image-classification"
+        "pipeline_tag", "image-feature-extraction" if info.vision_only else info.pipeline
     )
     tags = meta.get("tags")
     tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])

@@ -42,7 +42,7 @@ __all__ = [
 ]  # fmt: skip
 
 FAMILIES: tuple[Family, ...] = (*TRANSFORMERS, INTERNVIT, *VLMS, TIMM, OPEN_CLIP)
-NAMES = {f.name.lower().replace(" with registers", "-registers").replace("_", "-"): f for f in FAMILIES}
+NAMES = {re.sub(r"[ _]", "-", f.name.lower().replace(" with registers", "-registers")): f for f in FAMILIES}
 
 # the files that hold a model config, in the order a folder with several is read (transformers and
 # timm, then open_clip), and every family's weight files

@@ -45,6 +45,7 @@ class Family:
         no_table: what it means when the weights hold no position table ("": not a checkpoint of the family).
         processor_files: it reads transformers' processor files (preprocessor_config.json, processor_config.json).
         states_dtype: its config states the weights' dtype (transformers' `torch_dtype`/`dtype`).
+        pipeline: the Hub's task of a whole checkpoint (the card's pipeline_tag, unless the source's states one).
     """
 
     name: str
@@ -69,6 +70,7 @@ class Family:
     no_table: str = ""
     processor_files: bool = False
     states_dtype: bool = False
+    pipeline: str = "zero-shot-image-classification"
 
     # ------------------------------------------------------------ which config, which sizes
 

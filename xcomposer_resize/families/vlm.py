@@ -95,12 +95,12 @@ class VlmFamily(TransformersFamily):
     Attributes:
         towers: the tower families it may hold, the default first (when vision_config names none).
         tower: the tower of this very checkpoint.
-        cells_per_token: vision cells pooled into one image token (InternVL's pixel shuffle: 4; Gemma 3:
-            fixed token count instead, see `fixed_tokens`).
+        pipeline: the Hub task of the whole checkpoint (the card's pipeline_tag).
     """
 
     towers: tuple[TransformersFamily, ...] = ()
     tower: TransformersFamily | None = None
+    pipeline: str = "image-text-to-text"
 
     @property
     def has_text(self) -> bool:
