@@ -219,7 +219,8 @@ def test_an_unknown_layout_names_what_was_found_and_family_forces_one(xcr: Any, 
     line = one_error_line(r.err)
     assert (
         "config.json has model_type 'my_vit'" in line
-        and "--family clip|siglip|dinov2|dinov2-registers|vit|timm|open-clip" in line
+        and "--family clip|siglip|dinov2|dinov2-registers|vit|internvit|llava|llava-next|paligemma|internvl|gemma-3|timm|open-clip"
+        in line
     )
     r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out", "--family", "ViT", "--quiet")
     assert r.code == 0, r.err
@@ -228,7 +229,7 @@ def test_an_unknown_layout_names_what_was_found_and_family_forces_one(xcr: Any, 
     assert r.code == 2
     assert one_error_line(r.err) == (
         "xcr: error: --family resnet is not a family xcr knows; use one of clip, siglip, dinov2, dinov2-registers, "
-        "vit, timm, open-clip"
+        "vit, internvit, llava, llava-next, paligemma, internvl, gemma-3, timm, open-clip"
     )
 
 

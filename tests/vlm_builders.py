@@ -93,6 +93,13 @@ def build_vlm(folder: Path, kind: str, *, image_size: int = 28, seed: int = 0, h
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model, processor = model_and_processor(kind, image_size)
+        g = torch.Generator().manual_seed(seed)
+        with (
+            torch.no_grad()
+        ):  # transformers starts some tables at zero (InternVL's): an exact test of those proves nothing
+            for p in model.parameters():
+                if not p.any():
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.02)
         model.eval().save_pretrained(folder, max_shard_size=shard or "5GB")
         processor.save_pretrained(folder)
     if kind == "internvl":  # InternVLProcessor needs torchvision here: its file as it writes it

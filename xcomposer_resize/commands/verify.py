@@ -1052,7 +1052,7 @@ def _check_load(subject: Subject) -> Check:
     what = f"{tower.vision_architectures[0]} (its vision tower alone)" if tower else cls.__name__
     model, info, failure = _load_tower(folder, tower) if tower else _load(cls, folder)
     if model is None:
-        return Check("load", False, f"{what} fails to load: {failure}")
+        return Check("load", False, f"{what if tower else cls.__name__ + '.from_pretrained'} fails: {failure}")
     reference, source_info, failure = _load_tower(source, tower) if tower else _load(cls, source)
     if reference is None:
         return Check("load", False, f"the source does not load as {what}: {failure}")

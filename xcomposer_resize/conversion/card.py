@@ -137,9 +137,7 @@ def _metadata(info: CardInfo, source: SourceCard | None) -> dict[str, Any]:
         meta["base_model_relation"] = "finetune"  # weights changed; the Hub's other relations are
         # adapter, merge and quantized, none of which this is
     meta.setdefault("library_name", info.library)
-    meta.setdefault(
-        "pipeline_tag", "image-feature-extraction" if info.vision_only else info.pipeline
-    )
+    meta.setdefault("pipeline_tag", "image-feature-extraction" if info.vision_only else info.pipeline)
     tags = meta.get("tags")
     tags = [str(t) for t in tags] if isinstance(tags, list) else ([str(tags)] if tags else [])
     tags = [t for t in tags if not re.fullmatch(r"[0-9]+(x[0-9]+)?px", t)]  # an earlier xcr output's size

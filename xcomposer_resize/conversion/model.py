@@ -17,7 +17,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, UsageError, arg
-from ..families import FAMILIES, REFUSED, TOKEN_NAMES, TransformersFamily
+from ..families import REFUSED, TOKEN_NAMES, TRANSFORMERS, TransformersFamily
 from ..interpolate import grid_side, resample_grid
 from ..options import build_model_options, check_res, res_arg
 from ..size import Size, grid_text
@@ -145,7 +145,7 @@ def _tower(model: Any) -> tuple[str, Any, TransformersFamily]:
             f"{arg('model')} must be a loaded transformers model (a torch.nn.Module such as CLIPVisionModel), "
             f"not {type(model).__name__}; to resize a checkpoint on disk, use resize()"
         )
-    served = [f for f in FAMILIES if isinstance(f, TransformersFamily)]
+    served = list(TRANSFORMERS)  # bare towers; inside a VLM, its tower is found as one of them
     found: list[tuple[str, Any, TransformersFamily]] = []
     refused: tuple[str, str] | None = None
     for path, module in model.named_modules():

@@ -25,6 +25,14 @@ from .transformers import CLIP, SIGLIP, TransformersFamily, size_blocks
 TOWER_PREFIXES = ("vision_tower.", "model.vision_tower.")
 # the bare vision model's own prefix in each tower family (CLIPVisionModel: `vision_model.embeddings…`)
 BARE_PREFIX = {"CLIP": "vision_model.", "SigLIP": "vision_model.", "InternViT": ""}
+# what a VLM's adapter takes from its tower's
+TOWER_FIELDS = ("pos_suffix", "ids_suffix", "patch_suffix", "num_prefix_tokens", "default_image_size",
+                "default_patch_size", "mode", "antialias", "batched", "embedding_weight", "runtime", "square_only",
+                "vision_model_type", "vision_architectures")  # fmt: skip
+
+
+def _fields(tower: TransformersFamily) -> dict[str, Any]:
+    return {k: getattr(tower, k) for k in TOWER_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -114,24 +122,7 @@ class VlmFamily(TransformersFamily):
             names = ", ".join(t for f in self.towers for t in f.model_types)
             raise InputError(f"config.json's vision_config has model_type {kind!r}; xcr converts {self.name} "
                              f"towers of {names}")  # fmt: skip
-        return dataclasses.replace(
-            self,
-            tower=tower,
-            pos_suffix=tower.pos_suffix,
-            ids_suffix=tower.ids_suffix,
-            patch_suffix=tower.patch_suffix,
-            num_prefix_tokens=tower.num_prefix_tokens,
-            default_image_size=tower.default_image_size,
-            default_patch_size=tower.default_patch_size,
-            mode=tower.mode,
-            antialias=tower.antialias,
-            batched=tower.batched,
-            embedding_weight=tower.embedding_weight,
-            vision_model_type=tower.vision_model_type,
-            vision_architectures=tower.vision_architectures,
-            runtime=tower.runtime,
-            square_only=tower.square_only,
-        )
+        return dataclasses.replace(self, tower=tower, **_fields(tower))
 
     def _tower(self) -> TransformersFamily:
         return self.tower or self.towers[0]
@@ -363,82 +354,15 @@ class Gemma3Family(VlmFamily):
         return ""
 
 
-LLAVA = LlavaFamily(
-    name="LLaVA",
-    model_types=("llava",),
-    towers=(CLIP, SIGLIP),
-    oracles=("LlavaForConditionalGeneration",),
-    **{
-        k: getattr(CLIP, k)
-        for k in (
-            "pos_suffix",
-            "ids_suffix",
-            "patch_suffix",
-            "num_prefix_tokens",
-            "default_image_size",
-            "default_patch_size",
-            "runtime",
-            "embedding_weight",
-        )
-    },  # fmt: skip
-)
+LLAVA = LlavaFamily(name="LLaVA", model_types=("llava",), towers=(CLIP, SIGLIP),
+                    oracles=("LlavaForConditionalGeneration",), **_fields(CLIP))  # fmt: skip
 LLAVA_NEXT = dataclasses.replace(LLAVA, name="LLaVA-NeXT", model_types=("llava_next",),
                                  oracles=("LlavaNextForConditionalGeneration",))  # fmt: skip
-PALIGEMMA = PaliGemmaFamily(
-    name="PaliGemma",
-    model_types=("paligemma",),
-    towers=(SIGLIP,),
-    oracles=("PaliGemmaForConditionalGeneration",),
-    **{
-        k: getattr(SIGLIP, k)
-        for k in (
-            "pos_suffix",
-            "ids_suffix",
-            "patch_suffix",
-            "num_prefix_tokens",
-            "default_image_size",
-            "default_patch_size",
-            "runtime",
-            "embedding_weight",
-        )
-    },  # fmt: skip
-)
-INTERNVL = InternVlFamily(
-    name="InternVL",
-    model_types=("internvl",),
-    towers=(INTERNVIT,),
-    oracles=("InternVLForConditionalGeneration",),
-    **{
-        k: getattr(INTERNVIT, k)
-        for k in (
-            "pos_suffix",
-            "patch_suffix",
-            "num_prefix_tokens",
-            "default_image_size",
-            "default_patch_size",
-            "runtime",
-            "batched",
-        )
-    },  # fmt: skip
-)
-GEMMA3 = Gemma3Family(
-    name="Gemma 3",
-    model_types=("gemma3",),
-    towers=(SIGLIP,),
-    oracles=("Gemma3ForConditionalGeneration",),
-    **{
-        k: getattr(SIGLIP, k)
-        for k in (
-            "pos_suffix",
-            "ids_suffix",
-            "patch_suffix",
-            "num_prefix_tokens",
-            "default_image_size",
-            "default_patch_size",
-            "runtime",
-            "embedding_weight",
-        )
-    },  # fmt: skip
-)
+PALIGEMMA = PaliGemmaFamily(name="PaliGemma", model_types=("paligemma",), towers=(SIGLIP,),
+                            oracles=("PaliGemmaForConditionalGeneration",), **_fields(SIGLIP))  # fmt: skip
+INTERNVL = InternVlFamily(name="InternVL", model_types=("internvl",), towers=(INTERNVIT,),
+                          oracles=("InternVLForConditionalGeneration",), **_fields(INTERNVIT))  # fmt: skip
+GEMMA3 = Gemma3Family(name="Gemma 3", model_types=("gemma3",), towers=(SIGLIP,),
+                      oracles=("Gemma3ForConditionalGeneration",), **_fields(SIGLIP))  # fmt: skip
 
 VLMS: tuple[VlmFamily, ...] = (LLAVA, LLAVA_NEXT, PALIGEMMA, INTERNVL, GEMMA3)
