@@ -622,7 +622,7 @@ def _check_configs(subject: Subject) -> Check:
             problems.append(f"the weights' table has {rows} rows, not {prefix + grid[0] * grid[1]}")
     except InputError as e:
         problems.append(e.message)
-    base = _expected_config(family, expected.config, expected.made)
+    base = _expected_config(family, expected.config, expected.made, expected.ckpt.shapes)
     rewritten, found = _config_keys(family, config, base, res, expected)
     problems += found
     problems += _dtype_problems(family.config_file, config, _stored_dtypes(folder), base, expected)
@@ -653,11 +653,15 @@ def _check_configs(subject: Subject) -> Check:
     )
 
 
-def _expected_config(family: Family, src: dict[str, Any], made: _Made) -> dict[str, Any]:
+def _expected_config(
+    family: Family, src: dict[str, Any], made: _Made, shapes: dict[str, tuple[int, ...]]
+) -> dict[str, Any]:
     """The source's config as the output's starts from: as it is, or, for a vision-only output, the
     vision tower's config its adapter makes of it (the vision block at the top level, with the
     architecture the record names)."""
-    return family.vision_only_config(src, made.with_projection) if made.vision_only and family.has_text else src
+    if made.vision_only and family.has_text:
+        return family.vision_only_config(src, made.with_projection, shapes)
+    return src
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -1127,11 +1131,12 @@ def _load_tower(folder: Path, family: VlmFamily) -> tuple[Any, dict[str, Any], s
 
     try:
         config = read_json(folder / family.config_file)
-        fields = family.vision_only_config(config, False)
+        ckpt = open_checkpoint(folder, family.weight_files)
+        fields = family.vision_only_config(config, False, ckpt.shapes)
         model = getattr(transformers, family.vision_architectures[0])(transformers.AutoConfig.for_model(**fields))
         own = set(model.state_dict())
         state = {}
-        for shard in open_checkpoint(folder, family.weight_files).shards:
+        for shard in ckpt.shards:
             for t in shard.tensors:
                 if family.is_vision_tensor(t.name, False):
                     name = family.vision_only_name(t.name)

@@ -73,6 +73,7 @@ class Plan:
     files: list[OutFile] = field(default_factory=list)  # the output's weight files
     index_name: str | None = None  # the output's index file, when it has several weight files
     processors: dict[str, dict[str, Any]] = field(default_factory=dict)  # relative name → processor JSON
+    code: dict[str, str] = field(default_factory=dict)  # relative name → a model code file the family rewrites
     card: SourceCard | None = None  # the source's README.md
     carried: list[tuple[Path, str]] = field(default_factory=list)  # (source file, relative name), copied
     notes: list[str] = field(default_factory=list)  # what the user should know about the source
@@ -86,7 +87,7 @@ class Plan:
     @property
     def writes(self) -> set[str]:
         """Every file an output of this plan holds, relative to its folder."""
-        names = {f.name for f in self.files} | set(self.processors) | {rel for _, rel in self.carried}
+        names = {f.name for f in self.files} | set(self.processors) | set(self.code) | {rel for _, rel in self.carried}
         return names | {self.config_name, CARD} | ({self.index_name} if self.index_name else set())
 
 
@@ -255,6 +256,8 @@ def _plan_files(plan: Plan) -> None:
             plan.notes.append(f"{rel} is not carried over: it is {what}")
         elif name in PROCESSOR_FILES:
             plan.processors[rel] = read_json(entry)
+        elif rel in plan.family.code_files:
+            plan.code[rel] = _read_text(entry)
         elif rel == CARD:
             plan.card = parse_card(_read_text(entry))
             if plan.card.problem:
@@ -320,9 +323,17 @@ def _some(names: list[str]) -> str:
 
 
 def check_processors(plan: Plan, res: Size) -> None:
-    """Refuse, before any work, a processor file whose size form xcr cannot rewrite."""
+    """Refuse, before any work, a processor or code file whose size xcr cannot rewrite, or code it needs and lacks."""
     for rel, data in plan.processors.items():
         plan.family.rewrite_processor(data, res, rel, plan.config)
+    for rel, text in plan.code.items():
+        plan.family.rewrite_code(rel, text, res, plan.sizes.patch_size)
+    missing = [name for name in plan.family.code_files if name not in plan.code]
+    if missing:
+        raise InputError(
+            f"the source has no {missing[0]}, whose code states the {plan.family.name} tower's size; give the "
+            "model folder as it was published, with its code"
+        )
 
 
 def _read_text(path: Path) -> str:

@@ -179,6 +179,10 @@ def write_target(
                 dump_json(plan.family.rewrite_processor(data, target.res, rel, plan.config)),
             )
             modes[rel] = folder / rel
+        for rel, text in plan.code.items():
+            rewritten_code = plan.family.rewrite_code(rel, text, target.res, plan.sizes.patch_size)
+            sizes[rel] = _write(_place(tmp, rel, folder, modes), rewritten_code.encode())
+            modes[rel] = folder / rel
         for src, rel in plan.carried:
             sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
             modes[rel] = src
@@ -232,7 +236,7 @@ def _config(plan: Plan, res: Size) -> dict[str, Any]:
     """config.json of an output at `res`: the vision sizes, the vision tower alone, the dtype."""
     config, sizes = plan.config, plan.sizes
     if plan.options.vision_only:
-        config = plan.family.vision_only_config(config, plan.options.with_projection)
+        config = plan.family.vision_only_config(config, plan.options.with_projection, plan.checkpoint.shapes)
     config = rewrite_config(config, plan.family, sizes, res)
     if plan.options.dtype == "keep" or not plan.family.states_dtype:
         return config  # timm and open_clip take the dtype from the weights; their configs state none

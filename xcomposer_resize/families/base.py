@@ -45,6 +45,7 @@ class Family:
         no_table: what it means when the weights hold no position table ("": not a checkpoint of the family).
         processor_files: it reads transformers' processor files (preprocessor_config.json, processor_config.json).
         states_dtype: its config states the weights' dtype (transformers' `torch_dtype`/`dtype`).
+        code_files: names of the model code files whose literals state the size (`rewrite_code`).
         pipeline: the Hub's task of a whole checkpoint (the card's pipeline_tag, unless the source's states one).
     """
 
@@ -71,6 +72,7 @@ class Family:
     processor_files: bool = False
     states_dtype: bool = False
     pipeline: str = "zero-shot-image-classification"
+    code_files: tuple[str, ...] = ()
 
     # ------------------------------------------------------------ which config, which sizes
 
@@ -123,6 +125,10 @@ class Family:
         is `config` (only for a family with processor_files)."""
         raise AssertionError(f"{self.name} reads no processor files")
 
+    def rewrite_code(self, rel: str, text: str, res: Size, patch: int) -> str:
+        """A code file (one of `code_files`) for an output at `res`, or an InputError naming the line to change."""
+        return text
+
     # ------------------------------------------------------------ which tensors
 
     def find(self, names: list[str], suffix: str) -> str | None:
@@ -160,8 +166,11 @@ class Family:
             return f"{self.name} checkpoints have no vision projection to keep; leave {{with_projection}} out"
         return ""
 
-    def vision_only_config(self, config: dict[str, Any], projection: bool) -> dict[str, Any]:
-        """The config of a vision-only checkpoint made from `config` (a vision model's: itself)."""
+    def vision_only_config(
+        self, config: dict[str, Any], projection: bool, shapes: dict[str, tuple[int, ...]] | None = None
+    ) -> dict[str, Any]:
+        """The config of a vision-only checkpoint made from `config` (a vision model's: itself); `shapes`:
+        the checkpoint's tensor shapes, for a family whose config does not describe its tower."""
         return dict(config)
 
     def oracle(self, config: dict[str, Any]) -> str | None:

@@ -110,7 +110,9 @@ class TransformersFamily(Family):
             )
         return ""
 
-    def vision_only_config(self, config: dict[str, Any], projection: bool) -> dict[str, Any]:
+    def vision_only_config(
+        self, config: dict[str, Any], projection: bool, shapes: dict[str, tuple[int, ...]] | None = None
+    ) -> dict[str, Any]:
         """The vision block at the top level (the legacy `vision_config_dict` applied, as transformers
         applies it), with the architecture that takes exactly the tensors `is_vision_tensor` keeps."""
         if not self.has_text:  # a vision model already (DINOv2, ViT): its config as it is

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,11 +104,13 @@ class VlmFamily(TransformersFamily):
     Attributes:
         towers: the tower families it may hold, the default first (when vision_config names none).
         tower: the tower of this very checkpoint.
+        tower_prefixes: where the tower's tensors are, as the files name them.
         pipeline: the Hub task of the whole checkpoint (the card's pipeline_tag).
     """
 
     towers: tuple[TransformersFamily, ...] = ()
     tower: TransformersFamily | None = None
+    tower_prefixes: tuple[str, ...] = TOWER_PREFIXES
     pipeline: str = "image-text-to-text"
 
     @property
@@ -188,7 +191,7 @@ class VlmFamily(TransformersFamily):
         return super().find([n for n in names if self.is_vision_tensor(n, False) or "." not in n], suffix)
 
     def is_vision_tensor(self, name: str, projection: bool) -> bool:
-        return name.startswith(TOWER_PREFIXES) or name.split(".")[0] in ("embeddings", "encoder", "vision_model")
+        return name.startswith(self.tower_prefixes) or name.split(".")[0] in ("embeddings", "encoder", "vision_model")
 
     def vision_only_problem(self, names: list[str], projection: bool) -> str:
         if projection:
@@ -198,14 +201,16 @@ class VlmFamily(TransformersFamily):
 
     def vision_only_name(self, name: str) -> str:
         """A tower tensor's name in the bare tower's layout (`vision_tower.embeddings.x` → `vision_model.embeddings.x`)."""
-        for prefix in TOWER_PREFIXES:
+        for prefix in self.tower_prefixes:
             if name.startswith(prefix):
                 rest = name[len(prefix) :]
                 bare = BARE_PREFIX.get(self._tower().name, "")
                 return rest if (bare and rest.startswith(bare)) else bare + rest
         return name
 
-    def vision_only_config(self, config: dict[str, Any], projection: bool) -> dict[str, Any]:
+    def vision_only_config(
+        self, config: dict[str, Any], projection: bool, shapes: dict[str, tuple[int, ...]] | None = None
+    ) -> dict[str, Any]:
         if self._is_tower(config):
             return dict(config)
         out = dict(_vision_block(config, self))
@@ -365,4 +370,90 @@ INTERNVL = InternVlFamily(name="InternVL", model_types=("internvl",), towers=(IN
 GEMMA3 = Gemma3Family(name="Gemma 3", model_types=("gemma3",), towers=(SIGLIP,),
                       oracles=("Gemma3ForConditionalGeneration",), **_fields(SIGLIP))  # fmt: skip
 
-VLMS: tuple[VlmFamily, ...] = (LLAVA, LLAVA_NEXT, PALIGEMMA, INTERNVL, GEMMA3)
+
+@dataclass(frozen=True)
+class XComposerFamily(VlmFamily):
+    """InternLM-XComposer2 (7B, VL-7B) whole checkpoints, remote code: a CLIP-L/14-336 tower at
+    `vit.vision_tower.vision_model.`, built by build_mlp.py at 336 px and resized there to the literal
+    `new_size = N` (grid side) before the weights load; `img_size` in config.json drives the image transform.
+    The output states the new size in both places."""
+
+    def matches(self, config: dict[str, Any]) -> bool:
+        return config.get("model_type") in self.model_types and "InternLMXComposer2ForCausalLM" in (
+            config.get("architectures") or []
+        )
+
+    def for_config(self, config: dict[str, Any]) -> VlmFamily:
+        return self
+
+    def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        return [config] if self._is_tower(config) else []
+
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
+        if self._is_tower(config):
+            return None
+        size = config.get("img_size")
+        if type(size) is not int or size <= 0:
+            raise InputError(f"config.json has img_size {size!r}; an XComposer2 config states its input size there")
+        return Size.square(size), None
+
+    def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
+        if self._is_tower(config):
+            super().set_size(config, res, patch)
+        else:
+            config["img_size"] = res.height
+
+    def rewrite_code(self, rel: str, text: str, res: Size, patch: int) -> str:
+        if "Dummy Resized" in text:
+            raise InputError(
+                f"{rel} does not resize its tower (its resize_pos is a no-op): this XComposer variant (4KHD, 2.5) "
+                "cuts every image into tiles of the tower's own size in its code, so there is nothing to convert"
+            )
+        lines = text.splitlines(keepends=True)
+        found = [i for i, line in enumerate(lines) if re.fullmatch(r"[ \t]*new_size = [0-9]+[ \t]*\r?\n?", line)]
+        if len(found) != 1:
+            where = f"lines {', '.join(str(i + 1) for i in found)} all set it" if found else "no line sets it"
+            raise InputError(
+                f"{rel} is not in the form xcr knows: its resize_pos should set the tower's grid side in one line "
+                f"`new_size = N`, and {where}; make that one line `new_size = {res.height // patch}` and convert again"
+            )
+        line = lines[found[0]]
+        lines[found[0]] = re.sub(r"[0-9]+", str(res.height // patch), line, count=1)
+        return "".join(lines)
+
+    def vision_only_config(
+        self, config: dict[str, Any], projection: bool, shapes: dict[str, tuple[int, ...]] | None = None
+    ) -> dict[str, Any]:
+        if self._is_tower(config):
+            return dict(config)
+        tower = {"model_type": "clip_vision_model", "architectures": ["CLIPVisionModel"], **XCOMPOSER_TOWER}
+        tower["image_size"] = config.get("img_size", 336)
+        names = shapes or {}
+        table = next((s for n, s in names.items() if n.endswith(self.pos_suffix)), None)
+        fc1 = next((s for n, s in names.items() if n.endswith("layers.0.mlp.fc1.weight")), None)
+        layers = {n.split("layers.")[1].split(".")[0] for n in names if ".encoder.layers." in n}
+        if table and fc1 and layers:  # the weights' own sizes (a tower other than CLIP-L's, as in tests)
+            width = table[-1]
+            tower.update(hidden_size=width, intermediate_size=fc1[0], num_hidden_layers=len(layers),
+                         num_attention_heads=max(1, width // 64))  # fmt: skip
+        return tower
+
+
+# the tower XComposer2's build_mlp.py builds: openai/clip-vit-large-patch14-336's vision config
+XCOMPOSER_TOWER = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
+                   "patch_size": 14, "projection_dim": 768, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-05}  # fmt: skip
+
+XCOMPOSER2 = XComposerFamily(
+    name="InternLM-XComposer2",
+    model_types=("internlm2", "internlmxcomposer2"),
+    towers=(CLIP,),
+    tower=CLIP,
+    tower_prefixes=("vit.vision_tower.",),
+    code_files=("build_mlp.py",),
+    library="transformers (remote code)",
+    loader="XComposer's own code (`trust_remote_code=True`)",
+    pipeline="visual-question-answering",
+    **_fields(CLIP),
+)
+
+VLMS: tuple[VlmFamily, ...] = (LLAVA, LLAVA_NEXT, PALIGEMMA, INTERNVL, GEMMA3, XCOMPOSER2)
