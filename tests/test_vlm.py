@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -182,4 +183,80 @@ def test_internvl_refuses_a_grid_its_pixel_shuffle_cannot_fold(xcr: Any, tmp_pat
     r = xcr("resize", "--model", src, "--res", 42, "--out", tmp_path / "out")
     assert r.code == 2
     assert "the grid must be a multiple of 2: 42 px gives 3×3 cells of 14 px; use 28 or 56" in r.err
+    assert not (tmp_path / "out").exists()
+
+
+def load_as_xcomposer(folder: Path) -> Any:
+    """The output's tower as XComposer2 loads it: build_mlp.py builds CLIP at 336 px (here: 24×24 cells at tiny
+    width), resize_pos resamples its fresh table to the file's `new_size`, then the checkpoint's tower weights
+    load strictly; transformers 5 needs the size said in the tower's config too (XComposer never says it)."""
+    from tests.test_xcomposer import xcomposer_resize_pos
+    from tests.vlm_builders import xcomposer_tower
+
+    code = (folder / "build_mlp.py").read_text()
+    new_size = int(re.search(r"^ +new_size = ([0-9]+)$", code, re.M).group(1))  # type: ignore[union-attr]
+    tower = xcomposer_tower(336)
+    xcomposer_resize_pos(tower, new_size)
+    state = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            state.update({k.removeprefix("vit.vision_tower.vision_model."): f.get_tensor(k) for k in f.keys()
+                          if k.startswith("vit.vision_tower.")})  # fmt: skip
+    tower.load_state_dict(state, strict=False)  # position_ids: a buffer transformers 5 does not save
+    missing = set(tower.state_dict()) - set(state) - {"embeddings.position_ids"}
+    assert not missing and not set(state) - set(tower.state_dict())
+    tower.config.image_size = tower.embeddings.image_size = new_size * 14
+    return fresh(tower)
+
+
+def test_xcomposer2_runs_at_the_new_size_as_its_own_code_loads_it(xcr: Any, tmp_path: Path) -> None:
+    from tests.vlm_builders import build_xcomposer, xcomposer_tower
+
+    src = build_xcomposer(tmp_path / "internlm-xcomposer2-vl-7b", image_size=70)  # the "490": 5×5 cells
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", src, "--res", 98, "--out", out)
+    assert r.code == 0, r.err
+    assert config_of(out)["img_size"] == 98
+    code, before = (out / "build_mlp.py").read_text().splitlines(), (src / "build_mlp.py").read_text().splitlines()
+    assert [(a, b) for a, b in zip(before, code, strict=True) if a != b] == [
+        ("        new_size = 5", "        new_size = 7")
+    ]
+    assert (out / "modeling_internlm_xcomposer2.py").read_bytes() == (
+        src / "modeling_internlm_xcomposer2.py"
+    ).read_bytes()
+    src_state: dict[str, torch.Tensor] = {}
+    for path in src.glob("*.bin"):
+        src_state.update(torch.load(path, weights_only=True))
+    out_state = tensors(out)
+    table = "vit.vision_tower.vision_model.embeddings.position_embedding.weight"
+    assert set(src_state) == set(out_state)
+    assert [k for k in src_state if not torch.equal(src_state[k], out_state[k])] == [table]
+    tower = load_as_xcomposer(out)
+    pixels = torch.randn(2, 3, 98, 98, generator=torch.Generator().manual_seed(0))
+    source = xcomposer_tower(70)
+    source.load_state_dict({k.removeprefix("vit.vision_tower.vision_model."): v for k, v in src_state.items()
+                            if k.startswith("vit.vision_tower.")}, strict=False)  # fmt: skip
+    with torch.no_grad():
+        got = tower(pixels).last_hidden_state
+        want = fresh(source)(pixels, interpolate_pos_encoding=True).last_hidden_state
+    assert torch.equal(got, want)
+    check = xcr("verify", out, "--against", src)
+    assert check.code == 0, check.out + check.err
+    assert "CLIPVisionModel (its vision tower alone)" in check.out
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("    def resize_pos(self):\n        print('Dummy Resized')\n", "its resize_pos is a no-op"),
+        ("        new_size = 5\n        new_size = 5\n", "lines 1, 2 all set it; make that one line `new_size = 7`"),
+        ("        new_size = (490 // 14)\n", "no line sets it; make that one line `new_size = 7`"),
+    ],  # fmt: skip
+)
+def test_xcomposer2_code_not_in_the_known_form_is_refused(xcr: Any, tmp_path: Path, code: str, words: str) -> None:
+    from tests.vlm_builders import build_xcomposer
+
+    src = build_xcomposer(tmp_path / "src", code=code)
+    r = xcr("resize", "--model", src, "--res", 98, "--out", tmp_path / "out")
+    assert r.code == 2 and "build_mlp.py" in r.err and words in r.err, r.err
     assert not (tmp_path / "out").exists()

@@ -134,3 +134,96 @@ def prompt(processor: Any) -> str:
 
 def config_of(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "config.json").read_text())
+
+
+# build_mlp.py of internlm/internlm-xcomposer2-vl-7b, the lines that matter (its resize_pos; line 72 is
+# `new_size = 35`): what xcr rewrites, and what tests/test_vlm.py reads back to load the output as XComposer does
+BUILD_MLP = """import torch
+import torch.nn as nn
+from transformers import CLIPVisionModel
+
+
+class CLIPVisionTower(nn.Module):
+
+    def __init__(self, vision_tower):
+        super().__init__()
+        self.is_loaded = False
+        self.is_resize_pos = False
+        self.vision_tower_name = vision_tower
+        self.select_layer = -1
+        self.select_feature = 'patch'
+        self.load_model()
+        self.resize_pos()
+
+    def load_model(self):
+        self.vision_tower = CLIPVisionModel.from_pretrained(self.vision_tower_name)
+        self.vision_tower.requires_grad_(False)
+        self.is_loaded = True
+
+    def resize_pos(self):
+        pos_embed_checkpoint = self.vision_tower.vision_model.embeddings.position_embedding.weight
+        pos_embed_checkpoint = pos_embed_checkpoint.unsqueeze(0)
+        orig_size = 24
+        new_size = {new_size}
+        if pos_embed_checkpoint.shape[1] == new_size**2 + 1:
+            self.is_resize_pos = True
+        else:
+            embedding_size = pos_embed_checkpoint.shape[-1]
+            num_extra_tokens = 1
+            new_num = new_size**2 + num_extra_tokens
+            print('Position interpolate from %dx%d to %dx%d' % (orig_size, orig_size, new_size, new_size))
+            extra_tokens = pos_embed_checkpoint[:, :num_extra_tokens]
+            pos_tokens = pos_embed_checkpoint[:, num_extra_tokens:]
+            pos_tokens = pos_tokens.reshape(-1, orig_size, orig_size, embedding_size).permute(0, 3, 1, 2)
+            pos_tokens = torch.nn.functional.interpolate(
+                pos_tokens, size=(new_size, new_size), mode='bicubic', align_corners=False)
+            pos_tokens = pos_tokens.permute(0, 2, 3, 1).flatten(1, 2)
+            new_pos_embed = torch.cat((extra_tokens, pos_tokens), dim=1)
+            new_pos_embed = new_pos_embed.squeeze(0)
+            self.vision_tower.vision_model.embeddings.position_embedding = torch.nn.Embedding(new_num, 1024)
+            self.vision_tower.vision_model.embeddings.position_embedding.weight = torch.nn.Parameter(
+                new_pos_embed.to(pos_embed_checkpoint.dtype))
+            self.vision_tower.vision_model.embeddings.position_ids = torch.arange(new_num).expand((1, -1))
+            self.is_resize_pos = True
+"""
+XCOMPOSER_WIDTH = 128  # two heads of 64, as CLIP's towers have
+
+
+def xcomposer_tower(image_size: int, seed: int = 0) -> Any:
+    """The CLIP tower XComposer2 builds, at a tiny width: a CLIPVisionModel at `image_size`."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.CLIPVisionConfig(hidden_size=XCOMPOSER_WIDTH, intermediate_size=64, num_attention_heads=2,
+                                           num_hidden_layers=2, image_size=image_size, patch_size=14,
+                                           hidden_act="quick_gelu")  # fmt: skip
+    return transformers.CLIPVisionModel(config).eval()
+
+
+def build_xcomposer(folder: Path, *, image_size: int = 70, code: str | None = None) -> Path:
+    """internlm-xcomposer2-vl-7b's layout at tiny width: `.bin` shards (tower `vit.vision_tower.vision_model.…`
+    as transformers 4 named it, `vision_proj.*`, InternLM2's `model.*`, `output.weight`), config.json with
+    `img_size`, and build_mlp.py whose `new_size` is the stored grid's side (`code`: another build_mlp.py)."""
+    folder.mkdir(parents=True)
+    tower = {f"vit.vision_tower.vision_model.{k}": v for k, v in xcomposer_tower(image_size).state_dict().items()}
+    g = torch.Generator().manual_seed(1)
+    rest = {"vision_proj.0.weight": (32, XCOMPOSER_WIDTH), "vision_proj.0.bias": (32,), "vision_proj.2.weight": (32, 32),
+            "vision_proj.2.bias": (32,), "model.tok_embeddings.weight": (64, 32), "model.norm.weight": (32,),
+            "model.layers.0.attention.wqkv.weight": (96, 32), "output.weight": (64, 32)}  # fmt: skip
+    llm = {k: torch.randn(s, generator=g) for k, s in rest.items()}
+    shards = [tower, llm]
+    weight_map = {}
+    for i, shard in enumerate(shards, 1):
+        name = f"pytorch_model-{i:05d}-of-{len(shards):05d}.bin"
+        torch.save({k: v.contiguous() for k, v in shard.items()}, folder / name)
+        weight_map.update({k: name for k in shard})
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    config = {"architectures": ["InternLMXComposer2ForCausalLM"], "model_type": "internlm2", "img_size": image_size,
+              "hidden_size": 32, "auto_map": {"AutoModel": "modeling_internlm_xcomposer2.InternLMXComposer2ForCausalLM"},
+              "torch_dtype": "float32"}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "build_mlp.py").write_text(
+        code if code is not None else BUILD_MLP.replace("{new_size}", str(image_size // 14))
+    )
+    (folder / "modeling_internlm_xcomposer2.py").write_text("# the model's code (not run by the tests)\n")
+    return folder

@@ -628,7 +628,7 @@ def _check_configs(subject: Subject) -> Check:
     problems += _dtype_problems(family.config_file, config, _stored_dtypes(folder), base, expected)
     sizes, files, found = _processors(folder, family, res, expected.source.folder)
     problems += found
-    carried, found = _carried(folder, family, expected.source)
+    carried, found = _carried(folder, family, expected.source, grid)
     problems += found
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -901,7 +901,19 @@ def _sides(value: Any, res: Size) -> list[tuple[Any, int]]:
     return [(value, res.height)]
 
 
-def _carried(folder: Path, family: Family, source: Source) -> tuple[int, list[str]]:
+def _code_problems(rel: str, ours: str, theirs: str, grid: Grid) -> list[str]:
+    """A model code file whose literal states the grid side (XComposer2's `new_size = N`): the source's
+    lines but that one, which says the output's side."""
+    a, b = theirs.splitlines(), ours.splitlines()
+    changed = [(x, y) for x, y in zip(a, b, strict=False) if x != y]
+    if len(a) != len(b) or len(changed) > 1:
+        return [f"{rel} differs from the source's in more than its new_size line"]
+    wanted = f"new_size = {grid[0]}"
+    line = changed[0][1].strip() if changed else next((x.strip() for x in b if x.strip().startswith("new_size =")), "")
+    return [] if line == wanted else [f"{rel} has `{line}`, not `{wanted}`"]
+
+
+def _carried(folder: Path, family: Family, source: Source, grid: Grid) -> tuple[int, list[str]]:
     """(files compared, problems): every file xcr carries from the source (tokenizer, vocabulary,
     licence, subfolder files: all but the weights, configs, processor files, model card and hidden
     files; of a Hub snapshot, the files xcr downloads) is in the output with the source's bytes,
@@ -930,6 +942,8 @@ def _carried(folder: Path, family: Family, source: Source) -> tuple[int, list[st
                             "read this instead")  # fmt: skip
         elif not (source.folder / rel).is_file():
             problems.append(f"{rel} is not in the source")
+        elif rel in family.code_files:
+            problems += _code_problems(rel, path.read_text(), (source.folder / rel).read_text(), grid)
         elif not filecmp.cmp(path, source.folder / rel, shallow=False):
             problems.append(f"{rel} differs from the source's")
         else:
@@ -1023,6 +1037,9 @@ def _check_tokens(subject: Subject) -> Check | None:
             not isinstance(p, list) or len(p) != 2 or p[0] % res.height or p[1] % res.width for p in points
         ):
             problems.append(f"{where}: image_grid_pinpoints {json.dumps(points)} are not whole {res.px} tiles")
+    if not stated and not pinpoints:
+        return Check("tokens", True, f"{grid_text(grid)} grid: {want} image tokens per image; no file states a count "
+                     "(the model counts them from the grid)")  # fmt: skip
     said = f"{len(stated)} statement(s) of the image-token count" + (
         f" and {len(pinpoints)} anyres list(s)" if pinpoints else ""
     )

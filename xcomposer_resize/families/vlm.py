@@ -395,7 +395,7 @@ class XComposerFamily(VlmFamily):
         size = config.get("img_size")
         if type(size) is not int or size <= 0:
             raise InputError(f"config.json has img_size {size!r}; an XComposer2 config states its input size there")
-        return Size.square(size), None
+        return Size.square(size), 14  # CLIP-L/14: build_mlp.py builds openai/clip-vit-large-patch14-336
 
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
         if self._is_tower(config):
@@ -449,6 +449,7 @@ XCOMPOSER2 = XComposerFamily(
     towers=(CLIP,),
     tower=CLIP,
     tower_prefixes=("vit.vision_tower.",),
+    oracles=("CLIPVisionModel",),  # no transformers class loads the whole model: verify loads the tower alone
     code_files=("build_mlp.py",),
     library="transformers (remote code)",
     loader="XComposer's own code (`trust_remote_code=True`)",
