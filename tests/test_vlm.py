@@ -260,3 +260,27 @@ def test_xcomposer2_code_not_in_the_known_form_is_refused(xcr: Any, tmp_path: Pa
     r = xcr("resize", "--model", src, "--res", 98, "--out", tmp_path / "out")
     assert r.code == 2 and "build_mlp.py" in r.err and words in r.err, r.err
     assert not (tmp_path / "out").exists()
+
+
+def test_internvl_remote_code_layout_table_and_sizes(xcr: Any, tmp_path: Path) -> None:
+    """The table InternVisionEmbeddings._get_pos_embed computes at run time for the new size (float32 bicubic,
+    align_corners=False, class row apart), written here from its code, and both sizes its code reads."""
+    from tests.vlm_builders import build_internvl_chat
+
+    src = build_internvl_chat(tmp_path / "InternVL2_5-1B", image_size=56)
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", src, "--res", 84, "--out", out)
+    assert r.code == 0, r.err
+    config = config_of(out)
+    assert config["vision_config"]["image_size"] == 84 and config["force_image_size"] == 84
+    name = "vision_model.embeddings.position_embedding"
+    table = tensors(src)[name]
+    grid = table[:, 1:].reshape(1, 4, 4, -1).permute(0, 3, 1, 2).float()
+    resampled = torch.nn.functional.interpolate(grid, size=(6, 6), mode="bicubic", align_corners=False)
+    want = torch.cat([table[:, :1], resampled.permute(0, 2, 3, 1).reshape(1, 36, -1)], dim=1)
+    assert torch.equal(tensors(out)[name], want)
+    assert xcr("verify", out, "--against", src).code == 0
+    odd = xcr("resize", "--model", src, "--res", 70, "--out", tmp_path / "odd")
+    assert odd.code == 2 and "use 56 or 84" in odd.err
+    alone = xcr("resize", "--model", src, "--res", 84, "--out", tmp_path / "alone", "--vision-only")
+    assert alone.code == 2 and "no transformers class to load it alone" in alone.err

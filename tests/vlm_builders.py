@@ -227,3 +227,33 @@ def build_xcomposer(folder: Path, *, image_size: int = 70, code: str | None = No
     )
     (folder / "modeling_internlm_xcomposer2.py").write_text("# the model's code (not run by the tests)\n")
     return folder
+
+
+def build_internvl_chat(folder: Path, *, image_size: int = 56) -> Path:
+    """InternVL2/2.5's remote-code layout (`internvl_chat`): the tower at `vision_model.` with its table a
+    Parameter `vision_model.embeddings.position_embedding` [1, 1+N, C], `mlp1.*`, `language_model.*`; config.json
+    with `vision_config` (`intern_vit_6b`), `force_image_size` and `downsample_ratio`; no processor files."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True)
+    g = torch.Generator().manual_seed(2)
+    rows, width = (image_size // 14) ** 2 + 1, 32
+    shapes = {"vision_model.embeddings.class_embedding": (1, 1, width),
+              "vision_model.embeddings.patch_embedding.weight": (width, 3, 14, 14),
+              "vision_model.embeddings.patch_embedding.bias": (width,),
+              "vision_model.embeddings.position_embedding": (1, rows, width),
+              "vision_model.encoder.layers.0.attn.qkv.weight": (3 * width, width),
+              "vision_model.encoder.layers.0.mlp.fc1.weight": (64, width),
+              "mlp1.1.weight": (32, 4 * width), "language_model.model.embed_tokens.weight": (64, 32),
+              "language_model.lm_head.weight": (64, 32)}  # fmt: skip
+    save_file({k: torch.randn(s, generator=g) for k, s in shapes.items()}, folder / "model.safetensors",
+              metadata={"format": "pt"})  # fmt: skip
+    config = {"architectures": ["InternVLChatModel"], "model_type": "internvl_chat", "force_image_size": image_size,
+              "downsample_ratio": 0.5, "select_layer": -1, "template": "internvl2_5",
+              "auto_map": {"AutoModel": "modeling_internvl_chat.InternVLChatModel"},
+              "vision_config": {"architectures": ["InternVisionModel"], "model_type": "intern_vit_6b",
+                                "image_size": image_size, "patch_size": 14, "hidden_size": width},
+              "llm_config": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / "modeling_internvl_chat.py").write_text("# the model's code (not run by the tests)\n")
+    return folder

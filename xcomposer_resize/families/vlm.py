@@ -142,10 +142,9 @@ class VlmFamily(TransformersFamily):
         return self._tower().size_json(res)
 
     def set_size(self, config: dict[str, Any], res: Size, patch: int) -> None:
-        tower = self._tower()
         tile = None if self._is_tower(config) else _tile(config, self)
-        if tower.stated_sizes(config) is not None:
-            tower.set_size(config, res, patch)
+        if self.stated_sizes(config) is not None:  # the tower's own way (InternViT: [h, w] lists)
+            self._tower().set_size(config, res, patch)
         else:
             super().set_size(config, res, patch)
         if tile is not None:
@@ -457,4 +456,56 @@ XCOMPOSER2 = XComposerFamily(
     **_fields(CLIP),
 )
 
-VLMS: tuple[VlmFamily, ...] = (LLAVA, LLAVA_NEXT, PALIGEMMA, INTERNVL, GEMMA3, XCOMPOSER2)
+
+@dataclass(frozen=True)
+class InternVlChatFamily(InternVlFamily):
+    """InternVL2 / 2.5 / 3 in their remote-code layout (`internvl_chat`): the tower at `vision_model.`, its
+    table a Parameter [1, 1+N, C] that the tower resamples on every forward from `vision_config.image_size`
+    (so the table must match it), `force_image_size` for the token count; no processor files (the model
+    card's code preprocesses)."""
+
+    def for_config(self, config: dict[str, Any]) -> VlmFamily:
+        return self
+
+    def vision_config_blocks(self, config: dict[str, Any]) -> list[dict[str, Any]]:
+        return [_vision_block(config, self)]
+
+    def stated_sizes(self, config: dict[str, Any]) -> tuple[Size | None, int | None] | None:
+        return None
+
+    def size_json(self, res: Size) -> Any:
+        return res.json()
+
+    def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int], tile: int) -> None:
+        config["force_image_size"] = res.height  # what InternVLChatModel counts its tokens from
+
+    def oracle(self, config: dict[str, Any]) -> str | None:
+        return None  # remote code: no transformers class loads it
+
+    def vision_only_problem(self, names: list[str], projection: bool) -> str:
+        return "InternVL's remote-code tower (InternVisionModel) has no transformers class to load it alone; leave {vision_only} out"
+
+    def token_keys(self) -> tuple[str, ...]:
+        return ("force_image_size",)
+
+
+INTERNVL_CHAT = InternVlChatFamily(
+    name="InternVL-Chat",
+    model_types=("internvl_chat",),
+    towers=(INTERNVIT,),
+    tower_prefixes=("vision_model.",),
+    library="transformers (remote code)",
+    loader="InternVL's own code (`trust_remote_code=True`)",
+    **{
+        **_fields(INTERNVIT),
+        "tower": INTERNVIT,
+        "pos_suffix": "embeddings.position_embedding",
+        "patch_suffix": "embeddings.patch_embedding.weight",
+        "vision_model_type": "intern_vit_6b",
+        "runtime": "InternVL's `InternVisionEmbeddings._get_pos_embed` (float32, on every forward)",
+        "default_image_size": 448,
+        "default_patch_size": 14,
+    },
+)
+
+VLMS: tuple[VlmFamily, ...] = (LLAVA, LLAVA_NEXT, PALIGEMMA, INTERNVL, GEMMA3, XCOMPOSER2, INTERNVL_CHAT)
