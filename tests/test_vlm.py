@@ -284,3 +284,16 @@ def test_internvl_remote_code_layout_table_and_sizes(xcr: Any, tmp_path: Path) -
     assert odd.code == 2 and "use 56 or 84" in odd.err
     alone = xcr("resize", "--model", src, "--res", 84, "--out", tmp_path / "alone", "--vision-only")
     assert alone.code == 2 and "no transformers class to load it alone" in alone.err
+
+
+def test_inspect_shows_the_nested_tower_and_its_token_count(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "llava", "llava", hub_names=True, image_size=42)
+    data = json.loads(xcr("inspect", src, "--json").out)
+    assert data["family"] == "LLaVA" and data["tower"] == "CLIP at vision_tower.vision_model."
+    assert data["image_tokens"] == 9 and data["table"]["shape"] == [10, 32]
+    ivl = build_vlm(tmp_path / "internvl", "internvl", image_size=56)
+    data = json.loads(xcr("inspect", ivl, "--json").out)
+    assert data["tower"] == "InternViT at vision_tower." and data["image_tokens"] == 4
+    assert "one per 2×2 cells" in data["image_tokens_rule"]
+    shown = xcr("inspect", ivl).out
+    assert "vision tower" in shown and "4 per image" in shown

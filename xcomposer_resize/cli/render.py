@@ -89,6 +89,11 @@ def inspection(found: Inspection) -> str:
             + implied,
         )
     rows.add_row("position ids", escape(found.position_ids or "none"))
+    if found.tower:
+        rows.add_row("vision tower", escape(found.tower))
+        rows.add_row(
+            "image tokens", f"{found.image_tokens} per image (per tile) at this size; {found.image_tokens_rule}"
+        )
     a = found.accepted_res
     rows.add_row(
         "--res accepted",

@@ -21,7 +21,7 @@ from ..conversion import record
 from ..conversion.configs import VisionSizes, vision_sizes
 from ..conversion.plan import disagreement, locate, role
 from ..errors import HubError, UsageError
-from ..families import Family, flag_of
+from ..families import Family, VlmFamily, flag_of
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..options import largest_grid
 from .plot import check_path, draw, recorded_source, require_matplotlib
@@ -74,6 +74,9 @@ class Inspection:
     config_file: str = "config.json"  # the model config's file (open_clip_config.json)
     library: str = "transformers"  # the library that loads the checkpoint (whose defaults apply)
     problems: list[str] = field(default_factory=list)  # what stops a conversion (a config the weights contradict)
+    tower: str | None = None  # a VLM: its vision tower's family and where its tensors are
+    image_tokens: int | None = None  # a VLM: image tokens per image (per tile) at this size
+    image_tokens_rule: str | None = None  # a VLM: how that count follows the grid
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -167,7 +170,21 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         config_file=config_name,
         library=adapter.library,
         problems=problems,
+        **_vlm(adapter, config, found.pos, sizes),
     )
+
+
+def _vlm(family: Family, config: dict[str, Any], pos: str | None, sizes: VisionSizes) -> dict[str, Any]:
+    """A VLM's tower, its image-token count and how the count follows the grid (nothing for a bare tower)."""
+    if not isinstance(family, VlmFamily) or family.vision_only_form(config)[0]:
+        return {}
+    tower = family.tower.name if family.tower else family.name
+    at = pos[: -len(family.pos_suffix)] if pos else family.tower_prefixes[0]
+    return {
+        "tower": f"{tower} at {at}",
+        "image_tokens": family.tokens(config, sizes.grid),
+        "image_tokens_rule": family.tokens_rule(config),
+    }
 
 
 def _weights(source: Source, names: list[str], prefer: tuple[str, ...], token: str | None) -> list[str]:

@@ -165,6 +165,10 @@ class VlmFamily(TransformersFamily):
         """Image tokens per image (per tile) the language model sees for a tower grid."""
         return grid[0] * grid[1]
 
+    def tokens_rule(self, config: dict[str, Any]) -> str:
+        """How the image-token count follows the grid, in words."""
+        return "one per cell"
+
     def rewrite_processor(
         self, data: dict[str, Any], res: Size, filename: str, config: dict[str, Any]
     ) -> dict[str, Any]:
@@ -244,6 +248,11 @@ class LlavaFamily(VlmFamily):
         full = config.get("vision_feature_select_strategy") == "full"
         return grid[0] * grid[1] + (self.num_prefix_tokens if full else 0)
 
+    def tokens_rule(self, config: dict[str, Any]) -> str:
+        full = config.get("vision_feature_select_strategy") == "full"
+        tiles = "; anyres tiles: image_grid_pinpoints scale with the tile" if "image_grid_pinpoints" in config else ""
+        return ("one per cell, plus the class token (strategy full)" if full else "one per cell") + tiles
+
     def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int], tile: int) -> None:
         if "image_seq_length" in config:
             config["image_seq_length"] = self.tokens(config, grid)
@@ -315,6 +324,10 @@ class InternVlFamily(VlmFamily):
         fold = self._fold(config)
         return (grid[0] // fold) * (grid[1] // fold)
 
+    def tokens_rule(self, config: dict[str, Any]) -> str:
+        fold = self._fold(config)
+        return f"one per {fold}×{fold} cells (downsample_ratio {config.get('downsample_ratio', 0.5)}): the grid must be a multiple of {fold}"
+
     def set_tokens(self, config: dict[str, Any], res: Size, grid: tuple[int, int], tile: int) -> None:
         if "image_seq_length" in config:
             config["image_seq_length"] = self.tokens(config, grid)
@@ -342,6 +355,16 @@ class InternVlFamily(VlmFamily):
 class Gemma3Family(VlmFamily):
     """Gemma 3: the projector average-pools the tower's grid to `mm_tokens_per_image` tokens, a fixed
     count: a new grid must be a multiple of the pooled side."""
+
+    def tokens(self, config: dict[str, Any], grid: tuple[int, int]) -> int:
+        tokens = config.get("mm_tokens_per_image", 256)
+        return tokens if type(tokens) is int else 256
+
+    def tokens_rule(self, config: dict[str, Any]) -> str:
+        side = math.isqrt(self.tokens(config, (0, 0)))
+        return (
+            f"fixed: the grid is pooled to {side}×{side} (mm_tokens_per_image); the grid must be a multiple of {side}"
+        )
 
     def refusal(self, config: dict[str, Any], res: Size) -> str:
         tokens = config.get("mm_tokens_per_image", 256)
