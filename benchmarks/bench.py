@@ -173,6 +173,72 @@ def write_folder(folder: Path, sd: dict[str, torch.Tensor], fmt: str, tiny: bool
     return sum(f.stat().st_size for f in folder.iterdir())
 
 
+# llava-hf/llava-1.5-7b-hf: CLIP-L/14-336, a 2-layer projector, Llama-2-7B; fp16, the llava-hf names
+LLAMA_7B = {"hidden": 4096, "intermediate": 11008, "layers": 32, "vocab": 32064}
+
+
+def write_llava(folder: Path, tiny: bool) -> int:
+    """A LLaVA-1.5-7B-shaped whole checkpoint (about 14 GB in fp16, 5 GB shards), one tensor in memory at
+    a time: the vision tower's tensors and the language model's, written shard by shard."""
+    from safetensors.torch import save_file
+
+    llm = {"hidden": 64, "intermediate": 128, "layers": 2, "vocab": 256} if tiny else LLAMA_7B
+    h, m = llm["hidden"], llm["intermediate"]
+    shapes = {f"vision_tower.{k}": s for k, s in clip_shapes(tiny).items() if k.startswith("vision_model.")}
+    width = shapes["vision_tower.vision_model.embeddings.position_embedding.weight"][1]
+    shapes.update({"multi_modal_projector.linear_1.weight": (h, width), "multi_modal_projector.linear_2.weight": (h, h),
+                   "language_model.model.embed_tokens.weight": (llm["vocab"], h),
+                   "language_model.lm_head.weight": (llm["vocab"], h)})  # fmt: skip
+    for i in range(llm["layers"]):
+        at = f"language_model.model.layers.{i}."
+        shapes.update({at + f"self_attn.{p}_proj.weight": (h, h) for p in "qkvo"})
+        shapes.update({at + "mlp.gate_proj.weight": (m, h), at + "mlp.up_proj.weight": (m, h),
+                       at + "mlp.down_proj.weight": (h, m), at + "input_layernorm.weight": (h,)})  # fmt: skip
+    folder.mkdir(parents=True)
+    limit, gen = (5 * 10**9 if not tiny else 10**6), torch.Generator().manual_seed(2)
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, shape in shapes.items():
+        n = 2 * int(torch.Size(shape).numel())
+        if shards[-1] and size + n > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += n
+    weight_map = {}
+    for i, names in enumerate(shards, 1):
+        file = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        part = {}
+        for name in names:
+            if name.endswith("position_ids"):
+                part[name] = torch.arange(shapes[name][1]).expand((1, -1)).contiguous()
+            else:
+                part[name] = torch.empty(shapes[name], dtype=torch.float16).normal_(0, 0.02, generator=gen)
+        save_file(part, str(folder / file), metadata={"format": "pt"})
+        weight_map.update({k: file for k in names})
+        del part
+    index = {"metadata": {"total_size": sum(2 * int(torch.Size(s).numel()) for s in shapes.values())},
+             "weight_map": weight_map}  # fmt: skip
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    vision = dict(REAL_VISION, model_type="clip_vision_model", projection_dim=768) if not tiny else {
+        **clip_vision_tiny(), "model_type": "clip_vision_model"}  # fmt: skip
+    config = {"architectures": ["LlavaForConditionalGeneration"], "model_type": "llava", "image_token_index": 32000,
+              "vision_feature_layer": -2, "vision_feature_select_strategy": "default", "torch_dtype": "float16",
+              "vision_config": vision, "text_config": {"model_type": "llama", "hidden_size": h,
+              "intermediate_size": m, "num_hidden_layers": llm["layers"], "vocab_size": llm["vocab"]}}  # fmt: skip
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    side = vision["image_size"]
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "CLIPImageProcessor",
+        "size": {"shortest_edge": side}, "crop_size": {"height": side, "width": side}, "do_center_crop": True}))  # fmt: skip
+    return sum(f.stat().st_size for f in folder.iterdir())
+
+
+def clip_vision_tiny() -> dict[str, int]:
+    from tests.builders import VISION
+
+    return dict(VISION, image_size=336, patch_size=14)
+
+
 def build(work: Path, tiny: bool) -> list[Case]:
     shapes = clip_shapes(tiny)
     sd = random_state(shapes)
@@ -200,6 +266,10 @@ def build(work: Path, tiny: bool) -> list[Case]:
         i += 1
     size = write_folder(work / "sharded", sd, "sharded", tiny, shard_bytes=2 * 10**9 if not tiny else 10**6)
     cases.append(Case(f"{size / 1e9:.1f} GB sharded safetensors", work / "sharded", size, False))
+    del sd
+    size = write_llava(work / "llava", tiny)
+    cases.append(Case(f"LLaVA-1.5-7B-shaped, {size / 1e9:.1f} GB fp16 sharded, --res 672", work / "llava", size, False,
+                      res=672))  # fmt: skip
     return cases
 
 
@@ -416,6 +486,7 @@ def main() -> None:
         default="warm,cold",
         help="source in the page cache (warm), evicted before every command (cold), or both (default)",
     )
+    parser.add_argument("--only", default="", help="only the cases whose name contains this text")
     parser.add_argument("--build-into", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build_into:  # the child that builds the replicas; prints them as JSON
@@ -424,12 +495,12 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="xcr-bench-", dir=args.work))
     try:
-        cases = build_in_child(work, args.tiny)
+        cases = [c for c in build_in_child(work, args.tiny) if args.only in c.name]
         caches = [c for c in args.cache.split(",") if c]
         if not caches or set(caches) - {"warm", "cold"}:
             parser.error("--cache takes warm, cold or warm,cold")
         rows = measure(cases, work, args.runs, caches, args.tiny)
-        forms = measure_forms(cases[0], work, args.runs, args.tiny)
+        forms = measure_forms(cases[0], work, args.runs, args.tiny) if not args.only else []
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = table(rows) + "\n\nOutput forms (issue 10), the same source in the page cache:\n\n" + forms_table(forms)

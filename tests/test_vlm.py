@@ -297,3 +297,21 @@ def test_inspect_shows_the_nested_tower_and_its_token_count(xcr: Any, tmp_path: 
     assert "one per 2×2 cells" in data["image_tokens_rule"]
     shown = xcr("inspect", ivl).out
     assert "vision tower" in shown and "4 per image" in shown
+
+
+def test_a_sharded_vlm_with_a_dtype_lands_once_and_is_up_to_date_after(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "src", "llava", shard=60_000)
+    shards = sorted(p.name for p in src.glob("*.safetensors"))
+    assert len(shards) > 1
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", src, "--res", 56, "--out", out, "--dtype", "bfloat16", "--json")
+    assert r.code == 0, r.err
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    after = tensors(out)
+    assert set(index["weight_map"]) == set(after) and all(t.dtype == torch.bfloat16 for t in after.values())
+    before = tensors(src)
+    table = "vision_tower.embeddings.position_embedding.weight"
+    assert all(torch.equal(before[k].to(torch.bfloat16), after[k]) for k in before if k != table)
+    assert xcr("verify", out, "--against", src).code == 0
+    again = xcr("resize", "--model", src, "--res", 56, "--out", out, "--dtype", "bfloat16", "--json")
+    assert again.code == 0 and json.loads(again.out)["outputs"][0]["up_to_date"] is True
