@@ -315,3 +315,19 @@ def test_a_sharded_vlm_with_a_dtype_lands_once_and_is_up_to_date_after(xcr: Any,
     assert xcr("verify", out, "--against", src).code == 0
     again = xcr("resize", "--model", src, "--res", 56, "--out", out, "--dtype", "bfloat16", "--json")
     assert again.code == 0 and json.loads(again.out)["outputs"][0]["up_to_date"] is True
+
+
+def test_gemma3_keeps_its_pooled_token_count_and_refuses_grids_it_cannot_pool(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "src", "gemma3", image_size=56)
+    bad = xcr("resize", "--model", src, "--res", 70, "--out", tmp_path / "bad")
+    assert bad.code == 2 and "pools the tower's grid to 2×2 tokens" in bad.err and "such as 56 or 84" in bad.err
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 84, "--out", out).code == 0
+    assert config_of(out)["mm_tokens_per_image"] == 4 and config_of(out)["vision_config"]["image_size"] == 84
+    model, source = load(out), load(src)
+    pixels = torch.randn(1, 3, 84, 84, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tower_features(model, pixels, False), tower_features(source, pixels, True))
+    with torch.no_grad():
+        features = model.get_image_features(pixel_values=pixels)
+    pooled = features.pooler_output if hasattr(features, "pooler_output") else features
+    assert pooled.shape[1] == 4  # the language model still gets its 4 tokens

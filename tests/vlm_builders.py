@@ -76,6 +76,11 @@ def model_and_processor(kind: str, image_size: int, patch: int = 14) -> tuple[An
                                   downsample_ratio=0.5, image_seq_length=(image_size // patch // 2) ** 2)  # fmt: skip
         images = t.GotOcr2ImageProcessor(size=square, crop_to_patches=False)
         return t.InternVLForConditionalGeneration(config), images
+    if kind == "gemma3":  # mm_tokens_per_image 4: the grid is pooled to 2×2
+        config = t.Gemma3Config(vision_config=dict(vision, model_type="siglip_vision_model"),
+                                text_config=dict(TEXT, model_type="gemma3_text"), mm_tokens_per_image=4,
+                                image_token_index=IMAGE_TOKEN)  # fmt: skip
+        return t.Gemma3ForConditionalGeneration(config), t.SiglipImageProcessor(size=square)
     raise ValueError(kind)
 
 
