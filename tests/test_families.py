@@ -21,6 +21,7 @@ from tests.family_builders import FAMILIES, SIZES, build_family
 from tests.hubserver import HubServer
 from tests.test_cli import one_error_line
 from xcomposer_resize import resize, verify
+from xcomposer_resize.families import NAMES
 
 # family → (target resolution, its grid, the transformers class that loads it)
 TARGETS = {
@@ -217,19 +218,14 @@ def test_an_unknown_layout_names_what_was_found_and_family_forces_one(xcr: Any, 
     r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out")
     assert r.code == 2
     line = one_error_line(r.err)
-    assert (
-        "config.json has model_type 'my_vit'" in line
-        and "--family clip|siglip|dinov2|dinov2-registers|vit|internvit|llava|llava-next|paligemma|internvl|gemma-3|timm|open-clip"
-        in line
-    )
+    assert "config.json has model_type 'my_vit'" in line and f"--family {'|'.join(NAMES)}" in line
     r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "out", "--family", "ViT", "--quiet")
     assert r.code == 0, r.err
     assert table_of(tmp_path / "out")[1].shape == (1, 1 + 24 * 24, 32)
     r = xcr("resize", "--model", src, "--res", 384, "--out", tmp_path / "o2", "--family", "resnet")
     assert r.code == 2
     assert one_error_line(r.err) == (
-        "xcr: error: --family resnet is not a family xcr knows; use one of clip, siglip, dinov2, dinov2-registers, "
-        "vit, internvit, llava, llava-next, paligemma, internvl, gemma-3, timm, open-clip"
+        f"xcr: error: --family resnet is not a family xcr knows; use one of {', '.join(NAMES)}"
     )
 
 

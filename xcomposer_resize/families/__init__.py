@@ -185,9 +185,9 @@ def non_square_words() -> str:
 
 
 def method_words() -> tuple[str, str]:
-    """(mode, antialias) defaults in words: `bicubic for every family`; `on for …; off for …`."""
+    """(mode, antialias) defaults in words: `bicubic for every family`; `on for …; off for the others`
+    (a VLM's is its tower's)."""
     modes = {f.mode for f in FAMILIES}
     mode = f"{modes.pop()} for every family" if len(modes) == 1 else "; ".join(f"{f.name}: {f.mode}" for f in FAMILIES)
     on = [f.name for f in FAMILIES if f.antialias]
-    off = [f.name for f in FAMILIES if not f.antialias]
-    return mode, f"on for {', '.join(on)}; off for {', '.join(off)}"
+    return mode, f"on for {', '.join(on)}; off for the others"

@@ -118,17 +118,10 @@ class TransformersFamily(Family):
         if not self.has_text:  # a vision model already (DINOv2, ViT): its config as it is
             return dict(config)
         if config.get("model_type") == self.vision_model_type:
-            out = dict(config)
+            block = config
         else:
-            out = dict(config.get("vision_config") or {})
-            out.update(config.get("vision_config_dict") or {})
-            for key in ("projection_dim", "torch_dtype", "dtype", "transformers_version"):
-                if key in config:
-                    out[key] = config[key]
-        out["model_type"] = self.vision_model_type
-        out["architectures"] = [self.vision_architectures[projection]]
-        out.pop("_name_or_path", None)
-        return out
+            block = {**(config.get("vision_config") or {}), **(config.get("vision_config_dict") or {})}
+        return lifted(block, config, ("projection_dim",), self.vision_model_type, self.vision_architectures[projection])
 
     def vision_only_form(self, config: dict[str, Any]) -> tuple[bool, bool]:
         alone = self.has_text and config.get("model_type") == self.vision_model_type
@@ -263,6 +256,19 @@ VIT = TransformersFamily(
 )
 
 TRANSFORMERS = (CLIP, SIGLIP, DINOV2, DINOV2_REGISTERS, VIT)
+
+
+def lifted(block: dict[str, Any], config: dict[str, Any], keys: tuple[str, ...], model_type: str,
+           architecture: str) -> dict[str, Any]:  # fmt: skip
+    """A vision block as a vision model's whole config: the top level's `keys`, dtype and version copied in
+    (a block that is the whole config keeps its own), with `model_type` and `architecture`."""
+    out = dict(block)
+    if block is not config:
+        out.update({k: config[k] for k in (*keys, "torch_dtype", "dtype", "transformers_version") if k in config})
+    out["model_type"] = model_type
+    out["architectures"] = [architecture]
+    out.pop("_name_or_path", None)
+    return out
 
 
 # ---------------------------------------------------------------- processor files

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..size import Size
-from .transformers import CLIP, SIGLIP, TransformersFamily, size_blocks
+from .transformers import CLIP, SIGLIP, TransformersFamily, lifted, size_blocks
 
 # where a VLM's tower lives, as the files written by each transformers version name it (4.x: the
 # llava-hf conversions' `vision_tower.vision_model.`; 5.x: `model.vision_tower.` or `vision_tower.`)
@@ -216,14 +216,7 @@ class VlmFamily(TransformersFamily):
     ) -> dict[str, Any]:
         if self._is_tower(config):
             return dict(config)
-        out = dict(_vision_block(config, self))
-        for key in ("torch_dtype", "dtype", "transformers_version"):
-            if key in config and key not in out:
-                out[key] = config[key]
-        out["model_type"] = self.vision_model_type
-        out["architectures"] = [self.vision_architectures[False]]
-        out.pop("_name_or_path", None)
-        return out
+        return lifted(_vision_block(config, self), config, (), self.vision_model_type, self.vision_architectures[False])
 
     def vision_only_form(self, config: dict[str, Any]) -> tuple[bool, bool]:
         return self._is_tower(config), False
