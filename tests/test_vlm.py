@@ -331,3 +331,22 @@ def test_gemma3_keeps_its_pooled_token_count_and_refuses_grids_it_cannot_pool(xc
         features = model.get_image_features(pixel_values=pixels)
     pooled = features.pooler_output if hasattr(features, "pooler_output") else features
     assert pooled.shape[1] == 4  # the language model still gets its 4 tokens
+
+
+def test_a_sharded_vlm_from_the_hub_downloads_what_it_reads_and_inspect_says_so(
+    xcr: Any, hub: Any, tmp_path: Path
+) -> None:
+    src = build_vlm(tmp_path / "src", "llava", shard=60_000)
+    (src / "chat_template.jinja").write_text("{{ messages }}")
+    rid = "llava-hf/tiny-llava-1.5-" + tmp_path.name[-6:].lower().replace("_", "-")
+    sha = hub.add(rid, src)
+    seen = json.loads(xcr("inspect", rid, "--json").out)
+    assert seen["tower"] == "CLIP at vision_tower." and seen["sharded"] and not seen["weights_local"]
+    wanted = set(seen["download"]["files"])
+    assert {p.name for p in src.glob("*.safetensors")} <= wanted and "model.safetensors.index.json" in wanted
+    out = tmp_path / "out"
+    r = xcr("resize", "--model", rid, "--res", 56, "--out", out, "--json")
+    assert r.code == 0, r.err
+    assert set(hub.downloaded(rid)) == wanted and json.loads(r.out)["revision"] == sha
+    assert (out / "chat_template.jinja").read_text() == "{{ messages }}"
+    assert xcr("verify", out).code == 0  # against the source its card records: the Hub repo at that commit
