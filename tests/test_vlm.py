@@ -157,6 +157,11 @@ def test_vision_only_is_the_tower_in_its_bare_layout(xcr: Any, tmp_path: Path) -
     with torch.no_grad():
         got = fresh(tower)(pixels).last_hidden_state
     assert torch.equal(got, tower_features(source, pixels, True))
+    check = xcr("verify", out, "--against", src, "--json")  # the tower's tensors under their bare names
+    assert check.code == 0, check.out
+    pali = build_vlm(tmp_path / "pali", "paligemma")
+    r = xcr("resize", "--model", pali, "--res", 56, "--out", tmp_path / "pali-tower", "--vision-only", "--verify")
+    assert r.code == 0, r.err
 
 
 @pytest.mark.parametrize(

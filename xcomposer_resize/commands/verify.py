@@ -428,8 +428,9 @@ def _check_tensors(subject: Subject) -> Check:
     assert out is not None
     found = locate(out.shapes, family)
     pos_name, ids_name = found.pos, found.ids
-    source = {t.name: t for s in src.shards for t in s.tensors}
-    kept = [n for n in src.names if not made.vision_only or family.is_vision_tensor(n, made.with_projection)]
+    named = family.vision_only_name if made.vision_only else str  # a VLM's tower alone: its bare layout's names
+    source = {named(t.name): t for s in src.shards for t in s.tensors}
+    kept = [named(n) for n in src.names if not made.vision_only or family.is_vision_tensor(n, made.with_projection)]
     compared = 0
     nbytes = 0
     bad: list[str] = []
@@ -1068,13 +1069,14 @@ def _check_load(subject: Subject) -> Check:
     except ImportError:
         return Check("load", None, f"skipped: it needs transformers and pillow ({VERIFY_EXTRA})")
 
-    tower = family if isinstance(family, VlmFamily) and not family.vision_only_form(config)[0] else None
+    vlm = family if isinstance(family, VlmFamily) else None  # a VLM's tower is loaded alone, never its LLM
+    tower = vlm if vlm and not vlm.vision_only_form(config)[0] else None
     cls = _model_class(config, family)
     what = f"{tower.vision_architectures[0]} (its vision tower alone)" if tower else cls.__name__
     model, info, failure = _load_tower(folder, tower) if tower else _load(cls, folder)
     if model is None:
         return Check("load", False, f"{what if tower else cls.__name__ + '.from_pretrained'} fails: {failure}")
-    reference, source_info, failure = _load_tower(source, tower) if tower else _load(cls, source)
+    reference, source_info, failure = _load_tower(source, vlm) if vlm else _load(cls, source)
     if reference is None:
         return Check("load", False, f"the source does not load as {what}: {failure}")
     # keys the source itself lacks or has to spare (a ViTModel saved without its pooler) are not the output's doing
