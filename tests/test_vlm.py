@@ -355,3 +355,15 @@ def test_a_sharded_vlm_from_the_hub_downloads_what_it_reads_and_inspect_says_so(
     assert set(hub.downloaded(rid)) == wanted and json.loads(r.out)["revision"] == sha
     assert (out / "chat_template.jinja").read_text() == "{{ messages }}"
     assert xcr("verify", out).code == 0  # against the source its card records: the Hub repo at that commit
+
+
+def test_verify_notices_anyres_tiles_the_model_and_processor_disagree_on(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "src", "llava-next")
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 56, "--out", out).code == 0
+    path = out / "processor_config.json"
+    data = json.loads(path.read_text())
+    data["image_processor"]["image_grid_pinpoints"] = [[56, 112]]  # whole tiles, but not the model's
+    path.write_text(json.dumps(data))
+    r = xcr("verify", out, "--against", src)
+    assert r.code == 1 and "processor_config.json: image_grid_pinpoints [[56, 112]], not the source's scaled" in r.out

@@ -1013,7 +1013,8 @@ def _shown(value: Any) -> str:
 @check("tokens")
 def _check_tokens(subject: Subject) -> Check | None:
     """A VLM: every image-token count its config and processor files state is the count the output's
-    grid gives, and the anyres resolutions (LLaVA-NeXT) are whole tiles of the new size."""
+    grid gives, and the anyres resolutions (LLaVA-NeXT), in config.json and in each processor file, are
+    the source's scaled from its tile to the new one (so the model and the processor cut the same tiles)."""
     family, config, grid, res = subject.family, subject.config, subject.grid, subject.res
     if not isinstance(family, VlmFamily) or family.vision_only_form(config)[0]:
         return None
@@ -1025,19 +1026,25 @@ def _check_tokens(subject: Subject) -> Check | None:
             for k in ("image_seq_length", "num_image_tokens")
             if k in block
         ]
-    pinpoints = [(family.config_file, config["image_grid_pinpoints"])] if "image_grid_pinpoints" in config else []
+    source = subject.expected.config
+    old = vision_sizes(source, family).image_size.height  # the source's tile
+    pinpoints = [(family.config_file, config.get("image_grid_pinpoints"), source.get("image_grid_pinpoints"))]
     for path, rel in walk(subject.folder):
         if path.name in PROCESSOR_FILES:
+            theirs = subject.expected.source.folder / rel
+            src_blocks = dict(_size_blocks(read_json(theirs))) if theirs.is_file() else {}
             for inner, block in _size_blocks(read_json(path)):
                 at = f"{rel}: {_dotted(inner) + '.' if inner else ''}"
                 stated += [(f"{at}image_seq_length", block["image_seq_length"])] if "image_seq_length" in block else []
-                pinpoints += [(rel, block["image_grid_pinpoints"])] if "image_grid_pinpoints" in block else []
+                was = src_blocks.get(inner, {}).get("image_grid_pinpoints")
+                pinpoints.append((rel, block.get("image_grid_pinpoints"), was))
+    pinpoints = [p for p in pinpoints if p[1] is not None or p[2] is not None]
     problems = [f"{where} is {value!r}, not {want}" for where, value in stated if value != want]
-    for where, points in pinpoints:
-        if not isinstance(points, list) or any(
-            not isinstance(p, list) or len(p) != 2 or p[0] % res.height or p[1] % res.width for p in points
-        ):
-            problems.append(f"{where}: image_grid_pinpoints {json.dumps(points)} are not whole {res.px} tiles")
+    for where, points, was in pinpoints:  # the model's tiles and the processor's must both follow the tile
+        scaled = [[v * res.sides[i] // old for i, v in enumerate(p)] for p in was] if isinstance(was, list) else was
+        if points != scaled:
+            problems.append(f"{where}: image_grid_pinpoints {json.dumps(points)}, not the source's scaled to "
+                            f"{res.px} tiles {json.dumps(scaled)}")  # fmt: skip
     if not stated and not pinpoints:
         return Check("tokens", True, f"{grid_text(grid)} grid: {want} image tokens per image; no file states a count "
                      "(the model counts them from the grid)")  # fmt: skip
