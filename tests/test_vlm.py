@@ -367,3 +367,43 @@ def test_verify_notices_anyres_tiles_the_model_and_processor_disagree_on(xcr: An
     path.write_text(json.dumps(data))
     r = xcr("verify", out, "--against", src)
     assert r.code == 1 and "processor_config.json: image_grid_pinpoints [[56, 112]], not the source's scaled" in r.out
+
+
+def test_a_processor_that_leaves_its_sizes_to_its_class_defaults(xcr: Any, tmp_path: Path) -> None:
+    """LLaVA-NeXT's image processor without image_grid_pinpoints (its class default: 336-px tiles) gets the
+    model's, scaled; an image processor that states no size at all is refused (xcr cannot change a default)."""
+    src = build_vlm(tmp_path / "next", "llava-next")
+    path = src / "processor_config.json"
+    data = json.loads(path.read_text())
+    del data["image_processor"]["image_grid_pinpoints"]
+    path.write_text(json.dumps(data))
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 56, "--out", out).code == 0
+    stated = json.loads((out / "processor_config.json").read_text())["image_processor"]["image_grid_pinpoints"]
+    assert stated == config_of(out)["image_grid_pinpoints"] == [[56, 112], [112, 56], [112, 112]]
+    assert xcr("verify", out, "--against", src).code == 0
+    given = inputs("llava-next", out)
+    with torch.no_grad():
+        load(out)(**given)  # the processor's tiles are the model's: no "image tokens do not match"
+
+    bare = build_vlm(tmp_path / "llava", "llava")
+    path = bare / "processor_config.json"
+    data = json.loads(path.read_text())
+    del data["image_processor"]["size"], data["image_processor"]["crop_size"]
+    path.write_text(json.dumps(data))
+    r = xcr("resize", "--model", bare, "--res", 56, "--out", tmp_path / "no")
+    assert r.code == 2 and "states no size, so its class's default applies" in r.err
+    assert not (tmp_path / "no").exists()
+
+
+def test_internvl_chat_with_a_preprocessor_config_verifies(xcr: Any, tmp_path: Path) -> None:
+    from tests.vlm_builders import build_internvl_chat
+
+    src = build_internvl_chat(tmp_path / "src", image_size=56)
+    (src / "preprocessor_config.json").write_text(json.dumps(
+        {"crop_size": 56, "size": 56, "do_center_crop": True, "feature_extractor_type": "CLIPFeatureExtractor"}))  # fmt: skip
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 112, "--out", out).code == 0
+    assert json.loads((out / "preprocessor_config.json").read_text())["crop_size"] == 112
+    r = xcr("verify", out, "--against", src)
+    assert r.code == 0, r.out

@@ -1037,6 +1037,8 @@ def _check_tokens(subject: Subject) -> Check | None:
                 at = f"{rel}: {_dotted(inner) + '.' if inner else ''}"
                 stated += [(f"{at}image_seq_length", block["image_seq_length"])] if "image_seq_length" in block else []
                 was = src_blocks.get(inner, {}).get("image_grid_pinpoints")
+                if was is None and "image_grid_pinpoints" in block:  # the class default, stated: the model's
+                    was = source.get("image_grid_pinpoints")
                 pinpoints.append((rel, block.get("image_grid_pinpoints"), was))
     pinpoints = [p for p in pinpoints if p[1] is not None or p[2] is not None]
     problems = [f"{where} is {value!r}, not {want}" for where, value in stated if value != want]

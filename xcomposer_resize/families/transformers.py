@@ -288,6 +288,11 @@ def rewrite_processor(data: dict[str, Any], res: Size, filename: str) -> dict[st
     """
     out = copy.deepcopy(data)
     for where, block in size_blocks(out):
+        if _image_processor(block) and block.get("size") is None and block.get("crop_size") is None:
+            raise InputError(
+                f"{filename} has an image processor ({_image_processor(block)}) that states no size, so its class's "
+                f"default applies, which xcr cannot change to {res.px}; state the source's size in it and convert again"
+            )
         crop = block.get("crop_size") if block.get("do_center_crop", True) is not False else None
         crop_sides = sides(crop) if crop is not None else None
         square_ints = any(
@@ -299,6 +304,11 @@ def rewrite_processor(data: dict[str, Any], res: Size, filename: str) -> dict[st
                 square = key == "crop_size" or square_ints
                 block[key] = _resized(block[key], res, scale, f"{filename} has {where}{key}", square)
     return out
+
+
+def _image_processor(block: dict[str, Any]) -> str:
+    """The image processor class a processor block configures ("": the block is not an image processor's)."""
+    return str(block.get("image_processor_type") or block.get("feature_extractor_type") or "")
 
 
 def size_blocks(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:

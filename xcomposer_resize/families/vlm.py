@@ -256,6 +256,9 @@ class LlavaFamily(VlmFamily):
         for _where, block in size_blocks(data):
             if "image_grid_pinpoints" in block:  # `config` is the source's: its tile is the old one
                 block["image_grid_pinpoints"] = _pinpoints(block["image_grid_pinpoints"], _tile(config, self), res)
+            elif "LlavaNext" in str(block.get("image_processor_type")) and "image_grid_pinpoints" in config:
+                # the class's default tiles (336-px ones) would disagree with the model's: state the model's
+                block["image_grid_pinpoints"] = _pinpoints(config["image_grid_pinpoints"], _tile(config, self), res)
 
     def token_keys(self) -> tuple[str, ...]:
         return ("image_seq_length", "image_grid_pinpoints")
@@ -466,7 +469,6 @@ XCOMPOSER2 = XComposerFamily(
     tower_prefixes=("vit.vision_tower.",),
     oracles=("CLIPVisionModel",),  # no transformers class loads the whole model: verify loads the tower alone
     code_files=("build_mlp.py",),
-    library="transformers (remote code)",
     loader="XComposer's own code (`trust_remote_code=True`)",
     pipeline="visual-question-answering",
     **_fields(CLIP),
@@ -510,7 +512,6 @@ INTERNVL_CHAT = InternVlChatFamily(
     model_types=("internvl_chat",),
     towers=(INTERNVIT,),
     tower_prefixes=("vision_model.",),
-    library="transformers (remote code)",
     loader="InternVL's own code (`trust_remote_code=True`)",
     **{
         **_fields(INTERNVIT),
