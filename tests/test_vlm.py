@@ -256,6 +256,7 @@ def test_xcomposer2_runs_at_the_new_size_as_its_own_code_loads_it(xcr: Any, tmp_
         ("    def resize_pos(self):\n        print('Dummy Resized')\n", "its resize_pos is a no-op"),
         ("        new_size = 5\n        new_size = 5\n", "lines 1, 2 all set it; make that one line `new_size = 7`"),
         ("        new_size = (490 // 14)\n", "no line sets it; make that one line `new_size = 7`"),
+        ("        new_size=5  # the grid\n        new_size = 5\n", "lines 1, 2 all set it"),
     ],  # fmt: skip
 )
 def test_xcomposer2_code_not_in_the_known_form_is_refused(xcr: Any, tmp_path: Path, code: str, words: str) -> None:
@@ -394,6 +395,21 @@ def test_a_processor_that_leaves_its_sizes_to_its_class_defaults(xcr: Any, tmp_p
     r = xcr("resize", "--model", bare, "--res", 56, "--out", tmp_path / "no")
     assert r.code == 2 and "states no size, so its class's default applies" in r.err
     assert not (tmp_path / "no").exists()
+
+    for drop, words in (("crop_size", None), ("size", "states image_processor.crop_size but no size")):
+        one = build_vlm(tmp_path / f"no-{drop}", "llava")
+        path = one / "processor_config.json"
+        data = json.loads(path.read_text())
+        del data["image_processor"][drop]
+        path.write_text(json.dumps(data))
+        r = xcr("resize", "--model", one, "--res", 56, "--out", tmp_path / f"out-{drop}")
+        if words:  # the class's resize before the crop would pad every image: refused
+            assert r.code == 2 and words in r.err
+        else:  # the crop the model sees is stated, as the class would crop at its default
+            assert r.code == 0, r.err
+            got = json.loads((tmp_path / f"out-{drop}" / "processor_config.json").read_text())["image_processor"]
+            assert got["crop_size"] == {"height": 56, "width": 56}
+            assert inputs("llava", tmp_path / f"out-{drop}")["pixel_values"].shape[-2:] == (56, 56)
 
 
 def test_internvl_chat_with_a_preprocessor_config_verifies(xcr: Any, tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def family_for(config: dict[str, Any], name: str | None = None) -> Family:
             return family.for_config(config)
     if isinstance(model_type, str) and model_type in REFUSED:
         raise InputError(f"config.json has model_type {model_type!r}: {REFUSED[model_type]}")
-    types = [t for f in FAMILIES if isinstance(f, TransformersFamily) for t in f.model_types]
+    types = [t for f in FAMILIES if isinstance(f, TransformersFamily) for t in f.type_words]
     supported = ", ".join(types) + ", and timm's and open_clip's hub layouts"
     found = f"model_type {model_type!r}" if model_type else "no model_type"
     raise InputError(

@@ -63,6 +63,11 @@ class TransformersFamily(Family):
     def matches(self, config: dict[str, Any]) -> bool:
         return config.get("model_type") in self.model_types
 
+    @property
+    def type_words(self) -> tuple[str, ...]:
+        """How an error lists the configs of this family."""
+        return self.model_types
+
     def square_reason(self, config: dict[str, Any]) -> str:
         archs = [a for a in config.get("architectures") or [] if a in self.square_architectures]
         if self.square_only or not archs:
@@ -292,6 +297,13 @@ def rewrite_processor(data: dict[str, Any], res: Size, filename: str) -> dict[st
             raise InputError(
                 f"{filename} has an image processor ({_image_processor(block)}) that states no size, so its class's "
                 f"default applies, which xcr cannot change to {res.px}; state the source's size in it and convert again"
+            )
+        if block.get("do_center_crop") is True and block.get("crop_size") is None:
+            block["crop_size"] = {"height": res.height, "width": res.width}  # the class default would stay
+        elif _image_processor(block) and block.get("size") is None and block.get("do_center_crop") is not False:
+            raise InputError(
+                f"{filename} states {where}crop_size but no size, so its class's default resize applies before the "
+                f"crop, which xcr cannot scale to {res.px}; state the source's size in it and convert again"
             )
         crop = block.get("crop_size") if block.get("do_center_crop", True) is not False else None
         crop_sides = sides(crop) if crop is not None else None

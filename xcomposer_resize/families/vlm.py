@@ -198,7 +198,7 @@ class VlmFamily(TransformersFamily):
 
     def vision_only_problem(self, names: list[str], projection: bool) -> str:
         if projection:
-            return (f"a {self.name} checkpoint's projector maps into its language model, not into a shared embedding "
+            return (f"{'an' if self.name[0] in 'AEIOU' else 'a'} {self.name} checkpoint's projector maps into its language model, not into a shared embedding "
                     "space: leave {with_projection} out")  # fmt: skip
         return ""
 
@@ -341,9 +341,9 @@ class InternVlFamily(VlmFamily):
         if grid[0] % fold or grid[1] % fold:
             step = patch * fold
             below, above = res.height // step * step, (res.height // step + 1) * step
+            sizes = f"{below} or {above}" if below else f"{above}"
             return (f"InternVL folds {fold}×{fold} cells into one token (downsample_ratio), so the grid must be a "
-                    f"multiple of {fold}: {res.px} gives {grid[0]}×{grid[1]} cells of {patch} px; use "
-                    f"{below if below else above} or {above}")  # fmt: skip
+                    f"multiple of {fold}: {res.px} gives {grid[0]}×{grid[1]} cells of {patch} px; use {sizes}")  # fmt: skip
         return ""
 
 
@@ -401,6 +401,10 @@ class XComposerFamily(VlmFamily):
             config.get("architectures") or []
         )
 
+    @property
+    def type_words(self) -> tuple[str, ...]:
+        return ("internlm2 with architectures InternLMXComposer2ForCausalLM",)
+
     def for_config(self, config: dict[str, Any]) -> VlmFamily:
         return self
 
@@ -428,7 +432,7 @@ class XComposerFamily(VlmFamily):
                 "cuts every image into tiles of the tower's own size in its code, so there is nothing to convert"
             )
         lines = text.splitlines(keepends=True)
-        found = [i for i, line in enumerate(lines) if re.fullmatch(r"[ \t]*new_size = [0-9]+[ \t]*\r?\n?", line)]
+        found = [i for i, line in enumerate(lines) if NEW_SIZE.fullmatch(line)]
         if len(found) != 1:
             where = f"lines {', '.join(str(i + 1) for i in found)} all set it" if found else "no line sets it"
             raise InputError(
@@ -436,7 +440,7 @@ class XComposerFamily(VlmFamily):
                 f"`new_size = N`, and {where}; make that one line `new_size = {res.height // patch}` and convert again"
             )
         line = lines[found[0]]
-        lines[found[0]] = re.sub(r"[0-9]+", str(res.height // patch), line, count=1)
+        lines[found[0]] = re.sub(r"(?<==)([ \t]*)[0-9]+", rf"\g<1>{res.height // patch}", line, count=1)
         return "".join(lines)
 
     def vision_only_config(
@@ -456,6 +460,9 @@ class XComposerFamily(VlmFamily):
                          num_attention_heads=max(1, width // 64))  # fmt: skip
         return tower
 
+
+# the line of build_mlp.py's resize_pos that states the grid side: `        new_size = 35` (a comment may follow)
+NEW_SIZE = re.compile(r"[ \t]*new_size[ \t]*=[ \t]*[0-9]+[ \t]*(#[^\n]*)?\r?\n?")
 
 # the tower XComposer2's build_mlp.py builds: openai/clip-vit-large-patch14-336's vision config
 XCOMPOSER_TOWER = {"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16, "num_hidden_layers": 24,
