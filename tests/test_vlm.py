@@ -423,3 +423,13 @@ def test_internvl_chat_with_a_preprocessor_config_verifies(xcr: Any, tmp_path: P
     assert json.loads((out / "preprocessor_config.json").read_text())["crop_size"] == 112
     r = xcr("verify", out, "--against", src)
     assert r.code == 0, r.out
+
+
+def test_a_vision_only_tower_says_and_records_its_own_names(xcr: Any, tmp_path: Path) -> None:
+    src = build_vlm(tmp_path / "src", "llava")
+    out = tmp_path / "tower"
+    r = xcr("resize", "--model", src, "--res", 56, "--out", out, "--vision-only", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["tensors_rewritten"] == ["vision_model.embeddings.position_embedding.weight"]
+    again = xcr("resize", "--model", src, "--res", 56, "--out", out, "--vision-only", "--json")
+    assert json.loads(again.out)["outputs"][0]["up_to_date"] is True

@@ -186,8 +186,9 @@ def write_target(
         for src, rel in plan.carried:
             sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
             modes[rel] = src
-        names = tuple(sorted(computed))
-        tables = {name: record.digest(bytes(computed[name])) for name in names}
+        named = plan.family.vision_only_name if plan.options.vision_only else str  # as the output names them
+        names = tuple(sorted(named(n) for n in computed))
+        tables = {named(n): record.digest(bytes(data)) for n, data in computed.items()}
         weights = {name: h.result() for name, h in hashes.items()}
         want = {**target.want, "source_dtypes": _float_dtypes(plan)}
         rec = record.make(want, __version__, tmp, sizes, tables, weights)
