@@ -281,13 +281,14 @@ def start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
     """A worker process that imports torch while this one copies, when that helps: torch is not
     imported here yet, nothing here will need it (a --dtype cast does), and the table lies in a
     file. None means resample in this process."""
+    from . import worker
+
     changes = any(t.grid(plan.sizes.patch_size) != plan.sizes.grid for t in targets)
     casts = any(plan.out_dtype(t) != t.dtype for f in plan.files for t in f.tensors)
     if not changes or casts or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
+        worker.discard_early()
         return None
-    from .worker import Worker
-
-    return Worker.start()
+    return worker.take()
 
 
 def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
