@@ -58,7 +58,8 @@ def test_bench_script_runs_on_a_tiny_replica(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr[-3000:]
     text = out.read_text()
     for row in ("| cp -r |", "| xcr resize |", "| transformers round trip |", "xcr --help", "xcr resize --help",
-                "(one run)", "(three runs)", "--dtype bfloat16", "--vision-only", "--fsync", "output up to date"):  # fmt: skip
+                "(one run)", "(three runs)", "--dtype bfloat16", "--vision-only", "--fsync", "output up to date",
+                "Copy-on-write file systems"):  # fmt: skip
         assert row in text, row
     assert "Machine:" in text and "make bench" in text
 

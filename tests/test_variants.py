@@ -292,8 +292,8 @@ def test_a_rerun_is_up_to_date_and_rewrites_nothing(xcr: Any, make_ckpt: Any, tm
         ("truncate", "is incomplete or damaged: model.safetensors has"),
         ("table", "is incomplete or damaged: vision_model.embeddings.position_embedding.weight does not read back"),
         ("missing", "is incomplete or damaged: vocab.json is missing"),
-        ("copied", "is incomplete or damaged: model.safetensors was changed since it was written (its content digest"),
-        ("last", "is incomplete or damaged: model.safetensors was changed since it was written (its content digest"),
+        ("copied", "is incomplete or damaged: model.safetensors was changed since it was written (its bytes of "),
+        ("last", "is incomplete or damaged: model.safetensors was changed since it was written (its bytes of "),
     ],
 )
 def test_what_is_not_up_to_date_says_why_and_needs_force(
@@ -326,7 +326,7 @@ def test_what_is_not_up_to_date_says_why_and_needs_force(
     elif change in ("copied", "last"):  # one flipped bit in a copied tensor, the file's size and times kept
         from xcomposer_resize.checkpoint.safetensors import read_header
 
-        entries = [t for t in read_header(out / "model.safetensors").tensors if t.name != POS and t.nbytes]
+        entries = [t for t in read_header(out / "model.safetensors").tensors if t.name not in (POS, IDS) and t.nbytes]
         at = entries[len(entries) // 2].start if change == "copied" else entries[-1].end - 1
         st = (out / "model.safetensors").stat()
         with open(out / "model.safetensors", "r+b") as f:

@@ -33,6 +33,9 @@ DTYPE_SIZES = {
 }  # fmt: skip
 MAX_HEADER_BYTES = 100_000_000  # the format's own cap
 METADATA = {"format": "pt"}
+ALIGN = 4096  # copied bytes keep their source offsets modulo this: the block size of XFS, btrfs, ext4, APFS
+ANCHOR_BYTES = 64 << 10  # a run of copied tensors at least this large is laid out to keep its alignment
+MAX_ANCHORS = 8
 KERNEL_CHUNK = 64 << 20  # per copy_file_range call: no memory, few GIL round trips, and blocks to hash early
 BUFFER_CHUNK = 8 << 20  # per pread/pwrite of the fallback: bounds memory
 
@@ -195,36 +198,143 @@ class OutTensor:
         return nbytes_of(self.dtype, self.shape)
 
 
-def encode_header(tensors: list[OutTensor]) -> bytes:
-    """The 8-byte length + JSON header for `tensors` laid out in order, padded to 8 bytes."""
+def encode_header(tensors: list[OutTensor], ends_at: int | None = None) -> bytes:
+    """The 8-byte length + JSON header for `tensors` laid out in order: padded with spaces to a
+    multiple of 8 bytes, or, with `ends_at`, to the fewest bytes whose length is `ends_at` modulo ALIGN."""
     header: dict[str, Any] = {"__metadata__": METADATA}
     at = 0
     for t in tensors:
         header[t.name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [at, at + t.nbytes]}
         at += t.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
+    if ends_at is None:
+        raw += b" " * (-len(raw) % 8)
+    else:
+        raw += b" " * ((ends_at - 8 - len(raw)) % ALIGN)
     return struct.pack("<Q", len(raw)) + raw
+
+
+@dataclass(frozen=True)
+class Arranged:
+    """An output file's layout: its tensors in file order and its header bytes."""
+
+    tensors: list[OutTensor]
+    header: bytes
+
+
+def arrange(tensors: list[OutTensor]) -> Arranged:
+    """Lay out `tensors` (given in the plan's order) so that copied bytes keep their source offsets
+    modulo ALIGN, where the kernel can then share their blocks instead of copying them.
+
+    Anchors are the (up to MAX_ANCHORS) largest runs of tensors copied from consecutive source bytes,
+    of ANCHOR_BYTES or more, kept in the plan's order. The header is padded so that the first anchor
+    lands at its source offset modulo ALIGN. Before each later anchor go spare tensors whose sizes add
+    up to what realigns it, when some subset does: the tensors outside anchors (the new table, small
+    runs) and the small tensors at the head of the first anchor and the tail of the last, whose
+    removal moves no large tensor. Unused spares outside anchors follow the last anchor, in
+    the plan's order. When anchors hold less than half the copied bytes (casts, .bin archives) the
+    plan's order and an 8-byte padding are kept. The rule reads only the tensors and their source
+    offsets: the same bytes on every file system.
+    """
+    sizes = [t.nbytes for t in tensors]
+    runs = _runs(tensors)
+    big = sorted((r for r in runs if sum(sizes[i] for i in r) >= ANCHOR_BYTES), key=lambda r: -sum(sizes[i] for i in r))
+    anchors = sorted(big[:MAX_ANCHORS], key=lambda r: r[0])
+    if not anchors or 2 * sum(sizes[i] for r in anchors for i in r) < sum(sizes[i] for r in runs for i in r):
+        return Arranged(tensors, encode_header(tensors))
+    taken = {i for r in anchors for i in r}
+    loose = [i for i in range(len(tensors)) if i not in taken]
+    spare = sorted([*loose, *_edge(anchors[0], sizes), *_edge(anchors[-1][::-1], sizes)]) if len(anchors) > 1 else []
+    used: set[int] = set()
+    at = (_src_start(tensors[anchors[0][-1]]) + sizes[anchors[0][-1]]) % ALIGN  # where the first anchor ends
+    fills = []
+    for run in anchors[1:]:
+        need = (_src_start(tensors[run[0]]) - at) % ALIGN
+        fill = _filler([i for i in spare if i not in used], sizes, need) or []
+        used.update(fill)
+        fills.append(fill)
+        at = (at + sum(sizes[i] for i in fill) + sum(sizes[i] for i in run if i not in used)) % ALIGN
+    order = [i for i in anchors[0] if i not in used]
+    for fill, run in zip(fills, anchors[1:], strict=True):
+        order += fill + [i for i in run if i not in used]
+    ordered = [tensors[i] for i in order + [i for i in loose if i not in used]]
+    # the header aligns the first anchor's first large tensor; the small ones left before it shift
+    core = anchors[0][len(_edge(anchors[0], sizes))]
+    before = sum(sizes[i] for i in anchors[0][: anchors[0].index(core)] if i not in used)
+    return Arranged(ordered, encode_header(ordered, ends_at=(_src_start(tensors[core]) - before) % ALIGN))
+
+
+def _edge(run: list[int], sizes: list[int]) -> list[int]:
+    """The small tensors (under ANCHOR_BYTES) at the start of `run`, never all of it."""
+    edge = []
+    for i in run[:-1]:
+        if sizes[i] >= ANCHOR_BYTES:
+            break
+        edge.append(i)
+    return edge
+
+
+def _src_start(t: OutTensor) -> int:
+    assert isinstance(t.source, FileRange)
+    return t.source.start
+
+
+def _runs(tensors: list[OutTensor]) -> list[list[int]]:
+    """Indices of the maximal runs of tensors that are copied from consecutive bytes of one file."""
+    runs: list[list[int]] = []
+    end: tuple[Path, int] | None = None
+    for i, t in enumerate(tensors):
+        if not isinstance(t.source, FileRange):
+            end = None
+            continue
+        if end == (t.source.path, t.source.start):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+        end = (t.source.path, t.source.start + t.nbytes)
+    return runs
+
+
+def _filler(candidates: list[int], sizes: list[int], need: int) -> list[int] | None:
+    """Some of `candidates` (in their order) whose sizes add up to `need` modulo ALIGN, or None when
+    no subset does: a subset sum over residues, one bit per residue."""
+    if need == 0:
+        return []
+    mask = (1 << ALIGN) - 1
+    reach = [1]  # reach[k]: bit r is set when some subset of the first k candidates sums to r
+    for i in candidates:
+        s, r = sizes[i] % ALIGN, reach[-1]
+        reach.append(r | (((r << s) | (r >> (ALIGN - s))) & mask) if s else r)
+    if not reach[-1] >> need & 1:
+        return None
+    picked = []
+    for k in range(len(candidates), 0, -1):
+        if not reach[k - 1] >> need & 1:  # not reachable without candidate k-1: it is in
+            picked.append(candidates[k - 1])
+            need = (need - sizes[candidates[k - 1]]) % ALIGN
+    return picked[::-1]
 
 
 def file_size(tensors: list[OutTensor]) -> int:
     """Size in bytes of the safetensors file that `write_file` writes for `tensors`."""
-    return len(encode_header(tensors)) + sum(t.nbytes for t in tensors)
+    return len(arrange(tensors).header) + sum(t.nbytes for t in tensors)
 
 
 def write_file(
     path: Path, tensors: list[OutTensor], progress: Progress | None = None, on_written: Written | None = None
 ) -> int:
-    """Write `tensors` in order to a new safetensors file at `path`; return its size.
+    """Write `tensors` to a new safetensors file at `path`, laid out by `arrange`; return its size.
 
     Runs of tensors that come from consecutive bytes of one source file are copied in one
-    kernel-side copy (copy_file_range, then sendfile, then a buffered copy as fallbacks); cast
-    tensors are converted chunk by chunk. Tensors with computed bytes are written last, so the
-    (slow) computation can overlap the copy. `on_written(start, end)` is told each byte range of
-    the file once it is final (the header, each run, each tensor).
+    kernel-side copy (copy_file_range, which shares whole blocks where the file system can; then a
+    buffered copy as the fallback); cast tensors are converted chunk by chunk. Tensors with computed
+    bytes are written last, so the (slow) computation can overlap the copy. When the header is the
+    source file's own, it is copied with the first run: an unchanged file is shared whole.
+    `on_written(start, end)` is told each byte range of the file once it is final.
     """
     done = on_written or (lambda start, end: None)
-    head = encode_header(tensors)
+    arranged = arrange(tensors)
+    head, tensors = arranged.header, arranged.tensors
     offsets = []
     at = len(head)
     for t in tensors:
@@ -233,34 +343,17 @@ def write_file(
     total = at
 
     with open(path, "wb") as out:
-        out.write(head)
-        out.flush()
-        done(0, len(head))
         dst = out.fileno()
-        # 1. copy runs of consecutive source bytes
-        run: tuple[Path, int, int, int] | None = None  # (src, src_start, dst_start, length)
-        runs = []
-        for t, off in zip(tensors, offsets, strict=True):
-            if not isinstance(t.source, FileRange):
-                continue
-            if run and run[0] == t.source.path and run[1] + run[3] == t.source.start and run[2] + run[3] == off:
-                run = (run[0], run[1], run[2], run[3] + t.nbytes)
-            else:
-                if run:
-                    runs.append(run)
-                run = (t.source.path, t.source.start, off, t.nbytes)
-        if run:
-            runs.append(run)
-        with contextlib.ExitStack() as stack:
-            fds: dict[Path, int] = {}
-            for src_path, src_start, dst_start, length in runs:
-                if src_path not in fds:
-                    try:
-                        src_file = open(src_path, "rb")
-                    except OSError as e:
-                        raise InputError(f"cannot read {src_path}: {e.strerror or e}; check its permissions") from e
-                    fds[src_path] = stack.enter_context(src_file).fileno()
-                copy_range(fds[src_path], dst, src_start, dst_start, length, progress, done)
+        runs = _copy_runs(tensors, offsets)
+        if runs and runs[0][1:3] == (len(head), len(head)) and read_bytes(runs[0][0], 0, len(head)) == head:
+            src, _, _, length = runs[0]
+            runs[0] = (src, 0, 0, len(head) + length)  # the source's own header: copied, shared with the rest
+            progress = _skipping(progress, len(head))  # progress counts tensor bytes
+        else:
+            out.write(head)
+            out.flush()
+            done(0, len(head))
+        _copy_all(runs, dst, progress, done)
         # 2. convert cast tensors, chunk by chunk
         for t, off in zip(tensors, offsets, strict=True):
             if isinstance(t.source, Cast):
@@ -281,6 +374,54 @@ def write_file(
                 progress(len(data))
         os.ftruncate(dst, total)  # no-op unless a zero-length tensor is last
     return total
+
+
+Run = tuple[Path, int, int, int]  # (source file, source offset, output offset, length)
+
+
+def _copy_runs(tensors: list[OutTensor], offsets: list[int]) -> list[Run]:
+    """The copied tensors as runs of consecutive bytes in both the source and the output."""
+    runs: list[Run] = []
+    for t, off in zip(tensors, offsets, strict=True):
+        if not isinstance(t.source, FileRange):
+            continue
+        if runs:
+            src, src_start, dst_start, length = runs[-1]
+            if src == t.source.path and src_start + length == t.source.start and dst_start + length == off:
+                runs[-1] = (src, src_start, dst_start, length + t.nbytes)
+                continue
+        runs.append((t.source.path, t.source.start, off, t.nbytes))
+    return runs
+
+
+def _copy_all(runs: list[Run], dst: int, progress: Progress | None, done: Written) -> None:
+    """Copy every run into `dst`, each source file opened once."""
+    with contextlib.ExitStack() as stack:
+        fds: dict[Path, int] = {}
+        for src_path, src_start, dst_start, length in runs:
+            if src_path not in fds:
+                try:
+                    src_file = open(src_path, "rb")
+                except OSError as e:
+                    raise InputError(f"cannot read {src_path}: {e.strerror or e}; check its permissions") from e
+                fds[src_path] = stack.enter_context(src_file).fileno()
+            copy_range(fds[src_path], dst, src_start, dst_start, length, progress, done)
+
+
+def _skipping(progress: Progress | None, skip: int) -> Progress | None:
+    """`progress`, told nothing of the first `skip` bytes."""
+    if progress is None:
+        return None
+    left = skip
+
+    def report(n: int) -> None:
+        nonlocal left
+        counted = max(0, n - left)
+        left = max(0, left - n)
+        if counted:
+            progress(counted)
+
+    return report
 
 
 def write_cast(dst: int, offset: int, t: OutTensor, cast: Cast, progress: Progress | None = None) -> None:
@@ -328,11 +469,16 @@ def write_cast(dst: int, offset: int, t: OutTensor, cast: Cast, progress: Progre
 def copy_range(src: int, dst: int, src_off: int, dst_off: int, length: int, progress: Progress | None = None,
                on_copied: Written | None = None) -> None:  # fmt: skip
     """Copy `length` bytes from `src` at `src_off` to `dst` at `dst_off` (file descriptors);
-    `on_copied(start, end)` is told each range of `dst` as soon as it is copied."""
+    `on_copied(start, end)` is told each range of `dst` as soon as it is copied.
+
+    Calls after the first start on an ALIGN boundary of `dst`: where the source offset is then on a
+    block boundary too, XFS and btrfs share the whole blocks (reflink) and copy only the partial ones."""
     done = 0
     use_cfr = hasattr(os, "copy_file_range")
     while done < length:
         want = min(KERNEL_CHUNK if use_cfr else BUFFER_CHUNK, length - done)
+        if (dst_off + done) % ALIGN:
+            want = min(want, ALIGN - (dst_off + done) % ALIGN)  # up to the first block boundary
         n = 0
         if use_cfr:
             try:

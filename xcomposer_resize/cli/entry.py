@@ -19,6 +19,10 @@ def run() -> NoReturn:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        if sys.argv[1:2] == ["resize"] and not {"-h", "--help"} & set(sys.argv[2:]):
+            from ..conversion.worker import start_early
+
+            start_early()  # torch's import starts now, beside the CLI's imports and the plan
         from .main import run as cli_run
     except KeyboardInterrupt as e:
         stopped = interruption(e)

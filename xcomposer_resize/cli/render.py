@@ -138,7 +138,9 @@ def summary(result: Result) -> str:
     lines.append(f"  from {escape(result.source)}" + (f" @ {result.revision[:12]}" if result.revision else ""))
     if result.bytes_written:
         lines.append(f"  rewritten: {escape(', '.join(result.tensors_rewritten) or 'none (grid unchanged)')}")
-        lines.append(f"  {human_bytes(result.bytes_written)} in {result.seconds:.1f} s")
+        shared = result.bytes_shared
+        how = f" ({human_bytes(shared)} shared with the source, {human_bytes(result.bytes_written - shared)} written)"
+        lines.append(f"  {human_bytes(result.bytes_written)}{how if shared else ''} in {result.seconds:.1f} s")
     return rendered(lines, sys.stdout)
 
 

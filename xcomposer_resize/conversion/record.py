@@ -4,10 +4,10 @@ Every output's model card (README.md) holds in its front matter, under `xcompose
 made it: the source (a Hub repo id at a commit, or a fingerprint of a folder's files: names, sizes,
 modification times), the resolution and every option that shapes the bytes, the size of every file
 written, and the SHA-256 of every rewritten tensor. A later run with the same source, resolution
-and options finds that record, checks the output is complete (every file there with its size,
-every safetensors header valid, every rewritten tensor reading back to its digest) and rewrites
-nothing: Make and CI caches stay warm. The check reads headers and the few rewritten tensors,
-never the weights, and needs no state outside the output.
+and options finds that record, checks the output is complete and unchanged (every file there with
+its size and digest, every safetensors header valid, every rewritten tensor reading back to its
+digest, every copied tensor equal to the source's: digests.py) and rewrites nothing: Make and CI
+caches stay warm.
 """
 
 from __future__ import annotations
@@ -19,16 +19,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import families
-from ..checkpoint.safetensors import read_bytes, read_header
+from ..checkpoint.safetensors import FileRange, read_bytes, read_header
 from ..checkpoint.weights import entries_beyond, walk
 from ..errors import InputError, XcrError
 from ..families import family_named
 from ..size import Size
 from .card import CARD, parse_card
-from .digests import file_digest
+from .digests import COPIES, file_digest, first_difference, header_digest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ..checkpoint.source import Source
+    from ..checkpoint.weights import Checkpoint
     from ..families import Family
     from ..options import Options
 
@@ -155,8 +158,9 @@ class Verdict:
     reason: str | None = None
 
 
-def check(folder: Path, want: dict[str, Any]) -> Verdict:
-    """Whether `folder` already holds exactly what this run would write (see the module doc)."""
+def check(folder: Path, want: dict[str, Any], source: Callable[[], Checkpoint] | None = None) -> Verdict:
+    """Whether `folder` already holds exactly what this run would write (see the module doc);
+    `source` opens the source's weights, to prove the tensors an output copied from them."""
     rec = read(folder)
     if rec is None:
         return Verdict(False)
@@ -184,7 +188,7 @@ def check(folder: Path, want: dict[str, Any]) -> Verdict:
     for key in SHAPING:
         if rec.get(key) != want[key] and not (key == "dtype" and _same_cast(rec, want)):
             return Verdict(False, f"was made with {key} {rec.get(key)!r}, not {want[key]!r}")
-    problem = _incomplete(folder, rec)
+    problem = _incomplete(folder, rec, source)
     if problem:
         return Verdict(False, f"is incomplete or damaged: {problem}")
     return Verdict(True)
@@ -197,7 +201,7 @@ def _same_cast(rec: dict[str, Any], want: dict[str, Any]) -> bool:
     return "keep" in dtypes and len(dtypes) == 2 and rec.get("source_dtypes") == [next(iter(dtypes - {"keep"}))]
 
 
-def _incomplete(folder: Path, rec: dict[str, Any]) -> str | None:
+def _incomplete(folder: Path, rec: dict[str, Any], source: Callable[[], Checkpoint] | None) -> str | None:
     files, tables = rec.get("files"), rec.get("tables")
     if not isinstance(files, dict) or not isinstance(tables, dict):
         return "its record lists no files"
@@ -234,8 +238,45 @@ def _incomplete(folder: Path, rec: dict[str, Any]) -> str | None:
     for name in files:  # last: every byte of the weights, on every core
         if _weights(str(name)):
             try:
-                if file_digest(folder / str(name)) != digests[name]:
+                if str(digests[name]).startswith(COPIES):
+                    problem = _copies_differ(folder / str(name), str(digests[name]), tables, source)
+                    if problem:
+                        return problem
+                elif file_digest(folder / str(name)) != digests[name]:
                     return f"{name} was changed since it was written (its content digest differs)"
             except OSError as e:
                 return f"{name} cannot be read ({e.strerror or e})"
     return None
+
+
+def _copies_differ(
+    path: Path, want: str, tables: dict[str, Any], source: Callable[[], Checkpoint] | None
+) -> str | None:
+    """Why the weight file `path`, recorded as its header and copies of the source's tensors (`want`),
+    is not that any more; None when it is. The rewritten tensors (`tables`) are checked apart."""
+    if header_digest(path) != want:
+        return f"{path.name} was changed since it was written (its header differs)"
+    if source is None:
+        return f"{path.name} holds copies of the source's tensors, and the source's weights are not at hand to compare"
+    try:
+        ckpt = source()
+        spans = []
+        for t in read_header(path).tensors:
+            if t.name in tables or not t.nbytes:
+                continue
+            theirs = ckpt.tensor(t.name)
+            if not isinstance(theirs.data, FileRange) or (theirs.dtype, theirs.shape) != (t.dtype, t.shape):
+                return f"{path.name}: {t.name} is not stored as in the source's weights any more"
+            spans.append((t.start, theirs.data.path, theirs.data.start, t.nbytes))
+    except KeyError as e:
+        return f"{path.name}: {e.args[0]} is not in the source's weights any more"
+    except InputError as e:
+        return f"the source's weights cannot be read to compare ({e.message})"
+    bad = first_difference(path, spans)
+    if bad is not None:
+        return f"{path.name} was changed since it was written (its bytes of {_name_at(path, spans[bad][0])} differ from the source's)"
+    return None
+
+
+def _name_at(path: Path, offset: int) -> str:
+    return next(t.name for t in read_header(path).tensors if t.start == offset)

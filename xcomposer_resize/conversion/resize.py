@@ -51,7 +51,8 @@ class Result:
     revision: str | None
     outputs: list[OutputReport] = field(default_factory=list)
     tensors_rewritten: list[str] = field(default_factory=list)
-    bytes_written: int = 0
+    bytes_written: int = 0  # the size of every file written
+    bytes_shared: int = 0  # of those, the bytes in disk blocks shared with the source (copy-on-write clones)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
     source_folder: str = ""  # the source's files on this machine (a Hub snapshot in the cache)
@@ -74,6 +75,7 @@ class Result:
             ],
             "tensors_rewritten": self.tensors_rewritten,
             "bytes_written": self.bytes_written,
+            "bytes_shared": self.bytes_shared,
             "seconds": round(self.seconds, 3),
             "notes": self.notes,
         }
@@ -267,8 +269,9 @@ def _write_all(plan: Plan, todo: list[Target], landed: LandedFn, result: Result,
         if on_progress:
             on_progress(done, total)
 
-    def one_landed(target: Target, nbytes: int, names: tuple[str, ...], up_to_date: bool) -> None:
-        result.bytes_written += nbytes
+    def one_landed(target: Target, nbytes: write.Written, names: tuple[str, ...], up_to_date: bool) -> None:
+        result.bytes_written += nbytes.total
+        result.bytes_shared += nbytes.shared
         result.tensors_rewritten = sorted({*result.tensors_rewritten, *names})
         landed(OutputReport(str(target.shown), target.res, target.grid(plan.sizes.patch_size), up_to_date))
 

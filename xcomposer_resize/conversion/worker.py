@@ -10,6 +10,7 @@ the table from the checkpoint and writes the answer into the output. The math is
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import subprocess
@@ -103,6 +104,36 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.close()
+
+
+_early: Worker | None = None  # started by the command line before it knew it needs one
+
+
+def start_early() -> None:
+    """Start a worker now, before the command has imported or planned anything: `xcr resize` does,
+    so that torch's import overlaps the CLI's own imports and the plan too (on a copy-on-write file
+    system the copy takes no time, and these ~0.4 s would be all of xcr's time beyond torch's).
+    `take()` hands it out; one nobody took is killed at exit."""
+    global _early
+    if _early is None:
+        _early = Worker.start()
+        if _early is not None:
+            atexit.register(discard_early)
+
+
+def take() -> Worker | None:
+    """The early worker, or a new one."""
+    global _early
+    worker, _early = _early, None
+    return worker or Worker.start()
+
+
+def discard_early() -> None:
+    """Kill the early worker, when nobody needs it (an up-to-date output, a cast done in process)."""
+    global _early
+    worker, _early = _early, None
+    if worker is not None:
+        worker.kill()
 
 
 CHUNK = 256 << 20  # a pipe moves at most 2 GiB per call on Linux (and less elsewhere): move tables in chunks

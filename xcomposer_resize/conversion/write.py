@@ -4,6 +4,7 @@ check, the source's permissions; then land it (land.py). What each byte is comes
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import sys
@@ -12,12 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..checkpoint.extents import shared_bytes
 from ..checkpoint.safetensors import (
     DTYPE_SIZES,
     DTYPE_WORDS,
     Buffer,
     FileRange,
     OutTensor,
+    arrange,
     copy_range,
     file_size,
     read_bytes,
@@ -27,7 +30,7 @@ from ..checkpoint.safetensors import (
     write_file,
 )
 from ..checkpoint.source import Source
-from ..checkpoint.weights import load_tensor
+from ..checkpoint.weights import Checkpoint, load_tensor, open_checkpoint
 from ..errors import InputError, OutputError, UsageError, arg
 from ..families import Family
 from ..interpolate import resample_grid
@@ -35,6 +38,7 @@ from ..options import Options, check_res, res_arg
 from ..size import Grid, Size
 from ..version import __version__
 from . import digests, record
+from . import worker as workers
 from .card import CARD, CardInfo, model_card
 from .configs import VisionSizes, dump_json, rewrite_config, set_dtype
 from .land import (
@@ -50,8 +54,7 @@ from .land import (
     output_paths,
     set_modes,
 )
-from .plan import Plan, out_tensors
-from .worker import Worker
+from .plan import Plan, new_shapes, out_tensors
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -106,7 +109,7 @@ def _target(options: Options, source: Source, sizes: VisionSizes, width: int | N
     clean_stale(final)  # after the checks: a refused run touches nothing
     want = record.wanted(options, source, fingerprint, res, family)
     if not options.force and final.is_dir() and not final.is_symlink() and any(final.iterdir()):
-        verdict = record.check(final, want)
+        verdict = record.check(final, want, functools.partial(_source_weights, source, family))
         if verdict.up_to_date:
             return Target(res, shown, final, identity(final), want, up_to_date=True)
         if verdict.reason:
@@ -116,6 +119,12 @@ def _target(options: Options, source: Source, sizes: VisionSizes, width: int | N
             )
     check_existing(final, shown, options.force)
     return Target(res, shown, final, identity(final), want)
+
+
+def _source_weights(source: Source, family: Family) -> Checkpoint:
+    """The source's weights, described (a Hub source's downloaded first, when they are not in the cache)."""
+    source.fetch_weights(family.weight_files)
+    return open_checkpoint(source.folder, family.weight_files)
 
 
 def config_width(config: dict[str, Any], family: Family) -> int | None:
@@ -130,12 +139,12 @@ def write_target(
     target: Target,
     progress: Callable[[int], None],
     worker: Worker | None,
-    landed: Callable[[int, tuple[str, ...], bool], None],
+    landed: Callable[[Written, tuple[str, ...], bool], None],
     note: NoteFn,
 ) -> list[BaseException]:
-    """Write one complete output folder and land it; `landed(bytes written, rewritten tensor names,
-    up to date)` records it the instant it is in place. Returns the interruptions held back while it
-    landed."""
+    """Write one complete output folder and land it; `landed(bytes written and shared, rewritten tensor
+    names, up to date)` records it the instant it is in place. Returns the interruptions held back
+    while it landed."""
     options = plan.options
     g = target.grid(plan.sizes.patch_size)
     computed: dict[str, Buffer] = {}
@@ -156,14 +165,20 @@ def write_target(
     sizes: dict[str, int] = {}  # every file written (but the card) → its size, for the record
     modes: dict[str, Path] = {}  # every file and subfolder written → the source whose permissions it takes
     hashing = digests.pool()
-    hashes: dict[str, digests.WriteDigest] = {}  # every weight file → its digest, hashed as it is written
+    hashes: dict[str, digests.WriteDigest] = {}  # weight files with bytes of their own → digest, hashed as written
+    weights: dict[str, str] = {}  # weight files of copies and tables → the digest of their header
+    rewritten = set(new_shapes(plan, g))
     try:
         weight_map: dict[str, str] = {}
         # files made only of copied bytes first: the one that needs torch waits for its import last
         pairs = sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1]))
         for f, tensors in pairs:
-            hashes[f.name] = digests.WriteDigest(tmp / f.name, file_size(tensors), hashing)
-            sizes[f.name] = write_file(tmp / f.name, tensors, progress, hashes[f.name].written)
+            if all(isinstance(t.source, FileRange) or t.name in rewritten for t in tensors):
+                sizes[f.name] = write_file(tmp / f.name, tensors, progress)
+                weights[f.name] = digests.header_digest(tmp / f.name)
+            else:
+                hashes[f.name] = digests.WriteDigest(tmp / f.name, file_size(tensors), hashing)
+                sizes[f.name] = write_file(tmp / f.name, tensors, progress, hashes[f.name].written)
             weight_map.update({t.name: f.name for t in tensors})
             modes[f.name] = f.source
         if plan.index_name:
@@ -189,11 +204,12 @@ def write_target(
         named = plan.family.vision_only_name if plan.options.vision_only else str  # as the output names them
         names = tuple(sorted(named(n) for n in computed))
         tables = {named(n): record.digest(bytes(data)) for n, data in computed.items()}
-        weights = {name: h.result() for name, h in hashes.items()}
+        weights.update({name: h.result() for name, h in hashes.items()})
         want = {**target.want, "source_dtypes": _float_dtypes(plan)}
         rec = record.make(want, __version__, tmp, sizes, tables, weights)
         card = model_card(_card(plan, target, names, rec), plan.card)
-        written = sum(sizes.values()) + _write(tmp / CARD, card.encode())
+        written = Written(sum(sizes.values()) + _write(tmp / CARD, card.encode()),
+                          sum(shared_bytes(tmp / name) for name in sizes))  # fmt: skip
         modes[CARD] = folder / CARD if plan.card is not None else folder / plan.config_name
         _verify(tmp, plan, files, computed)
         set_modes(tmp, modes)
@@ -207,8 +223,8 @@ def write_target(
         for h in hashes.values():
             h.close()
         staging.discard()
-        if isinstance(e, ChangedError) and record.check(target.final, target.want).up_to_date:
-            landed(0, (), True)  # another run landed exactly this output first: it is up to date
+        if isinstance(e, ChangedError) and record.check(target.final, target.want, lambda: plan.checkpoint).up_to_date:
+            landed(Written(0, 0), (), True)  # another run landed exactly this output first: it is up to date
             return []
         if isinstance(e, OSError):
             raise os_error(e, target.shown) from e
@@ -219,6 +235,15 @@ def write_target(
         where, why = staging.leftover
         note(f"{target.shown} replaced the old output, but that could not be deleted ({why}); it is left at {where}")
     return staging.interrupts
+
+
+@dataclass(frozen=True)
+class Written:
+    """What an output's files hold (`total` bytes), and how many of those bytes lie in disk blocks
+    they share with the source (`shared`: cloned by the file system, taking no new space)."""
+
+    total: int
+    shared: int
 
 
 def _index_metadata(plan: Plan, files: list[list[OutTensor]]) -> dict[str, Any]:
@@ -266,9 +291,9 @@ def start_worker(plan: Plan, targets: list[Target]) -> Worker | None:
     changes = any(t.grid(plan.sizes.patch_size) != plan.sizes.grid for t in targets)
     casts = any(plan.out_dtype(t) != t.dtype for f in plan.files for t in f.tensors)
     if not changes or casts or "torch" in sys.modules or not isinstance(plan.pos.data, FileRange):
+        workers.discard_early()
         return None
-
-    return Worker.start()
+    return workers.take()
 
 
 def _resampled(plan: Plan, g: Grid, worker: Worker | None) -> dict[str, Buffer]:
@@ -368,7 +393,7 @@ def _verify(tmp: Path, plan: Plan, files: list[list[OutTensor]], computed: dict[
             path = tmp / f.name
             got = read_header(path)
             if got.metadata != {"format": "pt"} or [(t.name, t.dtype, t.shape) for t in got.tensors] != [
-                (t.name, t.dtype, t.shape) for t in planned
+                (t.name, t.dtype, t.shape) for t in arrange(planned).tensors
             ]:
                 raise OutputError(f"{path.name} was not written as planned; the disk may be failing")
             for t in got.tensors:
