@@ -186,21 +186,7 @@ def write_target(
             sizes[plan.index_name] = _write(tmp / plan.index_name, dump_json(index))
             modes[plan.index_name] = plan.files[0].source
         folder = plan.source.folder
-        sizes[plan.config_name] = _write(tmp / plan.config_name, dump_json(_config(plan, target.res)))
-        modes[plan.config_name] = folder / plan.config_name
-        for rel, data in plan.processors.items():
-            sizes[rel] = _write(
-                _place(tmp, rel, folder, modes),
-                dump_json(plan.family.rewrite_processor(data, target.res, rel, plan.config)),
-            )
-            modes[rel] = folder / rel
-        for rel, text in plan.code.items():
-            rewritten_code = plan.family.rewrite_code(rel, text, target.res, plan.sizes.patch_size)
-            sizes[rel] = _write(_place(tmp, rel, folder, modes), rewritten_code.encode())
-            modes[rel] = folder / rel
-        for src, rel in plan.carried:
-            sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
-            modes[rel] = src
+        _write_metadata(plan, target.res, tmp, sizes, modes)
         named = plan.family.vision_only_name if plan.options.vision_only else str  # as the output names them
         names = tuple(sorted(named(n) for n in computed))
         tables = {named(n): record.digest(bytes(data)) for n, data in computed.items()}
@@ -235,6 +221,25 @@ def write_target(
         where, why = staging.leftover
         note(f"{target.shown} replaced the old output, but that could not be deleted ({why}); it is left at {where}")
     return staging.interrupts
+
+
+def _write_metadata(plan: Plan, res: Size, tmp: Path, sizes: dict[str, int], modes: dict[str, Path]) -> None:
+    """The config, processor and code files rewritten for `res`, and the files carried as they are, into
+    `tmp`; each file's size into `sizes` and the source whose permissions it takes into `modes`."""
+    folder = plan.source.folder
+    sizes[plan.config_name] = _write(tmp / plan.config_name, dump_json(_config(plan, res)))
+    modes[plan.config_name] = folder / plan.config_name
+    for rel, data in plan.processors.items():
+        out = dump_json(plan.family.rewrite_processor(data, res, rel, plan.config))
+        sizes[rel] = _write(_place(tmp, rel, folder, modes), out)
+        modes[rel] = folder / rel
+    for rel, text in plan.code.items():
+        code = plan.family.rewrite_code(rel, text, res, plan.sizes.patch_size)
+        sizes[rel] = _write(_place(tmp, rel, folder, modes), code.encode())
+        modes[rel] = folder / rel
+    for src, rel in plan.carried:
+        sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
+        modes[rel] = src
 
 
 @dataclass(frozen=True)
