@@ -149,6 +149,10 @@ def test_vision_only_is_the_tower_in_its_bare_layout(xcr: Any, tmp_path: Path) -
     r = xcr("resize", "--model", src, "--res", 56, "--out", out, "--vision-only")
     assert r.code == 0, r.err
     assert all(k.startswith("vision_model.") for k in tensors(out))
+    # the tower alone: its image processor, none of the language model's files
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors",
+                                                     "preprocessor_config.json"]  # fmt: skip
+    assert type(transformers.AutoProcessor.from_pretrained(out)).__name__.startswith("CLIPImageProcessor")
     assert config_of(out)["model_type"] == "clip_vision_model" and config_of(out)["image_size"] == 56
     tower, info = transformers.CLIPVisionModel.from_pretrained(out, output_loading_info=True)
     assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys"))

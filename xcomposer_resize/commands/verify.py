@@ -627,9 +627,9 @@ def _check_configs(subject: Subject) -> Check:
     rewritten, found = _config_keys(family, config, base, res, expected)
     problems += found
     problems += _dtype_problems(family.config_file, config, _stored_dtypes(folder), base, expected)
-    sizes, files, found = _processors(folder, family, res, expected.source.folder)
+    sizes, files, found = _processors(folder, family, res, expected.source.folder, expected.made.vision_only)
     problems += found
-    carried, found = _carried(folder, family, expected.source, grid)
+    carried, found = _carried(folder, family, expected.source, grid, expected.made.vision_only)
     problems += found
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
@@ -772,7 +772,8 @@ def _dtype_statements(config: dict[str, Any]) -> list[tuple[Path_, Any]]:
     return found
 
 
-def _processors(folder: Path, family: Family, res: Size, source: Path) -> tuple[int, list[str], list[str]]:
+def _processors(folder: Path, family: Family, res: Size, source: Path,
+                alone: bool = False) -> tuple[int, list[str], list[str]]:  # fmt: skip
     """(input sizes checked, processor files compared, problems): every processor file of the
     source is in the output (transformers families: timm and open_clip state their own sizes and
     xcr carries none) and equals it key by key but for its sizes, which state `res` in the
@@ -785,6 +786,13 @@ def _processors(folder: Path, family: Family, res: Size, source: Path) -> tuple[
         return 0, [], [e.message]
     if family.library != "transformers":
         theirs = {}
+    try:
+        expected = {rel: read_json(path) for rel, path in theirs.items()}
+    except InputError as e:
+        return 0, [], [e.message]
+    if alone:  # a vision-only output: the processor files its family makes of the source's (a VLM's tower)
+        expected = family.vision_only_processors(expected)
+        theirs = dict.fromkeys(expected, source)
     problems += [f"{rel} is missing (the source has it)" for rel in sorted(theirs.keys() - ours.keys())]
     problems += [
         f"{rel} is not in the source" + (f" ({family.name} outputs carry no processor file)" if not theirs else "")
@@ -793,7 +801,7 @@ def _processors(folder: Path, family: Family, res: Size, source: Path) -> tuple[
     sizes = 0
     for rel in sorted(ours.keys() & theirs.keys()):
         try:
-            data, src = read_json(ours[rel]), read_json(theirs[rel])
+            data, src = read_json(ours[rel]), expected[rel]
         except InputError as e:
             problems.append(e.message)
             continue
@@ -914,7 +922,9 @@ def _code_problems(rel: str, ours: str, theirs: str, grid: Grid) -> list[str]:
     return [] if line == wanted else [f"{rel} has `{line}`, not `{wanted}`"]
 
 
-def _carried(folder: Path, family: Family, source: Source, grid: Grid) -> tuple[int, list[str]]:
+def _carried(
+    folder: Path, family: Family, source: Source, grid: Grid, made_alone: bool = False
+) -> tuple[int, list[str]]:
     """(files compared, problems): every file xcr carries from the source (tokenizer, vocabulary,
     licence, subfolder files: all but the weights, configs, processor files, model card and hidden
     files; of a Hub snapshot, the files xcr downloads) is in the output with the source's bytes,
@@ -922,6 +932,8 @@ def _carried(folder: Path, family: Family, source: Source, grid: Grid) -> tuple[
     problems: list[str] = []
     try:
         theirs = {rel: path for path, rel in walk(source.folder) if _carries(path, rel)}
+        if made_alone:
+            theirs = {rel: path for rel, path in theirs.items() if not family.vision_only_drops(rel)}
         ours = list(walk(folder))
     except InputError as e:
         return 0, [e.message]

@@ -245,6 +245,8 @@ def _plan_files(plan: Plan) -> None:
         if rel == plan.config_name or rel in used:
             continue  # read already
         why = left_out(rel, plan.family, plan.config_name, plan.source.listing is not None)
+        if not why and plan.options.vision_only:
+            why = plan.family.vision_only_drops(rel)
         if why:
             left.setdefault(why, []).append(rel)
             continue
@@ -268,6 +270,8 @@ def _plan_files(plan: Plan) -> None:
         else:
             check_readable(entry)
             plan.carried.append((entry, rel))
+    if plan.options.vision_only:
+        plan.processors = plan.family.vision_only_processors(plan.processors)
     for rel in folders:
         left.setdefault(HIDDEN if rel.startswith(".") else EXPORTS, []).append(rel)
     for rel in plan.source.listing or []:  # a Hub repo's files that were not downloaded
@@ -328,7 +332,7 @@ def check_processors(plan: Plan, res: Size) -> None:
         plan.family.rewrite_processor(data, res, rel, plan.config)
     for rel, text in plan.code.items():
         plan.family.rewrite_code(rel, text, res, plan.sizes.patch_size)
-    missing = [name for name in plan.family.code_files if name not in plan.code]
+    missing = [name for name in plan.family.code_files if name not in plan.code and not plan.options.vision_only]
     if missing:
         raise InputError(
             f"the source has no {missing[0]}, whose code states the {plan.family.name} tower's size; give the "

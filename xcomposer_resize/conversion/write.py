@@ -232,7 +232,7 @@ def _write_metadata(plan: Plan, res: Size, tmp: Path, sizes: dict[str, int], mod
     for rel, data in plan.processors.items():
         out = dump_json(plan.family.rewrite_processor(data, res, rel, plan.config))
         sizes[rel] = _write(_place(tmp, rel, folder, modes), out)
-        modes[rel] = folder / rel
+        modes[rel] = folder / rel if (folder / rel).exists() else folder / plan.config_name  # a tower's, made
     for rel, text in plan.code.items():
         code = plan.family.rewrite_code(rel, text, res, plan.sizes.patch_size)
         sizes[rel] = _write(_place(tmp, rel, folder, modes), code.encode())

@@ -183,6 +183,14 @@ class Family:
         (the vision tower alone), and whether it keeps the vision projection."""
         return False, False
 
+    def vision_only_drops(self, rel: str) -> str:
+        """Why a vision-only output leaves the source file `rel` out ("": it carries it)."""
+        return ""
+
+    def vision_only_processors(self, processors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The processor files (relative name → content) of a vision-only output, made of the source's."""
+        return processors
+
     def vision_only_name(self, name: str) -> str:
         """A tensor's name in a vision-only output (a VLM's tower in its bare family's layout): unchanged."""
         return name

@@ -24,6 +24,9 @@ from .transformers import CLIP, SIGLIP, TransformersFamily, lifted, size_blocks
 # where a VLM's tower lives, as the files written by each transformers version name it (4.x: the
 # llava-hf conversions' `vision_tower.vision_model.`; 5.x: `model.vision_tower.` or `vision_tower.`)
 TOWER_PREFIXES = ("vision_tower.", "model.vision_tower.")
+# what a vision-only output of a VLM leaves behind: the language side's files
+LANGUAGE_FILES = ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                  "added_tokens.json", "tokenizer.model", "vocab.json", "merges.txt", "chat_template.json")  # fmt: skip
 # the bare vision model's own prefix in each tower family (CLIPVisionModel: `vision_model.embeddings…`)
 BARE_PREFIX = {"CLIP": "vision_model.", "SigLIP": "vision_model.", "InternViT": ""}
 # what a VLM's adapter takes from its tower's
@@ -201,6 +204,23 @@ class VlmFamily(TransformersFamily):
             return (f"{'an' if self.name[0] in 'AEIOU' else 'a'} {self.name} checkpoint's projector maps into its language model, not into a shared embedding "
                     "space: leave {with_projection} out")  # fmt: skip
         return ""
+
+    def vision_only_drops(self, rel: str) -> str:
+        name = rel.split("/")[-1]
+        if name in LANGUAGE_FILES or name.endswith((".jinja", ".py")):
+            return "the language model's and the whole model's (tokenizer, generation config, chat template, code)"
+        return ""
+
+    def vision_only_processors(self, processors: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """The tower's image processor alone: preprocessor_config.json, or the image processor block that
+        processor_config.json nests (the VLM's processor, which needs the tokenizer, stays behind)."""
+        out = {rel: data for rel, data in processors.items() if rel.split("/")[-1] != "processor_config.json"}
+        for rel, data in processors.items():
+            folder, name = rel.rpartition("/")[0], rel.split("/")[-1]
+            alone = f"{folder}/preprocessor_config.json" if folder else "preprocessor_config.json"
+            if name == "processor_config.json" and isinstance(data.get("image_processor"), dict) and alone not in out:
+                out[alone] = dict(data["image_processor"])
+        return out
 
     def vision_only_name(self, name: str) -> str:
         """A tower tensor's name in the bare tower's layout (`vision_tower.embeddings.x` → `vision_model.embeddings.x`)."""
