@@ -4,10 +4,12 @@ at that size with `interpolate_pos_encoding=True`, and every other tensor is the
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import re
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,14 @@ CASES = {  # case → (kind, llava-hf names, table name in the source)
     "paligemma": ("paligemma", False, "vision_tower.embeddings.position_embedding.weight"),
     "internvl": ("internvl", False, "vision_tower.embeddings.position_embeddings"),
 }
+
+
+@contextlib.contextmanager
+def edited(path: Path) -> Iterator[dict[str, Any]]:
+    """A JSON file's content to change in place (a mutated output, a source missing a key)."""
+    data = json.loads(path.read_text())
+    yield data
+    path.write_text(json.dumps(data))
 
 
 def tensors(folder: Path) -> dict[str, torch.Tensor]:
@@ -132,10 +142,8 @@ def test_verify_notices_a_token_count_that_does_not_follow(xcr: Any, tmp_path: P
     src = build_vlm(tmp_path / "src", "paligemma")
     out = tmp_path / "out"
     assert xcr("resize", "--model", src, "--res", 56, "--out", out).code == 0
-    path = out / "preprocessor_config.json"
-    data = json.loads(path.read_text())
-    data["image_seq_length"] = 4
-    path.write_text(json.dumps(data))
+    with edited(out / "preprocessor_config.json") as data:
+        data["image_seq_length"] = 4
     r = xcr("verify", out, "--against", src)
     assert r.code == 1
     assert "preprocessor_config.json: image_seq_length is 4, not 16" in r.out
@@ -366,10 +374,8 @@ def test_verify_notices_anyres_tiles_the_model_and_processor_disagree_on(xcr: An
     src = build_vlm(tmp_path / "src", "llava-next")
     out = tmp_path / "out"
     assert xcr("resize", "--model", src, "--res", 56, "--out", out).code == 0
-    path = out / "processor_config.json"
-    data = json.loads(path.read_text())
-    data["image_processor"]["image_grid_pinpoints"] = [[56, 112]]  # whole tiles, but not the model's
-    path.write_text(json.dumps(data))
+    with edited(out / "processor_config.json") as data:
+        data["image_processor"]["image_grid_pinpoints"] = [[56, 112]]  # whole tiles, but not the model's
     r = xcr("verify", out, "--against", src)
     assert r.code == 1 and "processor_config.json: image_grid_pinpoints [[56, 112]], not the source's scaled" in r.out
 
@@ -378,10 +384,8 @@ def test_a_processor_that_leaves_its_sizes_to_its_class_defaults(xcr: Any, tmp_p
     """LLaVA-NeXT's image processor without image_grid_pinpoints (its class default: 336-px tiles) gets the
     model's, scaled; an image processor that states no size at all is refused (xcr cannot change a default)."""
     src = build_vlm(tmp_path / "next", "llava-next")
-    path = src / "processor_config.json"
-    data = json.loads(path.read_text())
-    del data["image_processor"]["image_grid_pinpoints"]
-    path.write_text(json.dumps(data))
+    with edited(src / "processor_config.json") as data:
+        del data["image_processor"]["image_grid_pinpoints"]
     out = tmp_path / "out"
     assert xcr("resize", "--model", src, "--res", 56, "--out", out).code == 0
     stated = json.loads((out / "processor_config.json").read_text())["image_processor"]["image_grid_pinpoints"]
@@ -392,20 +396,16 @@ def test_a_processor_that_leaves_its_sizes_to_its_class_defaults(xcr: Any, tmp_p
         load(out)(**given)  # the processor's tiles are the model's: no "image tokens do not match"
 
     bare = build_vlm(tmp_path / "llava", "llava")
-    path = bare / "processor_config.json"
-    data = json.loads(path.read_text())
-    del data["image_processor"]["size"], data["image_processor"]["crop_size"]
-    path.write_text(json.dumps(data))
+    with edited(bare / "processor_config.json") as data:
+        del data["image_processor"]["size"], data["image_processor"]["crop_size"]
     r = xcr("resize", "--model", bare, "--res", 56, "--out", tmp_path / "no")
     assert r.code == 2 and "states no size, so its class's default applies" in r.err
     assert not (tmp_path / "no").exists()
 
     for drop, words in (("crop_size", None), ("size", "states image_processor.crop_size but no size")):
         one = build_vlm(tmp_path / f"no-{drop}", "llava")
-        path = one / "processor_config.json"
-        data = json.loads(path.read_text())
-        del data["image_processor"][drop]
-        path.write_text(json.dumps(data))
+        with edited(one / "processor_config.json") as data:
+            del data["image_processor"][drop]
         r = xcr("resize", "--model", one, "--res", 56, "--out", tmp_path / f"out-{drop}")
         if words:  # the class's resize before the crop would pad every image: refused
             assert r.code == 2 and words in r.err
