@@ -27,7 +27,7 @@ TINY = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "n
 
 def fresh(model: Any) -> Any:
     """The model in fresh, aligned memory and eval mode: BLAS takes other paths for memory-mapped,
-    unaligned weights, which changes last bits (as verification._fresh)."""
+    unaligned weights, which changes last bits (as verify.load._fresh)."""
     with torch.no_grad():
         for p in list(model.parameters()) + list(model.buffers()):
             p.data = p.data.clone()

@@ -178,8 +178,9 @@ def test_a_folder_that_is_not_an_xcr_output(xcr: Any, make_ckpt: Any, tmp_path: 
 
 def test_the_byte_checks_stream_in_chunks(make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from xcomposer_resize.commands import verify as verify_module
+    from xcomposer_resize.commands.verify import weights
 
-    monkeypatch.setattr(verify_module, "CHUNK", 1024)  # every tensor in many pieces
+    monkeypatch.setattr(weights, "CHUNK", 1024)  # every tensor in many pieces
     src = make_ckpt()
     resize(src, 490, tmp_path / "out", dtype="float16")
     found = verify_module.verify(tmp_path / "out", src)
