@@ -8,6 +8,7 @@ first (so bad flags fail before gigabytes move), then ONE weight format, safeten
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable
@@ -105,6 +106,23 @@ def local_source(path: Path) -> Source:
     return Source(resolved, str(resolved), name, repo_id, revision)
 
 
+def _download(repo_id: str, names: list[str], revision: str | None, token: str | None, ref: str) -> Path:
+    """Download `names` of `repo_id` at `ref` (the listing's commit: the files and the model card can
+    never disagree, even if the branch moves meanwhile); return the snapshot folder. `revision`: as the
+    user gave it, for errors."""
+    from huggingface_hub import hf_hub_download
+
+    folder = None
+    for name in names:
+        try:
+            got = hf_hub_download(repo_id, name, revision=ref, token=token)
+        except Exception as e:
+            raise hub_error(e, repo_id, revision) from e
+        folder = Path(got).parents[len(Path(name).parts) - 1]
+    assert folder is not None
+    return folder
+
+
 def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: bool, need_weights: bool = True) -> Source:
     """Fetch the metadata files of `repo_id` now; the weights when `fetch_weights` is called."""
     from huggingface_hub import HfApi
@@ -123,21 +141,7 @@ def hub_source(repo_id: str, revision: str | None, token: str | None, quiet: boo
     sha = info.sha or revision or "main"
     files = sorted(s.rfilename for s in (info.siblings or []))
 
-    def download(names: list[str], ref: str = sha) -> Path:
-        """Download `names` at `ref` (the listing's commit: the files and the model card can never
-        disagree, even if the branch moves meanwhile); return the snapshot folder."""
-        from huggingface_hub import hf_hub_download
-
-        folder = None
-        for name in names:
-            try:
-                got = hf_hub_download(repo_id, name, revision=ref, token=token)
-            except Exception as e:
-                raise hub_error(e, repo_id, revision) from e
-            folder = Path(got).parents[len(Path(name).parts) - 1]
-        assert folder is not None
-        return folder
-
+    download = functools.partial(_download, repo_id, revision=revision, token=token, ref=sha)
     meta = [f for f in files if is_metadata(f)]
     config = _config_of(meta, repo_id, revision)
     # the config by the name the user gave, so huggingface_hub records the branch → commit ref that an

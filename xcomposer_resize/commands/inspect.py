@@ -119,19 +119,11 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
     for dtype, shape in (tensors or {}).values():
         dtypes[dtype] = dtypes.get(dtype, 0) + math.prod(shape)
     problems = []
-    if (
-        table is not None
-        and table.known_from == "weights"
-        and table.shape[-2] - prefix != sizes.grid[0] * sizes.grid[1]
-    ):
+    if table is not None and table.known_from == "weights" and table.shape[-2] - prefix != math.prod(sizes.grid):
         problems.append(
             disagreement(sizes, table.shape[-2] - prefix, found.kernel, table.name, adapter, config_name)
             + "; xcr resize refuses it until they agree"
         )
-    download = None
-    if source.repo_id and source.listing is not None:
-        wanted = [n for n in names if is_metadata(n)] + weights
-        download = {"files": wanted, "bytes": sum(sizes_by_name.get(n) or 0 for n in wanted)}
     return Inspection(
         source=source.display,
         revision=source.revision,
@@ -151,13 +143,7 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         position_ids=found.ids if tensors is not None else None,
         parameters=sum(n for d, n in dtypes.items() if d in FLOAT_DTYPES) if tensors is not None else None,
         dtypes=dtypes,
-        weights_format=("safetensors" if weights[0].endswith(("safetensors", "safetensors.index.json")) else "bin")
-        if weights
-        else None,
-        weight_files=[{"name": w, "bytes": sizes_by_name.get(w)} for w in weights if not w.endswith(".index.json")],
-        sharded=bool(weights) and weights[0].endswith(".index.json"),
-        weights_local=local,
-        download=download,
+        **_weight_files(source, weights, sizes_by_name, local),
         files=[
             {
                 "name": n,
@@ -172,6 +158,25 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         problems=problems,
         **_vlm(adapter, config, found.pos, sizes),
     )
+
+
+def _weight_files(source: Source, weights: list[str], sizes: dict[str, int | None], local: bool) -> dict[str, Any]:
+    """The Inspection fields of the weight files `weights` (their index first, if sharded) and, for a
+    Hub repo, what `xcr resize` would download: its metadata files and these."""
+    download = None
+    if source.repo_id and source.listing is not None:
+        wanted = [n for n in sorted(sizes) if is_metadata(n)] + weights
+        download = {"files": wanted, "bytes": sum(sizes.get(n) or 0 for n in wanted)}
+    index = bool(weights) and weights[0].endswith(".index.json")
+    return {
+        "weights_format": ("safetensors" if weights[0].endswith(("safetensors", "safetensors.index.json")) else "bin")
+        if weights
+        else None,
+        "weight_files": [{"name": w, "bytes": sizes.get(w)} for w in weights if not w.endswith(".index.json")],
+        "sharded": index,
+        "weights_local": local,
+        "download": download,
+    }
 
 
 def _vlm(family: Family, config: dict[str, Any], pos: str | None, sizes: VisionSizes) -> dict[str, Any]:

@@ -160,7 +160,6 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         _metadata(info, source), sort_keys=False, allow_unicode=True, default_flow_style=False, width=1000
     )
 
-    prefix = {0: "no prefix rows", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
     revision = f" at revision `{info.revision}`" if info.revision else ""
     info = dataclasses.replace(info, source=readable(info.source))
     lines = [
@@ -174,6 +173,28 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         f"{grid_text(info.old_grid)} grid ({info.old_res.px}) to a {grid_text(info.new_grid)} grid "
         f"({info.new_res.px}, patch size {info.patch_size}), ready for fine-tuning at {info.new_res.px}.",
         "",
+        *_table(info, revision),
+        "",
+        _what_loads(info),
+        "",
+    ]
+    body = source.body.strip("\n") if source else ""
+    if source and "xcomposer_resize" in source.metadata and SOURCE_CARD in body:  # an xcr output as the source
+        body = body.split(SOURCE_CARD, 1)[1].strip("\n")  # its source's card, not a card nested in a card
+    if info.repo_id:
+        url = f"https://huggingface.co/{info.repo_id}"
+        below = "; it is reproduced below" if body.strip() else ""
+        lines += [f"The source's own model card: [{info.repo_id}]({url}){below}.", ""]
+    if body.strip():
+        lines += [SOURCE_CARD, "", body, ""]
+    return readable("\n".join(lines))
+
+
+def _table(info: CardInfo, revision: str) -> list[str]:
+    """The card's table of what was done."""
+    prefix = {0: "no prefix rows", 1: "class token copied"}.get(info.prefix, f"{info.prefix} prefix rows copied")
+    tower = info.vision_only and info.architecture
+    return [
         "| | |",
         "| --- | --- |",
         f"| source | `{info.source}`{revision} |",
@@ -181,14 +202,15 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
         f"| grid | {grid_text(info.old_grid)} → {grid_text(info.new_grid)} |",
         f"| method | {method_text(info.mode, info.antialias)}; {prefix}; float32 compute |",
         f"| tensors rewritten | {', '.join(f'`{t}`' for t in info.tensors) or 'none'} |",
-        *(
-            [f"| tower | the vision tower only (`{info.architecture}`) |"]
-            if info.vision_only and info.architecture
-            else []
-        ),
+        *([f"| tower | the vision tower only (`{info.architecture}`) |"] if tower else []),
         *([f"| dtype | every floating tensor cast to {info.dtype} (from {info.source_dtype}) |"] if info.dtype else []),
         f"| tool | xcomposer-resize {info.version} |",
-        "",
+    ]
+
+
+def _what_loads(info: CardInfo) -> str:
+    """The card's paragraph on what the output holds and what loads it."""
+    return (
         (
             "Every other tensor is byte-identical to the source. "
             if not info.dtype
@@ -202,16 +224,5 @@ def model_card(info: CardInfo, source: SourceCard | None = None) -> str:
             if info.old_grid[0] == info.old_grid[1]
             else f"The source's grid is not square, which {info.runtime} does not read at run time: the table was "
             f"resampled with `F.interpolate(size={info.new_grid})` as it resamples a square one."
-        ),
-        "",
-    ]
-    body = source.body.strip("\n") if source else ""
-    if source and "xcomposer_resize" in source.metadata and SOURCE_CARD in body:  # an xcr output as the source
-        body = body.split(SOURCE_CARD, 1)[1].strip("\n")  # its source's card, not a card nested in a card
-    if info.repo_id:
-        url = f"https://huggingface.co/{info.repo_id}"
-        below = "; it is reproduced below" if body.strip() else ""
-        lines += [f"The source's own model card: [{info.repo_id}]({url}){below}.", ""]
-    if body.strip():
-        lines += [SOURCE_CARD, "", body, ""]
-    return readable("\n".join(lines))
+        )
+    )

@@ -25,8 +25,6 @@ from ..size import Size, grid_text
 if TYPE_CHECKING:
     import torch
 
-    from ..families import TransformersFamily
-
 # wrappers whose parameters are the model's own only until they are built: resizing inside them is too late
 WRAPPERS = ("DistributedDataParallel", "FullyShardedDataParallel")
 
@@ -75,13 +73,7 @@ def resize_model(
     rows, width = weight.shape[-2:]
     patch, prefix, old = _grid_of(family, params, config, rows, pos_name, where)
 
-    architectures = [type(tower).__name__, *(getattr(tower.config, "architectures", None) or [])]
-    square_reason = family.square_reason({"architectures": architectures})
-    if not wanted.is_square and square_reason:
-        raise UsageError(
-            f"{res_arg(wanted)} is not square, and a {family.name} model cannot be: {square_reason}; "
-            f"give one size such as {wanted.height}"
-        )
+    _check_square(tower, family, wanted)
     note = check_res(wanted, patch, width, prefix)
     if note:
         warnings.warn(note, UserWarning, stacklevel=2)
@@ -127,6 +119,17 @@ def _grid_of(
             f"{said}; it is not a table transformers can run"
         )
     return patch, prefix, (side, side)
+
+
+def _check_square(tower: Any, family: TransformersFamily, wanted: Size) -> None:
+    """Refuse a non-square size for a model whose architecture reads its table as a square."""
+    architectures = [type(tower).__name__, *(getattr(tower.config, "architectures", None) or [])]
+    square_reason = family.square_reason({"architectures": architectures})
+    if not wanted.is_square and square_reason:
+        raise UsageError(
+            f"{res_arg(wanted)} is not square, and a {family.name} model cannot be: {square_reason}; "
+            f"give one size such as {wanted.height}"
+        )
 
 
 def _tower(model: Any) -> tuple[str, Any, TransformersFamily]:

@@ -145,7 +145,6 @@ def write_target(
     """Write one complete output folder and land it; `landed(bytes written and shared, rewritten tensor
     names, up to date)` records it the instant it is in place. Returns the interruptions held back
     while it landed."""
-    options = plan.options
     g = target.grid(plan.sizes.patch_size)
     computed: dict[str, Buffer] = {}
 
@@ -155,58 +154,23 @@ def write_target(
         return computed[name]
 
     files = out_tensors(plan, g, compute)
-    try:
-        staging = Staging.create(target.final)
-    except OSError as e:
-        if e.errno == errno.ENAMETOOLONG:
-            raise os_error(e, target.shown) from e
-        raise OutputError(f"cannot create {target.shown}: {e.strerror or e}; choose another {arg('out')}") from e
-    tmp = staging.path
-    sizes: dict[str, int] = {}  # every file written (but the card) → its size, for the record
-    modes: dict[str, Path] = {}  # every file and subfolder written → the source whose permissions it takes
+    staging = _staging(target)
+    out = _Folder(staging.path, plan.source.folder)
     hashing = digests.pool()
-    hashes: dict[str, digests.WriteDigest] = {}  # weight files with bytes of their own → digest, hashed as written
-    weights: dict[str, str] = {}  # weight files of copies and tables → the digest of their header
-    rewritten = set(new_shapes(plan, g))
     try:
-        weight_map: dict[str, str] = {}
-        # files made only of copied bytes first: the one that needs torch waits for its import last
-        pairs = sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1]))
-        for f, tensors in pairs:
-            if all(isinstance(t.source, FileRange) or t.name in rewritten for t in tensors):
-                sizes[f.name] = write_file(tmp / f.name, tensors, progress)
-                weights[f.name] = digests.header_digest(tmp / f.name)
-            else:
-                hashes[f.name] = digests.WriteDigest(tmp / f.name, file_size(tensors), hashing)
-                sizes[f.name] = write_file(tmp / f.name, tensors, progress, hashes[f.name].written)
-            weight_map.update({t.name: f.name for t in tensors})
-            modes[f.name] = f.source
-        if plan.index_name:
-            index = {"metadata": _index_metadata(plan, files), "weight_map": dict(sorted(weight_map.items()))}
-            sizes[plan.index_name] = _write(tmp / plan.index_name, dump_json(index))
-            modes[plan.index_name] = plan.files[0].source
-        folder = plan.source.folder
-        _write_metadata(plan, target.res, tmp, sizes, modes)
-        named = plan.family.vision_only_name if plan.options.vision_only else str  # as the output names them
-        names = tuple(sorted(named(n) for n in computed))
-        tables = {named(n): record.digest(bytes(data)) for n, data in computed.items()}
-        weights.update({name: h.result() for name, h in hashes.items()})
-        want = {**target.want, "source_dtypes": _float_dtypes(plan)}
-        rec = record.make(want, __version__, tmp, sizes, tables, weights)
-        card = model_card(_card(plan, target, names, rec), plan.card)
-        written = Written(sum(sizes.values()) + _write(tmp / CARD, card.encode()),
-                          sum(shared_bytes(tmp / name) for name in sizes))  # fmt: skip
-        modes[CARD] = folder / CARD if plan.card is not None else folder / plan.config_name
-        _verify(tmp, plan, files, computed)
-        set_modes(tmp, modes)
+        _write_weights(plan, files, set(new_shapes(plan, g)), out, progress, hashing)
+        _write_metadata(plan, target.res, out)
+        names, written = _write_card(plan, target, out, computed)
+        _verify(out.path, plan, files, computed)
+        set_modes(out.path, out.modes)
         staging.land(
-            options.force, folder_mode(folder), target.seen, lambda: landed(written, names, False), options.fsync,
-            plan.writes,
+            plan.options.force, folder_mode(plan.source.folder), target.seen, lambda: landed(written, names, False),
+            plan.options.fsync, plan.writes,
         )  # fmt: skip
     except BaseException as e:
         if staging.landed:  # the output is in place: only what comes after can still fail
             raise
-        for h in hashes.values():
+        for h in out.hashes.values():
             h.close()
         staging.discard()
         if isinstance(e, ChangedError) and record.check(target.final, target.want, lambda: plan.checkpoint).up_to_date:
@@ -223,23 +187,94 @@ def write_target(
     return staging.interrupts
 
 
-def _write_metadata(plan: Plan, res: Size, tmp: Path, sizes: dict[str, int], modes: dict[str, Path]) -> None:
-    """The config, processor and code files rewritten for `res`, and the files carried as they are, into
-    `tmp`; each file's size into `sizes` and the source whose permissions it takes into `modes`."""
+@dataclass
+class _Folder:
+    """An output being written in the private folder `path`: every file written (but the card) with
+    its size, for the record; every file and subfolder with the source path whose permissions it takes;
+    the digests of the weight files (a header's, or the bytes' hashed as they are written)."""
+
+    path: Path
+    source: Path
+    sizes: dict[str, int] = field(default_factory=dict)
+    modes: dict[str, Path] = field(default_factory=dict)
+    weights: dict[str, str] = field(default_factory=dict)
+    hashes: dict[str, digests.WriteDigest] = field(default_factory=dict)
+
+    def place(self, rel: str) -> Path:
+        """`path / rel`, its subfolders made (taking their source folders' permissions)."""
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            sub = "/".join(parts[:i])
+            if sub not in self.modes:
+                (self.path / sub).mkdir(exist_ok=True)
+                self.modes[sub] = self.source / sub
+        return self.path / rel
+
+
+def _staging(target: Target) -> Staging:
+    try:
+        return Staging.create(target.final)
+    except OSError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise os_error(e, target.shown) from e
+        raise OutputError(f"cannot create {target.shown}: {e.strerror or e}; choose another {arg('out')}") from e
+
+
+def _write_weights(plan: Plan, files: list[list[OutTensor]], rewritten: set[str], out: _Folder,
+                   progress: Callable[[int], None], hashing: Any) -> None:  # fmt: skip
+    """The weight files (those made only of copied bytes first: the one that needs torch waits for its
+    import last) and their index. A file of copies and the table is recorded by its header's digest; one
+    with bytes of its own (a cast) by its bytes' digest, hashed as they are written."""
+    weight_map: dict[str, str] = {}
+    for f, tensors in sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1])):
+        path = out.path / f.name
+        if all(isinstance(t.source, FileRange) or t.name in rewritten for t in tensors):
+            out.sizes[f.name] = write_file(path, tensors, progress)
+            out.weights[f.name] = digests.header_digest(path)
+        else:
+            out.hashes[f.name] = digests.WriteDigest(path, file_size(tensors), hashing)
+            out.sizes[f.name] = write_file(path, tensors, progress, out.hashes[f.name].written)
+        weight_map.update({t.name: f.name for t in tensors})
+        out.modes[f.name] = f.source
+    if plan.index_name:
+        index = {"metadata": _index_metadata(plan, files), "weight_map": dict(sorted(weight_map.items()))}
+        out.sizes[plan.index_name] = _write(out.path / plan.index_name, dump_json(index))
+        out.modes[plan.index_name] = plan.files[0].source
+
+
+def _write_card(plan: Plan, target: Target, out: _Folder,
+                computed: dict[str, Buffer]) -> tuple[tuple[str, ...], Written]:  # fmt: skip
+    """The model card with its record (every file's size and digest): (the rewritten tensors' names, as
+    the output names them; what the output's files hold and share)."""
+    named = plan.family.vision_only_name if plan.options.vision_only else str
+    names = tuple(sorted(named(n) for n in computed))
+    tables = {named(n): record.digest(bytes(data)) for n, data in computed.items()}
+    weights = {**out.weights, **{name: h.result() for name, h in out.hashes.items()}}
+    rec = record.make({**target.want, "source_dtypes": _float_dtypes(plan)}, __version__, out.path, out.sizes,
+                      tables, weights)  # fmt: skip
+    card = model_card(_card(plan, target, names, rec), plan.card)
+    written = Written(sum(out.sizes.values()) + _write(out.path / CARD, card.encode()),
+                      sum(shared_bytes(out.path / name) for name in out.sizes))  # fmt: skip
+    out.modes[CARD] = out.source / (CARD if plan.card is not None else plan.config_name)
+    return names, written
+
+
+def _write_metadata(plan: Plan, res: Size, out: _Folder) -> None:
+    """The config, processor and code files rewritten for `res`, and the files carried as they are."""
     folder = plan.source.folder
-    sizes[plan.config_name] = _write(tmp / plan.config_name, dump_json(_config(plan, res)))
-    modes[plan.config_name] = folder / plan.config_name
+    out.sizes[plan.config_name] = _write(out.path / plan.config_name, dump_json(_config(plan, res)))
+    out.modes[plan.config_name] = folder / plan.config_name
     for rel, data in plan.processors.items():
-        out = dump_json(plan.family.rewrite_processor(data, res, rel, plan.config))
-        sizes[rel] = _write(_place(tmp, rel, folder, modes), out)
-        modes[rel] = folder / rel if (folder / rel).exists() else folder / plan.config_name  # a tower's, made
-    for rel, text in plan.code.items():
-        code = plan.family.rewrite_code(rel, text, res, plan.sizes.patch_size)
-        sizes[rel] = _write(_place(tmp, rel, folder, modes), code.encode())
-        modes[rel] = folder / rel
+        text = dump_json(plan.family.rewrite_processor(data, res, rel, plan.config))
+        out.sizes[rel] = _write(out.place(rel), text)
+        out.modes[rel] = folder / rel if (folder / rel).exists() else folder / plan.config_name  # a tower's, made
+    for rel, code in plan.code.items():
+        rewritten = plan.family.rewrite_code(rel, code, res, plan.sizes.patch_size)
+        out.sizes[rel] = _write(out.place(rel), rewritten.encode())
+        out.modes[rel] = folder / rel
     for src, rel in plan.carried:
-        sizes[rel] = _copy(src, _place(tmp, rel, folder, modes))
-        modes[rel] = src
+        out.sizes[rel] = _copy(src, out.place(rel))
+        out.modes[rel] = src
 
 
 @dataclass(frozen=True)
@@ -272,17 +307,6 @@ def _config(plan: Plan, res: Size) -> dict[str, Any]:
     if plan.options.dtype == "keep" or not plan.family.states_dtype:
         return config  # timm and open_clip take the dtype from the weights; their configs state none
     return set_dtype(config, plan.options.dtype)
-
-
-def _place(tmp: Path, rel: str, source: Path, modes: dict[str, Path]) -> Path:
-    """`tmp / rel`, its subfolders made (taking their source folders' permissions)."""
-    parts = rel.split("/")
-    for i in range(1, len(parts)):
-        sub = "/".join(parts[:i])
-        if sub not in modes:
-            (tmp / sub).mkdir(exist_ok=True)
-            modes[sub] = source / sub
-    return tmp / rel
 
 
 def _needs_compute(tensors: list[OutTensor]) -> bool:
