@@ -121,3 +121,24 @@ def test_tables_move_through_the_pipe_in_chunks(monkeypatch: pytest.MonkeyPatch)
     assert sink.getvalue() == data
     assert worker.receive(io.BytesIO(data), len(data)) == data
     assert worker.receive(io.BytesIO(data[:10]), len(data)) == data[:10], "fewer at end of file"
+
+
+def test_the_worker_module_imports_only_what_its_child_needs() -> None:
+    """The child imports this module before torch, and `xcr resize` imports it to start the child: what
+    it pulls in lies on the path every conversion waits for (on a copy-on-write file system, all of it)."""
+    code = (
+        "import sys, xcomposer_resize.conversion.worker\n"
+        "print(sorted(m for m in sys.modules if m.startswith('xcomposer_resize') or m in ('torch', 'typer', 'rich')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.replace("'", '"')) == [
+        "xcomposer_resize",
+        "xcomposer_resize.checkpoint",
+        "xcomposer_resize.checkpoint.dtypes",
+        "xcomposer_resize.conversion",
+        "xcomposer_resize.conversion.worker",
+        "xcomposer_resize.errors",
+        "xcomposer_resize.interpolate",
+        "xcomposer_resize.version",
+    ]

@@ -17,7 +17,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .checkpoint.safetensors import DTYPE_WORDS
+from .checkpoint.dtypes import DTYPE_WORDS
 from .errors import UsageError, arg
 from .families import NAMES, family_named, flag_names, method_words
 from .interpolate import ANTIALIAS_MODES, MODES

@@ -15,22 +15,17 @@ import json
 import math
 import os
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
+from .dtypes import DTYPE_SIZES, Buffer, nbytes_of, tensor_bytes, torch_dtype
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
-DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1,
-    "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
 MAX_HEADER_BYTES = 100_000_000  # the format's own cap
 METADATA = {"format": "pt"}
 ALIGN = 4096  # copied bytes keep their source offsets modulo this: the block size of XFS, btrfs, ext4, APFS
@@ -67,11 +62,6 @@ class SafetensorsFile:
     size: int
     tensors: list[TensorEntry]
     metadata: dict[str, str]
-
-
-def nbytes_of(dtype: str, shape: Iterable[int]) -> int:
-    """Bytes of a tensor of `dtype` and `shape`."""
-    return DTYPE_SIZES[dtype] * math.prod(shape)
 
 
 def read_header(path: Path) -> SafetensorsFile:
@@ -161,15 +151,6 @@ class FileRange:
     start: int
 
 
-Buffer = bytes | bytearray | memoryview
-DTYPE_WORDS = {
-    "F64": "float64",
-    "F32": "float32",
-    "F16": "float16",
-    "BF16": "bfloat16",
-}  # as users and configs say them
-WORD_DTYPES = {word: dtype for dtype, word in DTYPE_WORDS.items()}
-FLOAT_DTYPES = tuple(DTYPE_WORDS)
 CAST_CHUNK = 32 << 20  # source bytes converted at a time: memory stays flat for any tensor size
 
 
@@ -519,51 +500,3 @@ def read_bytes(path: Path, start: int, nbytes: int) -> bytearray:
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror or e}; check its permissions") from e
     return buf
-
-
-# torch <-> safetensors dtype names; torch is imported only when these are called.
-_TORCH_NAMES = {
-    "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16", "F16": "float16",
-    "BF16": "bfloat16", "I32": "int32", "U32": "uint32", "F32": "float32", "I64": "int64",
-    "U64": "uint64", "F64": "float64", "F8_E5M2": "float8_e5m2", "F8_E4M3": "float8_e4m3fn",
-}  # fmt: skip
-
-
-def torch_dtype(dtype: str) -> torch.dtype:
-    """The torch dtype of a safetensors dtype name."""
-    import torch
-
-    result: torch.dtype = getattr(torch, _TORCH_NAMES[dtype])
-    return result
-
-
-def st_dtype(dtype: torch.dtype) -> str:
-    """The safetensors dtype name of a torch dtype."""
-    name = str(dtype).removeprefix("torch.")
-    for st, tn in _TORCH_NAMES.items():
-        if tn == name:
-            return st
-    raise InputError(f"tensors of dtype {name} cannot be stored in safetensors")
-
-
-def tensor_bytes(t: torch.Tensor) -> memoryview:
-    """A zero-copy byte view of a contiguous CPU tensor (keep `t` alive while it is used)."""
-    import ctypes
-
-    t = t.contiguous()
-    n = t.numel() * t.element_size()
-    if n == 0:
-        return memoryview(b"")
-    array = (ctypes.c_ubyte * n).from_address(t.data_ptr())
-    array._owner = t  # type: ignore[attr-defined]  # the view keeps the array, the array keeps t
-    return memoryview(array).cast("B")
-
-
-def tensor_from_bytes(data: Buffer, dtype: str, shape: tuple[int, ...]) -> torch.Tensor:
-    """A tensor over `data` (copied into a writable buffer when needed)."""
-    import torch
-
-    buf = data if isinstance(data, bytearray) else bytearray(data)
-    if not buf:
-        return torch.empty(shape, dtype=torch_dtype(dtype))
-    return torch.frombuffer(buf, dtype=torch_dtype(dtype)).reshape(shape)

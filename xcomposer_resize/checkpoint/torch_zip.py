@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .safetensors import DTYPE_SIZES, TensorEntry, nbytes_of
+from .dtypes import DTYPE_SIZES, nbytes_of
+from .safetensors import TensorEntry
 
 # torch storage class name → safetensors dtype
 STORAGE_DTYPES = {

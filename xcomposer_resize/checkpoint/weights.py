@@ -16,16 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError
-from .safetensors import (
-    DTYPE_SIZES,
-    FileRange,
-    TensorEntry,
-    nbytes_of,
-    read_bytes,
-    read_header,
-    st_dtype,
-    tensor_from_bytes,
-)
+from .dtypes import DTYPE_SIZES, nbytes_of, st_dtype, tensor_from_bytes
+from .safetensors import FileRange, TensorEntry, read_bytes, read_header
 from .torch_zip import Unsupported, read_layout
 
 if TYPE_CHECKING:

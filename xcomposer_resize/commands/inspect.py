@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoint.safetensors import FLOAT_DTYPES, WORD_DTYPES
+from ..checkpoint.dtypes import FLOAT_DTYPES, WORD_DTYPES
 from ..checkpoint.source import hub_error, is_metadata, resolve_source, shards_of
 from ..checkpoint.weights import open_checkpoint, pick_weights, read_json, walk
 from ..conversion import record

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..checkpoint.safetensors import DTYPE_SIZES, FLOAT_DTYPES, WORD_DTYPES, Cast, FileRange, OutTensor, tensor_bytes
+from ..checkpoint.dtypes import DTYPE_SIZES, FLOAT_DTYPES, WORD_DTYPES, tensor_bytes
+from ..checkpoint.safetensors import Cast, FileRange, OutTensor
 from ..checkpoint.source import is_metadata
 from ..checkpoint.weights import (
     BIN_INDEX,

@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
-from ..checkpoint.safetensors import tensor_bytes, tensor_from_bytes, torch_dtype
+from ..checkpoint.dtypes import tensor_bytes, tensor_from_bytes, torch_dtype
 from ..errors import OutputError
 from ..interpolate import resample_grid
 

@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..checkpoint.dtypes import DTYPE_SIZES, DTYPE_WORDS, Buffer, tensor_bytes, torch_dtype
 from ..checkpoint.extents import shared_bytes
 from ..checkpoint.safetensors import (
-    DTYPE_SIZES,
-    DTYPE_WORDS,
-    Buffer,
     FileRange,
     OutTensor,
     arrange,
@@ -25,8 +23,6 @@ from ..checkpoint.safetensors import (
     file_size,
     read_bytes,
     read_header,
-    tensor_bytes,
-    torch_dtype,
     write_file,
 )
 from ..checkpoint.source import Source

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...checkpoint.safetensors import DTYPE_WORDS, WORD_DTYPES
+from ...checkpoint.dtypes import DTYPE_WORDS, WORD_DTYPES
 from ...checkpoint.source import is_metadata
 from ...checkpoint.weights import SAFETENSORS_INDEX, is_weight_file, not_a_file, open_checkpoint, read_json, walk
 from ...conversion.card import CARD

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...checkpoint.safetensors import DTYPE_WORDS
+from ...checkpoint.dtypes import DTYPE_WORDS
 from ...checkpoint.weights import load_tensor, open_checkpoint, read_json
 from ...errors import InputError, UsageError, XcrError, arg
 from ...families import Family, VlmFamily

@@ -9,18 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...checkpoint.safetensors import (
+from ...checkpoint.dtypes import (
     DTYPE_SIZES,
     DTYPE_WORDS,
     FLOAT_DTYPES,
     WORD_DTYPES,
-    FileRange,
-    read_bytes,
-    read_header,
     tensor_bytes,
     tensor_from_bytes,
     torch_dtype,
 )
+from ...checkpoint.safetensors import FileRange, read_bytes, read_header
 from ...checkpoint.weights import SourceTensor, load_tensor
 from ...conversion.plan import locate
 from ...errors import InputError
