@@ -93,7 +93,7 @@ def test_worker_answers_several_requests_like_the_library(make_ckpt: Any) -> Non
         want = resample_grid(table, (grid, grid), 1, (24, 24))
         assert got == want.numpy().tobytes()
     worker.close()
-    assert worker.proc.returncode == 0
+    assert worker.proc.wait(timeout=30) == 0
 
 
 def test_worker_ignores_a_torch_folder_in_the_current_directory(make_ckpt: Any, tmp_path: Path) -> None:

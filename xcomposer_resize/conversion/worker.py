@@ -11,11 +11,13 @@ the table from the checkpoint and writes the answer into the output. The math is
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,12 +26,14 @@ from ..errors import OutputError
 from ..interpolate import resample_grid
 
 # The child runs this very copy of xcomposer_resize (a source checkout need not be on sys.path),
-# and not whatever a `torch/` or `xcomposer_resize/` folder in the current directory holds.
+# and not whatever a `torch/` or `xcomposer_resize/` folder in the current directory holds. It imports
+# torch first, the import every conversion waits for: the standard modules this one needs come with it.
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 CHILD = f"""
 import sys
 if sys.path and sys.path[0] in ("", "."):
     del sys.path[0]
+import torch
 if {PACKAGE_ROOT!r} not in sys.path:
     sys.path.insert(0, {PACKAGE_ROOT!r})
 from xcomposer_resize.conversion.worker import main
@@ -79,31 +83,37 @@ class Worker:
     def _why(self, reply: Any) -> str:
         if isinstance(reply, dict) and "error" in reply:
             return str(reply["error"])
-        self.close()
+        self.close(wait=True)
         self.stderr.seek(0)
         lines = self.stderr.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else f"the worker process exited with {self.proc.returncode}"
 
-    def close(self) -> None:
-        """End the worker (it exits at EOF; killed if it does not) and free its resources."""
-        if self.proc.stdin and not self.proc.stdin.closed:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+    def close(self, wait: bool = False) -> None:
+        """End the worker: it exits at EOF on its stdin. `wait`: until it has; else a daemon thread reaps
+        it (a process with torch loaded takes 30–60 ms to tear down, which no output waits for), killing
+        it if it has not exited within 5 s."""
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None and not pipe.closed:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        if wait:
+            _reap(self.proc)
+        elif self.proc.poll() is None:
+            threading.Thread(target=_reap, args=(self.proc,), name="xcr-worker-reaper", daemon=True).start()
 
     def kill(self) -> None:
         """Stop at once (on errors and interruptions)."""
         if self.proc.poll() is None:
             self.proc.kill()
-        self.close()
+        self.close(wait=True)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 _early: Worker | None = None  # started by the command line before it knew it needs one
@@ -159,8 +169,6 @@ def receive(f: IO[bytes], n: int) -> bytearray:
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: answer requests until EOF."""
-    import torch  # noqa: F401  # first, while the parent copies
-
     while line := stdin.readline():
         try:
             req = json.loads(line)
