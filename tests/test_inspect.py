@@ -36,6 +36,7 @@ def test_inspect_a_folder(xcr: Any, make_ckpt: Any) -> None:
         "multiple_of": 14,
         "min": 14,
         "max": 57330,
+        "grid_multiple_of": 1,
         "non_square": False,
         "square_only": "transformers' CLIP config states one image_size and CLIPVisionEmbeddings builds a square "
         "grid from it",

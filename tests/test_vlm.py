@@ -315,6 +315,16 @@ def test_inspect_shows_the_nested_tower_and_its_token_count(xcr: Any, tmp_path: 
     assert "one per 2×2 cells" in data["image_tokens_rule"]
     shown = xcr("inspect", ivl).out
     assert "vision tower" in shown and "4 per image" in shown
+    accepted = data["accepted_res"]  # every size it names converts: grids of whole 2×2 folds
+    assert accepted["grid_multiple_of"] == 2 and accepted["min"] == 28 and accepted["max"] % 28 == 0
+    assert "the grid a multiple of 2" in shown
+    for res in (accepted["min"], 84):
+        assert xcr("resize", "--model", ivl, "--res", res, "--out", tmp_path / f"ivl-{res}").code == 0
+    assert xcr("resize", "--model", ivl, "--res", accepted["min"] - 14, "--out", tmp_path / "small").code == 2
+    gemma = build_vlm(tmp_path / "gemma3", "gemma3", image_size=56)  # pooled to 2×2 tokens
+    accepted = json.loads(xcr("inspect", gemma, "--json").out)["accepted_res"]
+    assert accepted["grid_multiple_of"] == 2 and accepted["min"] == 28 and accepted["max"] % 28 == 0
+    assert xcr("resize", "--model", gemma, "--res", accepted["min"], "--out", tmp_path / "gemma-min").code == 0
 
 
 def test_a_sharded_vlm_with_a_dtype_lands_once_and_is_up_to_date_after(xcr: Any, tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def inspection(found: Inspection) -> str:
     rows.add_row(
         "--res accepted",
         f"{a['min']} to {a['max']} (a square's side); multiples of {a['multiple_of']} fit the patches exactly; "
+        + (f"the grid a multiple of {a['grid_multiple_of']}; " if a["grid_multiple_of"] > 1 else "")
         + ("HxW such as 448x672 too" if a["non_square"] else "square only"),
     )
     rows.add_row("default method", escape(found.method))

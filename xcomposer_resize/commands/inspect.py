@@ -20,7 +20,7 @@ from ..checkpoint.weights import open_checkpoint, pick_weights, read_json, walk
 from ..conversion import record
 from ..conversion.configs import VisionSizes, vision_sizes
 from ..conversion.plan import disagreement, locate, role
-from ..errors import HubError, UsageError
+from ..errors import HubError, InputError, UsageError
 from ..families import Family, VlmFamily, flag_of
 from ..families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ..options import largest_grid
@@ -57,8 +57,8 @@ class Inspection:
     grid: list[int]
     prefix_tokens: int
     stated: bool  # config.json states image_size and patch_size (else transformers' defaults)
-    accepted_res: dict[str, Any]  # min, max (a square's side); multiples of multiple_of fit exactly;
-    # non_square: whether HxW is accepted; square_only: why not (None when it is)
+    accepted_res: dict[str, Any]  # min, max (a square's side); multiples of multiple_of fit exactly; the grid
+    # (res // patch) a multiple of grid_multiple_of; non_square: whether HxW is accepted; square_only: why not
     method: str  # the family's own run-time interpolation, xcr's default for it
     table: Table | None
     position_ids: str | None
@@ -137,7 +137,9 @@ def _look(model: str, revision: str | None, token: str | None, family: str | Non
         grid=list(sizes.grid),
         prefix_tokens=prefix,
         stated=sizes.stated,
-        accepted_res=_accepted(sizes, table.shape[-1] if table else 1024, prefix, adapter.square_reason(config)),
+        accepted_res=_accepted(
+            sizes, table.shape[-1] if table else 1024, prefix, adapter.square_reason(config), _step(adapter, config)
+        ),
         method=adapter.mode + (", antialias" if adapter.antialias else "") + f" (= {adapter.runtime.replace('`', '')})",
         table=table,
         position_ids=found.ids if tensors is not None else None,
@@ -215,15 +217,24 @@ def _table(
     return Table(adapter.pos_suffix, shape, _config_dtype(config), "config")
 
 
-def _accepted(sizes: VisionSizes, width: int, prefix: int, square_reason: str | None) -> dict[str, Any]:
-    """The sizes `resize --res` accepts: multiples of the patch up to the largest the table allows."""
+def _accepted(sizes: VisionSizes, width: int, prefix: int, square_reason: str | None, step: int) -> dict[str, Any]:
+    """The sizes `resize --res` accepts: multiples of the patch (they fit exactly) up to the largest the
+    table allows, whose grid is a multiple of `step` (a VLM that folds or pools cells into tokens)."""
     return {
         "multiple_of": sizes.patch_size,
-        "min": sizes.patch_size,
-        "max": largest_grid(width, prefix) * sizes.patch_size,
+        "min": sizes.patch_size * step,
+        "max": largest_grid(width, prefix) // step * step * sizes.patch_size,
+        "grid_multiple_of": step,
         "non_square": not square_reason,
         "square_only": square_reason or None,
     }
+
+
+def _step(family: Family, config: dict[str, Any]) -> int:
+    try:
+        return family.grid_step(config)
+    except InputError:  # a config the family cannot read a step from: resize says why
+        return 1
 
 
 def _listing(source: Source, token: str | None) -> dict[str, int | None]:

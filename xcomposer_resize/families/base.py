@@ -109,6 +109,11 @@ class Family:
         """Why a checkpoint with this config cannot be converted to a non-square size ("": it can)."""
         return self.square_only
 
+    def grid_step(self, config: dict[str, Any]) -> int:
+        """The grid's sides must be multiples of this (a VLM that folds or pools cells into tokens;
+        `refusal` says so for a size that is not); 1: any grid."""
+        return 1
+
     def refusal(self, config: dict[str, Any], res: Size) -> str:
         """Why no config the family's loader reads builds this checkpoint at `res` ("": one does).
         Asked before any work; `set_size` may rely on it."""

@@ -340,6 +340,9 @@ class InternVlFamily(VlmFamily):
         fold = self._fold(config)
         return (grid[0] // fold) * (grid[1] // fold)
 
+    def grid_step(self, config: dict[str, Any]) -> int:
+        return self._fold(config)
+
     def tokens_rule(self, config: dict[str, Any]) -> str:
         fold = self._fold(config)
         return f"one per {fold}×{fold} cells (downsample_ratio {config.get('downsample_ratio', 0.5)}): the grid must be a multiple of {fold}"
@@ -381,6 +384,11 @@ class Gemma3Family(VlmFamily):
         return (
             f"fixed: the grid is pooled to {side}×{side} (mm_tokens_per_image); the grid must be a multiple of {side}"
         )
+
+    def grid_step(self, config: dict[str, Any]) -> int:
+        tokens = config.get("mm_tokens_per_image", 256)
+        side = math.isqrt(tokens) if type(tokens) is int and tokens > 0 else 1
+        return side if side * side == tokens else 1
 
     def refusal(self, config: dict[str, Any], res: Size) -> str:
         tokens = config.get("mm_tokens_per_image", 256)
