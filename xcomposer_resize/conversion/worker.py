@@ -97,8 +97,10 @@ class Worker:
                 with contextlib.suppress(OSError):
                     pipe.close()
         if wait:
-            _reap(self.proc)
-        elif self.proc.poll() is None:
+            _reap(self.proc)  # its stderr stays readable, for the error that says why it failed
+            return
+        self.stderr.close()
+        if self.proc.poll() is None:
             threading.Thread(target=_reap, args=(self.proc,), name="xcr-worker-reaper", daemon=True).start()
 
     def kill(self) -> None:
@@ -106,6 +108,7 @@ class Worker:
         if self.proc.poll() is None:
             self.proc.kill()
         self.close(wait=True)
+        self.stderr.close()
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
