@@ -359,6 +359,12 @@ def test_gemma3_keeps_its_pooled_token_count_and_refuses_grids_it_cannot_pool(xc
         features = model.get_image_features(pixel_values=pixels)
     pooled = features.pooler_output if hasattr(features, "pooler_output") else features
     assert pooled.shape[1] == 4  # the language model still gets its 4 tokens
+    for tokens in (5, -4):  # a count the projector cannot pool a square grid to
+        with edited(src / "config.json") as data:
+            data["mm_tokens_per_image"] = tokens
+        odd = xcr("resize", "--model", src, "--res", 84, "--out", tmp_path / "odd")
+        assert odd.code == 2 and f"mm_tokens_per_image {tokens}, not a square count" in odd.err, odd.err
+        assert not (tmp_path / "odd").exists()
 
 
 def test_a_sharded_vlm_from_the_hub_downloads_what_it_reads_and_inspect_says_so(

@@ -385,17 +385,21 @@ class Gemma3Family(VlmFamily):
             f"fixed: the grid is pooled to {side}×{side} (mm_tokens_per_image); the grid must be a multiple of {side}"
         )
 
-    def grid_step(self, config: dict[str, Any]) -> int:
+    def _side(self, config: dict[str, Any]) -> int:
+        """The side of the square the grid is pooled to (0: `mm_tokens_per_image` is not a square count)."""
         tokens = config.get("mm_tokens_per_image", 256)
-        side = math.isqrt(tokens) if type(tokens) is int and tokens > 0 else 1
-        return side if side * side == tokens else 1
+        side = math.isqrt(tokens) if type(tokens) is int and tokens > 0 else 0
+        return side if side * side == tokens else 0
+
+    def grid_step(self, config: dict[str, Any]) -> int:
+        return self._side(config) or 1
 
     def refusal(self, config: dict[str, Any], res: Size) -> str:
-        tokens = config.get("mm_tokens_per_image", 256)
-        side = math.isqrt(tokens) if type(tokens) is int else 0
+        side = self._side(config)
         patch = self._patch(config)
         grid = res.grid(patch)
-        if side < 1 or side * side != tokens:
+        if not side:
+            tokens = config.get("mm_tokens_per_image", 256)
             return f"config.json has mm_tokens_per_image {tokens!r}, not a square count; xcr cannot pool to it"
         if grid[0] % side or grid[0] != grid[1]:
             step = patch * side
