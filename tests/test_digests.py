@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from xcomposer_resize.checkpoint.safetensors import FileRange, OutTensor, file_size, read_header, write_file
+from xcomposer_resize.checkpoint.safetensors import FileRange, OutTensor, arrange, read_header, write_file
 from xcomposer_resize.conversion import digests
 
 
@@ -39,8 +39,8 @@ def test_a_file_hashed_while_written_has_the_digest_it_reads_back_with(
     ]
     out = tmp_path / "out.safetensors"
     with digests.pool() as pool:
-        hashing = digests.WriteDigest(out, file_size(tensors), pool)
-        write_file(out, tensors, on_written=hashing.written)
+        hashing = digests.WriteDigest(out, arrange(tensors).size, pool)
+        write_file(out, arrange(tensors), on_written=hashing.written)
         got = hashing.result()
     assert got == digests.file_digest(out) == by_definition(out, block)
     data = bytearray(out.read_bytes())

@@ -26,7 +26,6 @@ from xcomposer_resize.checkpoint.safetensors import (
     FileRange,
     OutTensor,
     arrange,
-    file_size,
     read_header,
     write_file,
 )
@@ -82,8 +81,8 @@ def a_table_in_the_middle(tmp_path: Path) -> tuple[Path, dict[str, torch.Tensor]
 def test_copied_tensors_on_both_sides_of_the_table_keep_their_offsets(tmp_path: Path) -> None:
     src, tensors, new = a_table_in_the_middle(tmp_path)
     out = tmp_path / "out.safetensors"
-    size = write_file(out, planned(src, new))
-    assert size == out.stat().st_size == file_size(planned(src, new))
+    size = write_file(out, arrange(planned(src, new)))
+    assert size == out.stat().st_size == arrange(planned(src, new)).size
     assert misaligned(src, out, skip=set(new)) == []  # read_header proves no hole and no overlap
     with safe_open(str(out), "pt") as f:
         assert sorted(f.keys()) == sorted(tensors)
@@ -95,14 +94,14 @@ def test_the_layout_depends_only_on_the_tensors(tmp_path: Path) -> None:
     src, _, new = a_table_in_the_middle(tmp_path)
     first, second = arrange(planned(src, new)), arrange(planned(src, new))
     assert [t.name for t in first.tensors] == [t.name for t in second.tensors] and first.header == second.header
-    write_file(tmp_path / "a.safetensors", planned(src, new))
-    write_file(tmp_path / "b.safetensors", planned(src, new))
+    write_file(tmp_path / "a.safetensors", arrange(planned(src, new)))
+    write_file(tmp_path / "b.safetensors", arrange(planned(src, new)))
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
 
 
 def test_an_unchanged_file_is_the_source_byte_for_byte(tmp_path: Path) -> None:
     src, _, _ = a_table_in_the_middle(tmp_path)
-    write_file(tmp_path / "out.safetensors", planned(src, {}))
+    write_file(tmp_path / "out.safetensors", arrange(planned(src, {})))
     assert (tmp_path / "out.safetensors").read_bytes() == src.read_bytes()
 
 
@@ -111,7 +110,7 @@ def test_a_header_unlike_the_source_is_padded_to_keep_the_offsets(tmp_path: Path
     tensors = {"a": torch.randn(100_000, generator=g), "b": torch.randn(3, generator=g)}
     save_file(tensors, str(tmp_path / "src.safetensors"), metadata={"format": "pt", "other": "x" * 5000})
     out = tmp_path / "out.safetensors"
-    write_file(out, planned(tmp_path / "src.safetensors", {}))
+    write_file(out, arrange(planned(tmp_path / "src.safetensors", {})))
     assert misaligned(tmp_path / "src.safetensors", out, skip=set()) == []
     assert read_header(out).metadata == {"format": "pt"}
     with safe_open(str(out), "pt") as f:

@@ -401,19 +401,32 @@ def test_ctrl_c_while_the_json_is_written_says_the_output_is_complete(
     assert (tmp_path / "out" / "model.safetensors").is_file()
 
 
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [("unreadable", "the output did not read back as written (model.safetensors was cut short)"),
+     ("changed", "model.safetensors was not written as planned"),
+     ("table", "xcr: error: vision_model.embeddings.position_ids did not read back as written")],
+)  # fmt: skip
 def test_an_output_that_does_not_read_back_is_the_disks_fault(
-    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    xcr: Any, make_ckpt: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str, says: str
 ) -> None:
     from xcomposer_resize.conversion import write as convert_module
     from xcomposer_resize.errors import InputError
 
-    def unreadable(path: Path) -> Any:
-        raise InputError(f"{path.name} is not a valid safetensors file: it was truncated while being read")
+    real = convert_module.read_bytes
 
-    monkeypatch.setattr(convert_module, "read_header", unreadable)
+    def disk(path: Path, start: int, nbytes: int) -> bytearray:
+        if damage == "unreadable":
+            raise InputError(f"{path.name} was cut short")
+        got = real(path, start, nbytes)
+        if (damage == "changed") == (start == 0):  # the header, or a tensor
+            got[-1] ^= 1
+        return got
+
+    monkeypatch.setattr(convert_module, "read_bytes", disk)
     r = xcr("resize", "--model", make_ckpt(), "--res", 490, "--out", tmp_path / "out")
     assert r.code == 1
-    assert "the output did not read back as written" in one_error_line(r.err) and "disk may be failing" in r.err
+    assert says in one_error_line(r.err) and "disk may be failing" in r.err
     assert not (tmp_path / "out").exists()
 
 

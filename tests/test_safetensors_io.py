@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from xcomposer_resize.checkpoint.safetensors import FileRange, OutTensor, file_size, read_header, write_file
+from xcomposer_resize.checkpoint.safetensors import FileRange, OutTensor, arrange, read_header, write_file
 from xcomposer_resize.errors import InputError
 
 
@@ -47,8 +47,8 @@ def test_written_files_load_in_the_safetensors_library(tmp_path: Path) -> None:
         OutTensor("b", "I64", (5,), FileRange(st.path, by["b"].start)),
         OutTensor("z", "F32", (2,), FileRange(st.path, by["z"].start)),
     ]
-    n = write_file(tmp_path / "out.safetensors", out)
-    assert n == (tmp_path / "out.safetensors").stat().st_size == file_size(out)
+    n = write_file(tmp_path / "out.safetensors", arrange(out))
+    assert n == (tmp_path / "out.safetensors").stat().st_size == arrange(out).size
     back = load_file(str(tmp_path / "out.safetensors"))
     assert torch.equal(back["a"], src["a"]) and torch.equal(back["b"], src["b"]) and torch.equal(back["z"], src["z"])
     assert torch.equal(back["new"], new)
@@ -60,7 +60,7 @@ def test_written_files_load_in_the_safetensors_library(tmp_path: Path) -> None:
 
 def test_computed_bytes_of_the_wrong_size_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="expected 8"):
-        write_file(tmp_path / "o.safetensors", [OutTensor("a", "F32", (2,), lambda: b"1234")])
+        write_file(tmp_path / "o.safetensors", arrange([OutTensor("a", "F32", (2,), lambda: b"1234")]))
 
 
 def good(tmp_path: Path) -> Path:

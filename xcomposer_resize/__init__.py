@@ -3,13 +3,16 @@ for a new input resolution."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from .version import __version__
+
+TYPE_CHECKING = False  # not typing's: `xcr resize` imports this package before it starts the torch worker,
+# and typing costs ~6 ms there (type checkers treat any TYPE_CHECKING as true)
 
 __all__ = ["__version__", "resize", "resize_model", "inspect", "verify", "Result", "Size", "XcrError"]
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .commands.inspect import inspect
     from .commands.verify import verify
     from .conversion.model import resize_model

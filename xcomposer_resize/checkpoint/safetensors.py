@@ -202,6 +202,11 @@ class Arranged:
     tensors: list[OutTensor]
     header: bytes
 
+    @property
+    def size(self) -> int:
+        """The file's size in bytes."""
+        return len(self.header) + sum(t.nbytes for t in self.tensors)
+
 
 def arrange(tensors: list[OutTensor]) -> Arranged:
     """Lay out `tensors` (given in the plan's order) so that copied bytes keep their source offsets
@@ -296,15 +301,10 @@ def _filler(candidates: list[int], sizes: list[int], need: int) -> list[int] | N
     return picked[::-1]
 
 
-def file_size(tensors: list[OutTensor]) -> int:
-    """Size in bytes of the safetensors file that `write_file` writes for `tensors`."""
-    return len(arrange(tensors).header) + sum(t.nbytes for t in tensors)
-
-
 def write_file(
-    path: Path, tensors: list[OutTensor], progress: Progress | None = None, on_written: Written | None = None
+    path: Path, layout: Arranged, progress: Progress | None = None, on_written: Written | None = None
 ) -> int:
-    """Write `tensors` to a new safetensors file at `path`, laid out by `arrange`; return its size.
+    """Write a new safetensors file at `path` as `layout` (from `arrange`) lays it out; return its size.
 
     Runs of tensors that come from consecutive bytes of one source file are copied in one
     kernel-side copy (copy_file_range, which shares whole blocks where the file system can; then a
@@ -314,8 +314,7 @@ def write_file(
     `on_written(start, end)` is told each byte range of the file once it is final.
     """
     done = on_written or (lambda start, end: None)
-    arranged = arrange(tensors)
-    head, tensors = arranged.header, arranged.tensors
+    head, tensors = layout.header, layout.tensors
     offsets = []
     at = len(head)
     for t in tensors:

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from typing import NoReturn
 
 from ..errors import interruption, on_signal
+
+TYPE_CHECKING = False  # typing's costs ~4 ms before the torch worker starts
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 
 def run() -> NoReturn:

@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import os
 import subprocess
 import sys
-import tempfile
 import threading
-from pathlib import Path
-from typing import IO, Any
 
-from ..checkpoint.dtypes import tensor_bytes, tensor_from_bytes, torch_dtype
 from ..errors import OutputError
-from ..interpolate import resample_grid
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+# `xcr resize` imports this module first thing, to start the child: every module imported here delays
+# torch's import, which every conversion waits for. So typing, json, tempfile, pathlib and the child's own
+# modules (dtypes, interpolate) are imported where they are used.
 
 # The child runs this very copy of xcomposer_resize (a source checkout need not be on sys.path),
 # and not whatever a `torch/` or `xcomposer_resize/` folder in the current directory holds. It imports
 # torch first, the import every conversion waits for: the standard modules this one needs come with it.
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 CHILD = f"""
 import sys
 if sys.path and sys.path[0] in ("", "."):
@@ -51,7 +53,7 @@ class Worker:
     @classmethod
     def start(cls) -> Worker | None:
         """Start a worker that begins importing torch at once; None if no process can be started."""
-        stderr = tempfile.TemporaryFile()  # never a pipe: nobody reads it until the worker fails
+        stderr = _scratch_file()  # never a pipe: nobody reads it until the worker fails
         try:
             proc = subprocess.Popen(  # in "/": it needs no folder, and the caller's may be gone
                 [sys.executable, "-c", CHILD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, cwd="/"
@@ -63,6 +65,8 @@ class Worker:
 
     def resample(self, request: dict[str, Any], table: bytes | bytearray | memoryview) -> bytearray:
         """Send one table; return the resampled table's bytes. Raises OutputError if the worker fails."""
+        import json
+
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(json.dumps({**request, "nbytes": len(table)}).encode() + b"\n")
@@ -109,6 +113,17 @@ class Worker:
             self.proc.kill()
         self.close(wait=True)
         self.stderr.close()
+
+
+def _scratch_file() -> IO[bytes]:
+    """An anonymous file for the worker's stderr: in memory where Linux offers one (no tempfile import,
+    no file system), else a temporary file."""
+    if hasattr(os, "memfd_create"):
+        with contextlib.suppress(OSError):
+            return open(os.memfd_create("xcr-worker-stderr", os.MFD_CLOEXEC), "w+b")
+    import tempfile
+
+    return tempfile.TemporaryFile()
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
@@ -172,6 +187,11 @@ def receive(f: IO[bytes], n: int) -> bytearray:
 
 def serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
     """The worker's loop: answer requests until EOF."""
+    import json
+
+    from ..checkpoint.dtypes import tensor_bytes, tensor_from_bytes, torch_dtype
+    from ..interpolate import resample_grid
+
     while line := stdin.readline():
         try:
             req = json.loads(line)

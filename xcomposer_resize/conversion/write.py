@@ -16,13 +16,12 @@ from typing import TYPE_CHECKING, Any
 from ..checkpoint.dtypes import DTYPE_SIZES, DTYPE_WORDS, Buffer, tensor_bytes, torch_dtype
 from ..checkpoint.extents import shared_bytes
 from ..checkpoint.safetensors import (
+    Arranged,
     FileRange,
     OutTensor,
     arrange,
     copy_range,
-    file_size,
     read_bytes,
-    read_header,
     write_file,
 )
 from ..checkpoint.source import Source
@@ -157,7 +156,7 @@ def write_target(
         _write_weights(plan, files, set(new_shapes(plan, g)), out, progress, hashing)
         _write_metadata(plan, target.res, out)
         names, written = _write_card(plan, target, out, computed)
-        _verify(out.path, plan, files, computed)
+        _verify(out, computed)
         set_modes(out.path, out.modes)
         staging.land(
             plan.options.force, folder_mode(plan.source.folder), target.seen, lambda: landed(written, names, False),
@@ -187,7 +186,8 @@ def write_target(
 class _Folder:
     """An output being written in the private folder `path`: every file written (but the card) with
     its size, for the record; every file and subfolder with the source path whose permissions it takes;
-    the digests of the weight files (a header's, or the bytes' hashed as they are written)."""
+    the digests of the weight files (a header's, or the bytes' hashed as they are written) and their
+    layouts, for the read-back."""
 
     path: Path
     source: Path
@@ -195,6 +195,7 @@ class _Folder:
     modes: dict[str, Path] = field(default_factory=dict)
     weights: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, digests.WriteDigest] = field(default_factory=dict)
+    layouts: dict[str, Arranged] = field(default_factory=dict)
 
     def place(self, rel: str) -> Path:
         """`path / rel`, its subfolders made (taking their source folders' permissions)."""
@@ -223,13 +224,14 @@ def _write_weights(plan: Plan, files: list[list[OutTensor]], rewritten: set[str]
     with bytes of its own (a cast) by its bytes' digest, hashed as they are written."""
     weight_map: dict[str, str] = {}
     for f, tensors in sorted(zip(plan.files, files, strict=True), key=lambda p: _needs_compute(p[1])):
-        path = out.path / f.name
+        path, layout = out.path / f.name, arrange(tensors)
+        out.layouts[f.name] = layout
         if all(isinstance(t.source, FileRange) or t.name in rewritten for t in tensors):
-            out.sizes[f.name] = write_file(path, tensors, progress)
+            out.sizes[f.name] = write_file(path, layout, progress)
             out.weights[f.name] = digests.header_digest(path)
         else:
-            out.hashes[f.name] = digests.WriteDigest(path, file_size(tensors), hashing)
-            out.sizes[f.name] = write_file(path, tensors, progress, out.hashes[f.name].written)
+            out.hashes[f.name] = digests.WriteDigest(path, layout.size, hashing)
+            out.sizes[f.name] = write_file(path, layout, progress, out.hashes[f.name].written)
         weight_map.update({t.name: f.name for t in tensors})
         out.modes[f.name] = f.source
     if plan.index_name:
@@ -244,7 +246,7 @@ def _write_card(plan: Plan, target: Target, out: _Folder,
     the output names them; what the output's files hold and share)."""
     named = plan.family.vision_only_name if plan.options.vision_only else str
     names = tuple(sorted(named(n) for n in computed))
-    tables = {named(n): record.digest(bytes(data)) for n, data in computed.items()}
+    tables = {named(n): record.digest(data) for n, data in computed.items()}
     weights = {**out.weights, **{name: h.result() for name, h in out.hashes.items()}}
     rec = record.make({**target.want, "source_dtypes": _float_dtypes(plan)}, __version__, out.path, out.sizes,
                       tables, weights)  # fmt: skip
@@ -410,19 +412,18 @@ def _copy(src: Path, dst: Path) -> int:
     return size
 
 
-def _verify(tmp: Path, plan: Plan, files: list[list[OutTensor]], computed: dict[str, Buffer]) -> None:
-    """Re-read what was written: every header parses and matches the plan, and the rewritten
-    tensors read back byte for byte. A failure is the output's (the disk's), never the source's."""
+def _verify(out: _Folder, computed: dict[str, Buffer]) -> None:
+    """Re-read what was written: every weight file's header is the one laid out, byte for byte, and so
+    are the rewritten tensors. A failure is the output's (the disk's), never the source's."""
     try:
-        for f, planned in zip(plan.files, files, strict=True):
-            path = tmp / f.name
-            got = read_header(path)
-            if got.metadata != {"format": "pt"} or [(t.name, t.dtype, t.shape) for t in got.tensors] != [
-                (t.name, t.dtype, t.shape) for t in arrange(planned).tensors
-            ]:
-                raise OutputError(f"{path.name} was not written as planned; the disk may be failing")
-            for t in got.tensors:
-                if t.name in computed and read_bytes(path, t.start, t.nbytes) != bytes(computed[t.name]):
+        for name, layout in out.layouts.items():
+            path = out.path / name
+            if os.path.getsize(path) != layout.size or read_bytes(path, 0, len(layout.header)) != layout.header:
+                raise OutputError(f"{name} was not written as planned; the disk may be failing")
+            at = len(layout.header)
+            for t in layout.tensors:
+                if t.name in computed and read_bytes(path, at, t.nbytes) != computed[t.name]:
                     raise OutputError(f"{t.name} did not read back as written; the disk may be failing")
+                at += t.nbytes
     except InputError as e:
         raise OutputError(f"the output did not read back as written ({e.message}); the disk may be failing") from e
