@@ -251,23 +251,27 @@ def clip_vision_tiny() -> dict[str, int]:
 
 
 def build(work: Path, tiny: bool, only: str = "") -> list[Case]:
-    """The replicas whose names contain `only` (the sharded ones' names before their sizes are known:
-    "GB sharded safetensors", "LLaVA-1.5-7B-shaped")."""
+    """The replicas whose names contain one of the comma-separated texts in `only` (the sharded ones'
+    names before their sizes are known: "GB sharded safetensors", "LLaVA-1.5-7B-shaped")."""
+
+    def wanted(name: str) -> bool:
+        return not only or any(o in name for o in only.split(","))
+
     shapes = clip_shapes(tiny)
     sd = random_state(shapes)
     label = "tiny CLIP replica " if tiny else "CLIP-L/14-336 "
     cases = []
-    if only in f"{label}safetensors":
+    if wanted(f"{label}safetensors"):
         cases.append(Case(f"{label}safetensors", work / "st", write_folder(work / "st", sd, "safetensors", tiny), True))
-    if only in f"{label}pytorch_model.bin":
+    if wanted(f"{label}pytorch_model.bin"):
         cases.append(Case(f"{label}pytorch_model.bin", work / "bin", write_folder(work / "bin", sd, "bin", tiny), True))
     siglip = f"{'tiny ' if tiny else ''}SigLIP-so400m-patch14-384 safetensors, --res 768"
-    if only in siglip:
+    if wanted(siglip):
         cases.append(Case(siglip, work / "siglip", write_siglip(work / "siglip", tiny), False, res=768))
-    if only in "GB sharded safetensors":
+    if wanted("GB sharded safetensors"):
         cases.append(sharded(work, tiny, sd))
     del sd
-    if only in "LLaVA-1.5-7B-shaped":
+    if wanted("LLaVA-1.5-7B-shaped"):
         size = write_llava(work / "llava", tiny)
         cases.append(Case(f"LLaVA-1.5-7B-shaped, {size / 1e9:.1f} GB fp16 sharded, --res 672", work / "llava", size,
                           False, res=672))  # fmt: skip
@@ -642,7 +646,9 @@ def main() -> None:
         "--only", default="ext4,forms,cow", help="which tables: ext4 (the work folder), forms, cow (XFS, btrfs)"
     )
     parser.add_argument(
-        "--cases", default="", help="only the sources whose name contains this text (CLIP, bin, SigLIP, sharded, LLaVA)"
+        "--cases",
+        default="",
+        help="only the sources whose name contains one of these comma-separated texts (safetensors, bin, SigLIP, sharded, LLaVA)",
     )
     parser.add_argument("--build-into", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
