@@ -304,7 +304,7 @@ def refusals() -> list[tuple[str, Callable[[Any], Any], str]]:
          "model is the class CLIPVisionModel, not a model: load one first, e.g. CLIPVisionModel.from_pretrained(...)"),
         ("linear", lambda m: resize_model(torch.nn.Linear(2, 2), 84),
          "model is a Linear with no vision tower resize_model knows; it resizes transformers' CLIP, SigLIP, "
-         "DINOv2, DINOv2 with registers, ViT models"),
+         "DINOv2, DINOv2 with registers, ViT, InternViT models"),
         ("text model", lambda m: resize_model(BertModel(bert), 84),
          "model is a BertModel (model_type 'bert') with no vision tower resize_model knows"),
         ("two towers", two_towers, "model holds 2 vision towers (model.a, model.b); pass the one to resize"),

@@ -119,6 +119,48 @@ def test_a_vlm_runs_at_the_new_size_with_its_own_processor(xcr: Any, tmp_path: P
     assert "tokens" in names and "load" in names
 
 
+@pytest.mark.parametrize("case", ["llava-5", "llava-next", "paligemma", "internvl"])
+def test_resize_model_on_a_vlm_runs_and_saves_what_xcr_resize_writes(xcr: Any, tmp_path: Path, case: str) -> None:
+    """resize_model on a whole loaded VLM: the model runs with the processor `xcr resize` writes for that size
+    (LLaVA-NeXT reads its anyres tiles from the config at run time), and save_pretrained states what xcr
+    resize states: the VLM's own vision size, token counts and tiles, and the same table, bit for bit."""
+    from xcomposer_resize import resize_model
+
+    kind, hub_names, table = CASES[case]
+    src = build_vlm(tmp_path / "src", kind, hub_names=hub_names)
+    out = tmp_path / "out"
+    assert xcr("resize", "--model", src, "--res", 56, "--out", out).code == 0
+    model = resize_model(load(src), 56)
+    given = inputs(kind, out)
+    with torch.no_grad():
+        logits = model(**given).logits
+    assert logits.shape[1] == given["input_ids"].shape[1]
+    saved = tmp_path / "saved"
+    model.save_pretrained(saved)
+    want, got = config_of(out), config_of(saved)
+    for key in ("image_seq_length", "image_grid_pinpoints"):
+        assert got.get(key) == want.get(key), key
+    assert got["vision_config"]["image_size"] == want["vision_config"]["image_size"]
+    assert got["text_config"].get("num_image_tokens") == want["text_config"].get("num_image_tokens")
+    suffix = table.split("vision_tower.")[-1].removeprefix("vision_model.")
+    mine = [t for name, t in tensors(saved).items() if name.endswith(suffix)]
+    assert len(mine) == 1 and torch.equal(mine[0], tensors(out)[table])
+    assert torch.equal(tower_features(load(saved), given["pixel_values"], False),
+                       tower_features(load(out), given["pixel_values"], False))  # fmt: skip
+
+
+def test_resize_model_refuses_a_size_the_vlm_cannot_take_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    from xcomposer_resize import XcrError, resize_model
+
+    model = load(build_vlm(tmp_path / "src", "internvl"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    config = model.config.to_dict()
+    with pytest.raises(XcrError, match=r"InternVL folds 2×2 cells into one token .* use 56 or 84"):
+        resize_model(model, 70)  # 5×5 cells: the pixel shuffle cannot fold them
+    assert model.config.to_dict() == config
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
 def test_the_token_counts_and_tiles_follow_the_grid(xcr: Any, tmp_path: Path) -> None:
     src = build_vlm(tmp_path / "next", "llava-next")
     r = xcr("resize", "--model", src, "--res", 42, "--out", tmp_path / "out")

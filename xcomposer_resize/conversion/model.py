@@ -13,11 +13,12 @@ size is possible) is asked of the family's adapter in `families.py`, the one `xc
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, UsageError, arg
-from ..families import REFUSED, TOKEN_NAMES, TRANSFORMERS, TransformersFamily
+from ..families import INTERNVIT, REFUSED, TOKEN_NAMES, TRANSFORMERS, VLMS, TransformersFamily, VlmFamily
 from ..interpolate import grid_side, resample_grid
 from ..options import build_model_options, check_res, res_arg
 from ..size import Size, grid_text
@@ -39,9 +40,10 @@ def resize_model(
 ) -> Any:
     """Resize the vision position table of a loaded transformers model to `res`, in place; return it.
 
-    `model` is a CLIP, SigLIP, DINOv2, DINOv2-with-registers or ViT model (any head, any dtype, CPU or
-    CUDA), or a module that holds one such tower (XComposer's `model.vit`, a LLaVA): the families
-    `xcr resize` converts that transformers implements. `res` is one size: pixels (490), or
+    `model` is a CLIP, SigLIP, DINOv2, DINOv2-with-registers, ViT or InternVL vision model (any head, any
+    dtype, CPU or CUDA), or a module that holds one such tower (XComposer's `model.vit`, a whole LLaVA):
+    the families `xcr resize` converts that transformers implements. In a whole VLM, its config also
+    states what follows from the new grid (token counts, anyres tiles), as `xcr resize` writes it. `res` is one size: pixels (490), or
     "448x672" / `Size(448, 672)` (height x width) for ViT, which runs non-square; the grid is
     `res // patch`. `mode`/`antialias` None: the family's own run-time interpolation (what `xcr resize`
     applies). `device` ("cpu", "cuda", "auto") is where the table is interpolated: "cpu" gives the
@@ -79,6 +81,7 @@ def resize_model(
         warnings.warn(note, UserWarning, stacklevel=2)
     grid = wanted.grid(patch)
     new_rows = prefix + grid[0] * grid[1]
+    vlm = _vlm_updates(model, tower, wanted, patch)
 
     owner_name, _, attr = pos_name.rpartition(".")
     owner = tower.get_submodule(owner_name)
@@ -95,7 +98,55 @@ def resize_model(
         setattr(module, name, value)
     for vision in _vision_configs(tower, family):
         family.set_model_size(vision, wanted)
+    for vlm_config, key, value in vlm:
+        setattr(vlm_config, key, value)
     return model
+
+
+def _vlm_updates(model: Any, tower: Any, res: Size, patch: int) -> list[tuple[Any, str, Any]]:
+    """(config object, attribute, value) for what a VLM around `tower` (LLaVA, LLaVA-NeXT, PaliGemma,
+    InternVL, Gemma 3, XComposer2) states that follows from the tower's size: its own copy of the vision
+    size, token counts, anyres tiles, `img_size`; what `xcr resize` writes into its config.json (the
+    family's `set_size`). Computed before anything changes, so a refusal leaves the model as it was."""
+    kinds = {t for f in VLMS for t in f.model_types}
+    found: dict[int, tuple[Any, dict[str, Any], VlmFamily]] = {}
+    for module in model.modules():
+        config: Any = getattr(module, "config", None)
+        if getattr(config, "model_type", None) not in kinds or id(config) in found:
+            continue
+        data = config.to_dict()
+        family = next((f for f in VLMS if f.matches(data)), None)
+        if family is not None and any(m is tower for m in module.modules()):
+            found[id(config)] = (config, data, family)
+    updates: list[tuple[Any, str, Any]] = []
+    for config, before, family in found.values():
+        after = copy.deepcopy(before)
+        try:
+            adapter = family.for_config(after)
+            problem = adapter.refusal(after, res)
+            if not problem:
+                adapter.set_size(after, res, patch)
+        except InputError as e:
+            problem = e.message
+        if problem:
+            raise UsageError(f"{type(model).__name__}: {problem}")
+        updates += _changed(config, before, after)
+    return updates
+
+
+def _changed(config: Any, before: dict[str, Any], after: dict[str, Any]) -> list[tuple[Any, str, Any]]:
+    """(object, attribute, value) that make the config object `config` (whose to_dict() is `before`) say
+    `after`; a sub-config (vision_config, text_config) is changed in place, key by key."""
+    out: list[tuple[Any, str, Any]] = []
+    for key, value in after.items():
+        if before.get(key) == value:
+            continue
+        inner: Any = getattr(config, key, None)
+        if isinstance(value, dict) and hasattr(inner, "to_dict"):
+            out += _changed(inner, inner.to_dict(), value)
+        else:
+            out.append((config, key, value))
+    return out
 
 
 def _grid_of(
@@ -148,7 +199,7 @@ def _tower(model: Any) -> tuple[str, Any, TransformersFamily]:
             f"{arg('model')} must be a loaded transformers model (a torch.nn.Module such as CLIPVisionModel), "
             f"not {type(model).__name__}; to resize a checkpoint on disk, use resize()"
         )
-    served = list(TRANSFORMERS)  # bare towers; inside a VLM, its tower is found as one of them
+    served = [*TRANSFORMERS, INTERNVIT]  # bare towers; inside a VLM, its tower is found as one of them
     found: list[tuple[str, Any, TransformersFamily]] = []
     refused: tuple[str, str] | None = None
     for path, module in model.named_modules():
@@ -275,6 +326,8 @@ def _size_updates(embeddings: Any, res: Size, grid: tuple[int, int], rows: int) 
             updates.append((module, "image_size", res.height))
         if isinstance(getattr(module, "num_patches", None), int):
             updates.append((module, "num_patches", grid[0] * grid[1]))
+        if isinstance(getattr(module, "patch_shape", None), tuple):  # InternViT's
+            updates.append((module, "patch_shape", grid))
     if isinstance(getattr(embeddings, "num_positions", None), int):
         updates.append((embeddings, "num_positions", rows))
     return updates

@@ -36,7 +36,7 @@ from .transformers import (
 from .vlm import INTERNVIT, VLMS, VlmFamily
 
 __all__ = [
-    "CLIP", "DINOV2", "DINOV2_REGISTERS", "FAMILIES", "NAMES", "OPEN_CLIP", "PROCESSOR_FILES", "REFUSED", "SIGLIP",
+    "CLIP", "DINOV2", "DINOV2_REGISTERS", "FAMILIES", "INTERNVIT", "NAMES", "OPEN_CLIP", "PROCESSOR_FILES", "REFUSED", "SIGLIP",
     "TIMM", "TIMM_SIZES", "TOKEN_NAMES", "TRANSFORMERS", "VIT", "VLMS", "Family", "VlmFamily", "OpenClipFamily", "TimmFamily", "TransformersFamily",
     "timm_arch", "timm_name_patch",
 ]  # fmt: skip
