@@ -47,13 +47,45 @@ def test_json_is_one_object_on_stdout(xcr: Any, make_ckpt: Any, tmp_path: Path) 
     assert r.code == 0 and r.err == ""
     data = json.loads(r.out)
     assert set(data) >= {"ok", "source", "outputs", "tensors_rewritten", "bytes_written", "seconds"} and data["ok"]
-    assert data["outputs"] == [{"path": str(tmp_path / "out"), "res": 224, "grid": [16, 16], "up_to_date": False}]
+    settings = {
+        "config.json": {"vision_config.image_size": [336, 224], "vision_config_dict.image_size": [336, 224]},
+        "preprocessor_config.json": {"crop_size": [336, 224], "size": [336, 224]},
+    }  # the legacy block too
+    assert data["outputs"] == [
+        {"path": str(tmp_path / "out"), "res": 224, "grid": [16, 16], "up_to_date": False, "settings": settings}
+    ]
     assert data["tensors_rewritten"] == [
         "vision_model.embeddings.position_embedding.weight",
         "vision_model.embeddings.position_ids",
     ]
     assert data["bytes_written"] == sum(p.stat().st_size for p in (tmp_path / "out").iterdir())
     assert data["source"] == str(src)
+
+
+def test_the_settings_each_output_changed(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:
+    """--json says, per output, what the rewrite changed in each JSON file (dotted keys, [before, after]);
+    the summary names the keys; an output already up to date changed nothing in this run (null)."""
+    src = make_ckpt()
+    r = xcr("resize", "--model", src, "--res", 224, "--res", 490, "--dtype", "bfloat16", "--out",
+            tmp_path / "{res}", "--json")  # fmt: skip
+    assert r.code == 0, r.err
+    first, second = json.loads(r.out)["outputs"]
+    assert first["settings"]["config.json"] == {"torch_dtype": ["float32", "bfloat16"],
+                                                "vision_config.image_size": [336, 224],
+                                                "vision_config_dict.image_size": [336, 224]}  # fmt: skip
+    assert second["settings"]["config.json"]["vision_config.image_size"] == [336, 490]
+    assert second["settings"]["preprocessor_config.json"] == {"crop_size": [336, 490], "size": [336, 490]}
+    assert json.loads((tmp_path / "490" / "preprocessor_config.json").read_text())["size"] == 490
+
+    again = xcr("resize", "--model", src, "--res", 490, "--dtype", "bfloat16", "--out", tmp_path / "{res}", "--json")
+    assert json.loads(again.out)["outputs"][0] == {"path": str(tmp_path / "490"), "res": 490, "grid": [35, 35],
+                                                    "up_to_date": True, "settings": None}  # fmt: skip
+
+    text = xcr("resize", "--model", src, "--res", 224, "--vision-only", "--out", tmp_path / "tower")
+    assert text.code == 0, text.err
+    assert (
+        "settings: config.json (image_size), preprocessor_config.json (crop_size, size)" in text.out
+    )  # the tower's config
 
 
 def test_quiet_prints_nothing(xcr: Any, make_ckpt: Any, tmp_path: Path) -> None:

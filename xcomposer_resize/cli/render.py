@@ -139,10 +139,22 @@ def summary(result: Result) -> str:
     lines.append(f"  from {escape(result.source)}" + (f" @ {result.revision[:12]}" if result.revision else ""))
     if result.bytes_written:
         lines.append(f"  rewritten: {escape(', '.join(result.tensors_rewritten) or 'none (grid unchanged)')}")
+        settings = _settings(result)
+        if settings:
+            lines.append(f"  settings: {escape(settings)}")
         shared = result.bytes_shared
         how = f" ({human_bytes(shared)} shared with the source, {human_bytes(result.bytes_written - shared)} written)"
         lines.append(f"  {human_bytes(result.bytes_written)}{how if shared else ''} in {result.seconds:.1f} s")
     return rendered(lines, sys.stdout)
+
+
+def _settings(result: Result) -> str:
+    """The keys the outputs' JSON files changed, file by file: "config.json (vision_config.image_size), …"."""
+    keys: dict[str, dict[str, None]] = {}
+    for o in result.outputs:
+        for name, changes in (o.settings or {}).items():
+            keys.setdefault(name, {}).update(dict.fromkeys(changes))
+    return ", ".join(f"{name} ({', '.join(found)})" for name, found in keys.items() if found)
 
 
 def rendered(lines: list[Any], stream: IO[str] | None) -> str:

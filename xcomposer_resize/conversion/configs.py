@@ -100,6 +100,17 @@ def rewrite_config(config: dict[str, Any], family: Family, sizes: VisionSizes, r
     return out
 
 
+def changed(old: Any, new: Any, at: str = "") -> dict[str, list[Any]]:
+    """What differs between two JSON values, by dotted key: {"vision_config.image_size": [336, 490]}.
+    Objects are compared key by key, anything else (numbers, lists) whole; a side without the key has null."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, list[Any]] = {}
+        for key in [*old, *(k for k in new if k not in old)]:
+            out.update(changed(old.get(key), new.get(key), f"{at}.{key}" if at else str(key)))
+        return out
+    return {} if old == new else {at: [old, new]}
+
+
 DTYPE_KEYS = ("torch_dtype", "dtype")  # transformers 4 writes the first, 5 the second (and reads both)
 
 

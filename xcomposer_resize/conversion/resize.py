@@ -34,10 +34,15 @@ NoteFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class OutputReport:
+    """One output in place: where, its size and grid; whether it was there already, up to date (then
+    nothing was rewritten); else what the rewrite changed in each JSON file (file → dotted key →
+    [before, after]: {"config.json": {"vision_config.image_size": [336, 490]}})."""
+
     path: str
     res: Size
     grid: Grid
-    up_to_date: bool = False  # already there from an earlier run: nothing was rewritten
+    up_to_date: bool = False
+    settings: dict[str, dict[str, list[Any]]] | None = None
 
 
 LandedFn = Callable[[OutputReport], None]
@@ -70,7 +75,13 @@ class Result:
             "source": self.source,
             "revision": self.revision,
             "outputs": [
-                {"path": o.path, "res": o.res.json(), "grid": list(o.grid), "up_to_date": o.up_to_date}
+                {
+                    "path": o.path,
+                    "res": o.res.json(),
+                    "grid": list(o.grid),
+                    "up_to_date": o.up_to_date,
+                    "settings": o.settings,
+                }
                 for o in self.outputs
             ],
             "tensors_rewritten": self.tensors_rewritten,
@@ -273,7 +284,8 @@ def _write_all(plan: Plan, todo: list[Target], landed: LandedFn, result: Result,
         result.bytes_written += nbytes.total
         result.bytes_shared += nbytes.shared
         result.tensors_rewritten = sorted({*result.tensors_rewritten, *names})
-        landed(OutputReport(str(target.shown), target.res, target.grid(plan.sizes.patch_size), up_to_date))
+        grid = target.grid(plan.sizes.patch_size)
+        landed(OutputReport(str(target.shown), target.res, grid, up_to_date, None if up_to_date else nbytes.settings))
 
     worker = write.start_worker(plan, todo)
     try:

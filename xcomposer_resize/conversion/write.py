@@ -35,7 +35,7 @@ from ..version import __version__
 from . import digests, record
 from . import worker as workers
 from .card import CARD, CardInfo, model_card
-from .configs import VisionSizes, dump_json, rewrite_config, set_dtype
+from .configs import VisionSizes, changed, dump_json, rewrite_config, set_dtype
 from .land import (
     ChangedError,
     Staging,
@@ -187,7 +187,7 @@ class _Folder:
     """An output being written in the private folder `path`: every file written (but the card) with
     its size, for the record; every file and subfolder with the source path whose permissions it takes;
     the digests of the weight files (a header's, or the bytes' hashed as they are written) and their
-    layouts, for the read-back."""
+    layouts, for the read-back; what the rewrite of each JSON file changed (`configs.changed`)."""
 
     path: Path
     source: Path
@@ -196,6 +196,7 @@ class _Folder:
     weights: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, digests.WriteDigest] = field(default_factory=dict)
     layouts: dict[str, Arranged] = field(default_factory=dict)
+    settings: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
     def place(self, rel: str) -> Path:
         """`path / rel`, its subfolders made (taking their source folders' permissions)."""
@@ -252,23 +253,27 @@ def _write_card(plan: Plan, target: Target, out: _Folder,
                       tables, weights)  # fmt: skip
     card = model_card(_card(plan, target, names, rec), plan.card)
     written = Written(sum(out.sizes.values()) + _write(out.path / CARD, card.encode()),
-                      sum(shared_bytes(out.path / name) for name in out.sizes))  # fmt: skip
+                      sum(shared_bytes(out.path / name) for name in out.sizes), out.settings)  # fmt: skip
     out.modes[CARD] = out.source / (CARD if plan.card is not None else plan.config_name)
     return names, written
 
 
 def _write_metadata(plan: Plan, res: Size, out: _Folder) -> None:
-    """The config, processor and code files rewritten for `res`, and the files carried as they are."""
+    """The config, processor and code files rewritten for `res`, and the files carried as they are; what
+    each JSON file's rewrite changed."""
     folder = plan.source.folder
-    out.sizes[plan.config_name] = _write(out.path / plan.config_name, dump_json(_config(plan, res)))
+    before, config = _config(plan, res)
+    out.sizes[plan.config_name] = _write(out.path / plan.config_name, dump_json(config))
+    out.settings[plan.config_name] = changed(before, config)
     out.modes[plan.config_name] = folder / plan.config_name
     for rel, data in plan.processors.items():
-        text = dump_json(plan.family.rewrite_processor(data, res, rel, plan.config))
-        out.sizes[rel] = _write(out.place(rel), text)
+        rewritten = plan.family.rewrite_processor(data, res, rel, plan.config)
+        out.sizes[rel] = _write(out.place(rel), dump_json(rewritten))
+        out.settings[rel] = changed(data, rewritten)
         out.modes[rel] = folder / rel if (folder / rel).exists() else folder / plan.config_name  # a tower's, made
     for rel, code in plan.code.items():
-        rewritten = plan.family.rewrite_code(rel, code, res, plan.sizes.patch_size)
-        out.sizes[rel] = _write(out.place(rel), rewritten.encode())
+        text = plan.family.rewrite_code(rel, code, res, plan.sizes.patch_size)
+        out.sizes[rel] = _write(out.place(rel), text.encode())
         out.modes[rel] = folder / rel
     for src, rel in plan.carried:
         out.sizes[rel] = _copy(src, out.place(rel))
@@ -277,11 +282,13 @@ def _write_metadata(plan: Plan, res: Size, out: _Folder) -> None:
 
 @dataclass(frozen=True)
 class Written:
-    """What an output's files hold (`total` bytes), and how many of those bytes lie in disk blocks
-    they share with the source (`shared`: cloned by the file system, taking no new space)."""
+    """What an output's files hold (`total` bytes), how many of those bytes lie in disk blocks they
+    share with the source (`shared`: cloned by the file system, taking no new space), and what the
+    rewrite changed in each JSON file (file → dotted key → [before, after])."""
 
     total: int
     shared: int
+    settings: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
 
 
 def _index_metadata(plan: Plan, files: list[list[OutTensor]]) -> dict[str, Any]:
@@ -296,15 +303,16 @@ def _index_metadata(plan: Plan, files: list[list[OutTensor]]) -> dict[str, Any]:
     return metadata
 
 
-def _config(plan: Plan, res: Size) -> dict[str, Any]:
-    """config.json of an output at `res`: the vision sizes, the vision tower alone, the dtype."""
+def _config(plan: Plan, res: Size) -> tuple[dict[str, Any], dict[str, Any]]:
+    """config.json of an output at `res` (the vision sizes, the dtype), and the config it was made from:
+    the source's, or with --vision-only the tower's config lifted out of it."""
     config, sizes = plan.config, plan.sizes
     if plan.options.vision_only:
         config = plan.family.vision_only_config(config, plan.options.with_projection, plan.checkpoint.shapes)
-    config = rewrite_config(config, plan.family, sizes, res)
+    new = rewrite_config(config, plan.family, sizes, res)
     if plan.options.dtype == "keep" or not plan.family.states_dtype:
-        return config  # timm and open_clip take the dtype from the weights; their configs state none
-    return set_dtype(config, plan.options.dtype)
+        return config, new  # timm and open_clip take the dtype from the weights; their configs state none
+    return config, set_dtype(new, plan.options.dtype)
 
 
 def _needs_compute(tensors: list[OutTensor]) -> bool:
