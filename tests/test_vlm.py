@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.vlm_builders import IMAGE_TOKEN, build_vlm, config_of, prompt
+from tests.vlm_builders import IMAGE_TOKEN, build_vlm, build_xcomposer, config_of, prompt
 
 pytest.importorskip("PIL")
 from PIL import Image  # noqa: E402
@@ -159,6 +159,29 @@ def test_resize_model_refuses_a_size_the_vlm_cannot_take_and_leaves_it_as_it_was
         resize_model(model, 70)  # 5×5 cells: the pixel shuffle cannot fold them
     assert model.config.to_dict() == config
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_a_source_without_processor_files_gets_a_note_saying_what_to_set(xcr: Any, tmp_path: Path) -> None:
+    """Nothing then states the new size or token count for the processor the user brings: a note says
+    both. XComposer2 makes its pixels in its own code: it lacks nothing, and gets no such note."""
+    src = build_vlm(tmp_path / "llava", "llava")
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        (src / name).unlink(missing_ok=True)
+    r = xcr("resize", "--model", src, "--res", 56, "--res", 42, "--out", tmp_path / "{res}", "--json")
+    assert r.code == 0, r.err
+    notes = [n for n in json.loads(r.out)["notes"] if "no processor files" in n]
+    assert notes == [f"{src} has no processor files (preprocessor_config.json or processor_config.json), so the "
+                     "output has none either: a processor from elsewhere makes pixels of its own size; set it to "
+                     "each output's: 56 px and 16 image tokens per image, 42 px and 9 image tokens per image"]  # fmt: skip
+    with_them = xcr("resize", "--model", build_vlm(tmp_path / "full", "llava"), "--res", 56, "--out", tmp_path / "f",
+                    "--json")  # fmt: skip
+    assert not [n for n in json.loads(with_them.out)["notes"] if "processor" in n]
+
+    xcomposer = build_xcomposer(tmp_path / "xc")
+    assert not list(xcomposer.glob("*processor*"))
+    r = xcr("resize", "--model", xcomposer, "--res", 98, "--out", tmp_path / "xc98", "--json")
+    assert r.code == 0, r.err
+    assert not [n for n in json.loads(r.out)["notes"] if "processor" in n]
 
 
 def test_the_token_counts_and_tiles_follow_the_grid(xcr: Any, tmp_path: Path) -> None:

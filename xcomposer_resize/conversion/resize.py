@@ -19,7 +19,7 @@ from ..commands import plot
 from ..commands import verify as verification
 from ..commands.verify import Verification
 from ..errors import OutputError, UsageError, XcrError, complete, stopped
-from ..families import Family
+from ..families import PROCESSOR_FILES, Family, VlmFamily
 from ..options import Options, build_options, check_cost, check_cuda, check_res, res_arg
 from ..size import Grid, Size, grid_text
 from . import record, write
@@ -263,8 +263,25 @@ def _check_plan(plan: Plan, todo: list[Target], note: NoteFn) -> None:
     for message in dict.fromkeys(plan.family.size_note(plan.config, t.res) for t in todo):
         if message:
             note(message)
+    if plan.family.processor_files and not plan.family.pixels_in_code and not plan.processors:
+        note(_no_processor(plan, todo))
     if any(t.grid(sizes.patch_size) == sizes.grid for t in todo):
         note(f"the position grid is already {grid_text(sizes.grid)} at {sizes.image_size.px}: writing it unchanged")
+
+
+def _no_processor(plan: Plan, todo: list[Target]) -> str:
+    """The note for a source without processor files: what the processor the user brings must say."""
+    sizes = []
+    for t in todo:
+        tokens = ""
+        if isinstance(plan.family, VlmFamily):
+            tokens = f" and {plan.family.tokens(plan.config, t.grid(plan.sizes.patch_size))} image tokens per image"
+        sizes.append(f"{t.res.px}{tokens}")
+    each = "each output's: " if len(sizes) > 1 else ""
+    return (
+        f"{plan.source.display} has no processor files ({' or '.join(PROCESSOR_FILES)}), so the output "
+        f"has none either: a processor from elsewhere makes pixels of its own size; set it to {each}{', '.join(sizes)}"
+    )
 
 
 def _write_all(plan: Plan, todo: list[Target], landed: LandedFn, result: Result, note: NoteFn,

@@ -44,6 +44,8 @@ class Family:
         patch_from_weights: a patch size the config leaves out is the patch embedding kernel's (timm).
         no_table: what it means when the weights hold no position table ("": not a checkpoint of the family).
         processor_files: it reads transformers' processor files (preprocessor_config.json, processor_config.json).
+        pixels_in_code: the model's own code makes its pixels and counts its image tokens (XComposer2,
+            InternVL-chat): a checkpoint without processor files lacks nothing.
         states_dtype: its config states the weights' dtype (transformers' `torch_dtype`/`dtype`).
         code_files: names of the model code files whose literals state the size (`rewrite_code`).
         pipeline: the Hub's task of a whole checkpoint (the card's pipeline_tag, unless the source's states one).
@@ -70,6 +72,7 @@ class Family:
     patch_from_weights: bool = False
     no_table: str = ""
     processor_files: bool = False
+    pixels_in_code: bool = False
     states_dtype: bool = False
     pipeline: str = "zero-shot-image-classification"
     code_files: tuple[str, ...] = ()

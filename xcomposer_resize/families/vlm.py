@@ -508,6 +508,7 @@ XCOMPOSER2 = XComposerFamily(
     tower_prefixes=("vit.vision_tower.",),
     oracles=("CLIPVisionModel",),  # no transformers class loads the whole model: verify loads the tower alone
     code_files=("build_mlp.py",),
+    pixels_in_code=True,
     loader="XComposer's own code (`trust_remote_code=True`)",
     pipeline="visual-question-answering",
     **_fields(CLIP),
@@ -551,6 +552,7 @@ INTERNVL_CHAT = InternVlChatFamily(
     model_types=("internvl_chat",),
     towers=(INTERNVIT,),
     tower_prefixes=("vision_model.",),
+    pixels_in_code=True,
     loader="InternVL's own code (`trust_remote_code=True`)",
     **{
         **_fields(INTERNVIT),
