@@ -530,8 +530,21 @@ def measure_cow(cases: list[Case], work: Path, runs: int, tiny: bool) -> tuple[l
                 rows += _measure_cow_case(case, kind, mnt, runs, tiny)
                 shutil.rmtree(mnt / "src")
         finally:
-            subprocess.run(["umount", str(mnt)], check=False)
+            unmount(mnt, notes)
     return rows, notes
+
+
+def unmount(mnt: Path, notes: list[str]) -> None:
+    """Unmount `mnt`, retrying for a few seconds while it is busy (a process that has not quite ended),
+    then lazily: never leave a mount behind whose image the scratch folder's removal then deletes."""
+    for _ in range(10):
+        done = subprocess.run(["umount", str(mnt)], capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.5)
+    lazy = subprocess.run(["umount", "-l", str(mnt)], capture_output=True, text=True)
+    notes.append(f"umount {mnt.name} failed ({done.stderr.strip()[:160]}); "
+                 f"{'detached lazily' if lazy.returncode == 0 else 'left mounted'}")  # fmt: skip
 
 
 def _measure_cow_case(case: Case, kind: str, mnt: Path, runs: int, tiny: bool) -> list[dict[str, Any]]:
