@@ -17,9 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeAlias, get_type_
 import typer
 
 from .. import presets as table
-from ..commands.inspect import inspect as look
-from ..commands.verify import verify as check
-from ..conversion.resize import VerificationFailed, convert
 from ..errors import OutputError, UsageError
 from ..families import family_words, non_square_words
 from ..options import OFFERED, build_options
@@ -145,6 +142,8 @@ def resize(
     **options: Any,
 ) -> None:
     """Write a copy of a vision checkpoint whose position embeddings and configs are for --res pixels."""
+    from ..conversion.resize import VerificationFailed, convert  # here: `xcr --help` needs none of it
+
     if not res and not preset:
         raise UsageError("give --res N (repeatable) or --preset NAME (see xcr presets)")
     json_asked(sys.stdout)
@@ -216,6 +215,8 @@ def inspect(
 ) -> None:
     """Show what xcr sees in a checkpoint (grid, table, sizes, files) without converting; for a Hub
     repo, without downloading weights."""
+    from ..commands.inspect import inspect as look
+
     with interruptions():
         found = look(model, revision=revision, token=token, family=family, plot=plot)
     if json_out:
@@ -251,6 +252,8 @@ def verify(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Prove an output right: files, tensors, table, configs, and a forward pass against its source."""
+    from ..commands.verify import verify as check
+
     json_asked(sys.stdout)
     with interruptions():
         found = check(out, against, revision=revision, token=token, images=images, family=family)
