@@ -424,6 +424,14 @@ def test_gemma3_keeps_its_pooled_token_count_and_refuses_grids_it_cannot_pool(xc
         features = model.get_image_features(pixel_values=pixels)
     pooled = features.pooler_output if hasattr(features, "pooler_output") else features
     assert pooled.shape[1] == 4  # the language model still gets its 4 tokens
+
+    from xcomposer_resize import XcrError, resize_model
+
+    with pytest.raises(XcrError, match="pools the tower's grid to 2×2 tokens"):
+        resize_model(load(src), 70)
+    in_process = resize_model(load(src), 84)
+    assert in_process.config.vision_config.image_size == 84 and in_process.config.mm_tokens_per_image == 4
+    assert torch.equal(tower_features(in_process, pixels, False), tower_features(model, pixels, False))
     for tokens in (5, -4):  # a count the projector cannot pool a square grid to
         with edited(src / "config.json") as data:
             data["mm_tokens_per_image"] = tokens
