@@ -296,9 +296,12 @@ def test_xcomposer2_runs_at_the_new_size_as_its_own_code_loads_it(xcr: Any, tmp_
 
     src = build_xcomposer(tmp_path / "internlm-xcomposer2-vl-7b", image_size=70)  # the "490": 5×5 cells
     out = tmp_path / "out"
-    r = xcr("resize", "--model", src, "--res", 98, "--out", out)
+    r = xcr("resize", "--model", src, "--res", 98, "--out", out, "--json")
     assert r.code == 0, r.err
     assert config_of(out)["img_size"] == 98
+    settings = json.loads(r.out)["outputs"][0]["settings"]
+    assert settings["config.json"] == {"img_size": [70, 98]}
+    assert list(settings["build_mlp.py"].values()) == [["new_size = 5", "new_size = 7"]]
     code, before = (out / "build_mlp.py").read_text().splitlines(), (src / "build_mlp.py").read_text().splitlines()
     assert [(a, b) for a, b in zip(before, code, strict=True) if a != b] == [
         ("        new_size = 5", "        new_size = 7")

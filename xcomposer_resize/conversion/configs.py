@@ -111,6 +111,12 @@ def changed(old: Any, new: Any, at: str = "") -> dict[str, list[Any]]:
     return {} if old == new else {at: [old, new]}
 
 
+def changed_lines(old: str, new: str) -> dict[str, list[str]]:
+    """The lines a code rewrite changed in place: {"line 72": ["new_size = 24", "new_size = 35"]}."""
+    pairs = zip(old.splitlines(), new.splitlines(), strict=False)
+    return {f"line {i}": [a.strip(), b.strip()] for i, (a, b) in enumerate(pairs, 1) if a != b}
+
+
 DTYPE_KEYS = ("torch_dtype", "dtype")  # transformers 4 writes the first, 5 the second (and reads both)
 
 

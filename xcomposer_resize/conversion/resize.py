@@ -35,8 +35,8 @@ NoteFn = Callable[[str], None]
 @dataclass(frozen=True)
 class OutputReport:
     """One output in place: where, its size and grid; whether it was there already, up to date (then
-    nothing was rewritten); else what the rewrite changed in each JSON file (file → dotted key →
-    [before, after]: {"config.json": {"vision_config.image_size": [336, 490]}})."""
+    nothing was rewritten); else what the rewrite changed in each file (file → dotted key, or "line N"
+    of a code file → [before, after]: {"config.json": {"vision_config.image_size": [336, 490]}})."""
 
     path: str
     res: Size

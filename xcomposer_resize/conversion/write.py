@@ -35,7 +35,7 @@ from ..version import __version__
 from . import digests, record
 from . import worker as workers
 from .card import CARD, CardInfo, model_card
-from .configs import VisionSizes, changed, dump_json, rewrite_config, set_dtype
+from .configs import VisionSizes, changed, changed_lines, dump_json, rewrite_config, set_dtype
 from .land import (
     ChangedError,
     Staging,
@@ -187,7 +187,7 @@ class _Folder:
     """An output being written in the private folder `path`: every file written (but the card) with
     its size, for the record; every file and subfolder with the source path whose permissions it takes;
     the digests of the weight files (a header's, or the bytes' hashed as they are written) and their
-    layouts, for the read-back; what the rewrite of each JSON file changed (`configs.changed`)."""
+    layouts, for the read-back; what each rewrite changed (`configs.changed`, `configs.changed_lines`)."""
 
     path: Path
     source: Path
@@ -260,7 +260,7 @@ def _write_card(plan: Plan, target: Target, out: _Folder,
 
 def _write_metadata(plan: Plan, res: Size, out: _Folder) -> None:
     """The config, processor and code files rewritten for `res`, and the files carried as they are; what
-    each JSON file's rewrite changed."""
+    each rewrite changed (a JSON file's keys, a code file's lines)."""
     folder = plan.source.folder
     before, config = _config(plan, res)
     out.sizes[plan.config_name] = _write(out.path / plan.config_name, dump_json(config))
@@ -274,6 +274,7 @@ def _write_metadata(plan: Plan, res: Size, out: _Folder) -> None:
     for rel, code in plan.code.items():
         text = plan.family.rewrite_code(rel, code, res, plan.sizes.patch_size)
         out.sizes[rel] = _write(out.place(rel), text.encode())
+        out.settings[rel] = changed_lines(code, text)
         out.modes[rel] = folder / rel
     for src, rel in plan.carried:
         out.sizes[rel] = _copy(src, out.place(rel))
@@ -284,7 +285,7 @@ def _write_metadata(plan: Plan, res: Size, out: _Folder) -> None:
 class Written:
     """What an output's files hold (`total` bytes), how many of those bytes lie in disk blocks they
     share with the source (`shared`: cloned by the file system, taking no new space), and what the
-    rewrite changed in each JSON file (file → dotted key → [before, after])."""
+    rewrite changed in each file (file → dotted key or "line N" → [before, after])."""
 
     total: int
     shared: int
