@@ -100,15 +100,41 @@ def rewrite_config(config: dict[str, Any], family: Family, sizes: VisionSizes, r
     return out
 
 
-def changed(old: Any, new: Any, at: str = "") -> dict[str, list[Any]]:
-    """What differs between two JSON values, by dotted key: {"vision_config.image_size": [336, 490]}.
-    Objects are compared key by key, anything else (numbers, lists) whole; a side without the key has null."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: dict[str, list[Any]] = {}
-        for key in [*old, *(k for k in new if k not in old)]:
-            out.update(changed(old.get(key), new.get(key), f"{at}.{key}" if at else str(key)))
-        return out
-    return {} if old == new else {at: [old, new]}
+class _Missing:
+    """A key one side of a comparison lacks."""
+
+    def __repr__(self) -> str:
+        return "(none)"
+
+
+MISSING: Any = _Missing()
+Path_ = tuple[str, ...]  # a key path in a JSON object: ("vision_config", "image_size")
+
+
+def diff(a: Any, b: Any, path: Path_ = ()) -> list[tuple[Path_, Any, Any]]:
+    """Where the JSON values `a` (expected) and `b` differ: (key path, a's value, b's), MISSING for
+    a key one side lacks; objects are compared key by key, down to their leaves (an object one side
+    lacks, by its keys), anything else as JSON (1, 1.0 and true differ)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = [*a, *(k for k in b if k not in a)]
+        return [d for k in keys for d in diff(a.get(k, MISSING), b.get(k, MISSING), (*path, str(k)))]
+    if a is MISSING and isinstance(b, dict) and b:
+        return diff({}, b, path)
+    if b is MISSING and isinstance(a, dict) and a:
+        return diff(a, {}, path)
+    return [] if same_json(a, b) else [(path, a, b)]
+
+
+def same_json(a: Any, b: Any) -> bool:
+    if a is MISSING or b is MISSING:
+        return a is b
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def changed(old: Any, new: Any) -> dict[str, list[Any]]:
+    """`diff` by dotted key, [before, after]: {"vision_config.image_size": [336, 490]}; null for a side
+    without the key."""
+    return {".".join(p): [None if a is MISSING else a, None if b is MISSING else b] for p, a, b in diff(old, new)}
 
 
 def changed_lines(old: str, new: str) -> dict[str, list[str]]:

@@ -22,6 +22,7 @@ from ..families import INTERNVIT, REFUSED, TOKEN_NAMES, TRANSFORMERS, VLMS, Tran
 from ..interpolate import grid_side, resample_grid
 from ..options import build_model_options, check_res, res_arg
 from ..size import Size, grid_text
+from .configs import diff
 
 if TYPE_CHECKING:
     import torch
@@ -98,8 +99,11 @@ def resize_model(
         setattr(module, name, value)
     for vision in _vision_configs(tower, family):
         family.set_model_size(vision, wanted)
-    for vlm_config, key, value in vlm:
-        setattr(vlm_config, key, value)
+    for where, key, value in vlm:
+        if isinstance(where, dict):
+            where[key] = value
+        else:
+            setattr(where, key, value)
     return model
 
 
@@ -135,17 +139,15 @@ def _vlm_updates(model: Any, tower: Any, res: Size, patch: int) -> list[tuple[An
 
 
 def _changed(config: Any, before: dict[str, Any], after: dict[str, Any]) -> list[tuple[Any, str, Any]]:
-    """(object, attribute, value) that make the config object `config` (whose to_dict() is `before`) say
-    `after`; a sub-config (vision_config, text_config) is changed in place, key by key."""
+    """(object, attribute or key, value) that make the config object `config` (whose to_dict() is
+    `before`) say `after`: each changed leaf where it lives, in a sub-config object (vision_config,
+    text_config) or a plain dict. `set_size` only sets keys, so no leaf is removed."""
     out: list[tuple[Any, str, Any]] = []
-    for key, value in after.items():
-        if before.get(key) == value:
-            continue
-        inner: Any = getattr(config, key, None)
-        if isinstance(value, dict) and hasattr(inner, "to_dict"):
-            out += _changed(inner, inner.to_dict(), value)
-        else:
-            out.append((config, key, value))
+    for path, _, value in diff(before, after):
+        target = config
+        for key in path[:-1]:
+            target = target[key] if isinstance(target, dict) else getattr(target, key)
+        out.append((target, path[-1], value))
     return out
 
 

@@ -13,13 +13,13 @@ from ...checkpoint.dtypes import DTYPE_WORDS, WORD_DTYPES
 from ...checkpoint.source import is_metadata
 from ...checkpoint.weights import SAFETENSORS_INDEX, is_weight_file, not_a_file, open_checkpoint, read_json, walk
 from ...conversion.card import CARD
-from ...conversion.configs import DTYPE_KEYS, vision_sizes
+from ...conversion.configs import DTYPE_KEYS, MISSING, Path_, diff, same_json, vision_sizes
 from ...conversion.plan import locate
 from ...errors import InputError
 from ...families import CONFIG_FILES, Family, VlmFamily, timm_arch
 from ...families.transformers import PROCESSOR_FILES, SIZE_KEYS
 from ...size import Grid, Size, grid_text
-from .subject import MISSING, Check, Expected, Made, Path_, Subject, check, is_parameter, some, stored_dtypes
+from .subject import Check, Expected, Made, Subject, check, is_parameter, some, stored_dtypes
 
 if TYPE_CHECKING:
     from ...checkpoint.source import Source
@@ -111,19 +111,19 @@ def _config_keys(family: Family, config: dict[str, Any], base: dict[str, Any], r
         family.set_size(adapted, res, expected.patch)
     except (InputError, TypeError, ValueError) as e:  # a source config the adapter cannot state a size in
         return [], [f"the source's {what} takes no size: {e}"]
-    sizes = {path: value for path, _, value in _diff(base, adapted)}  # the keys the adapter sets: which, not what
+    sizes = {path: value for path, _, value in diff(base, adapted)}  # the keys the adapter sets: which, not what
     problems, rewritten = [], []
     for path, adapter_value in sizes.items():
         value = _get(config, path)
         problem = _size_key(path, value, base, res, expected.patch)
         if problem is _UNKNOWN:  # a size key verify has no rule for: the adapter's own value (said in the docs)
-            problem = None if _same_json(value, adapter_value) else f"is {_shown(value)}, not {_shown(adapter_value)}"
+            problem = None if same_json(value, adapter_value) else f"is {_shown(value)}, not {_shown(adapter_value)}"
         if problem:
             problems.append(f"{what} {_dotted(path)} {problem}")
-        elif not _same_json(value, _get(base, path)):
+        elif not same_json(value, _get(base, path)):
             rewritten.append(_dotted(path))
     recast = expected.made.dtype != "keep" and family.library == "transformers"
-    for path, want, got in _diff(base, config):
+    for path, want, got in diff(base, config):
         if path in sizes:
             continue
         if recast and path[-1] in DTYPE_KEYS and len(path) <= 2 and got == expected.made.dtype:
@@ -253,7 +253,7 @@ def _processor(rel: str, data: dict[str, Any], src: dict[str, Any], res: Size,
     VLM's token counts set (the tokens check judges them)."""
     size_paths = {(*where, key) for where, _ in _size_blocks(src) + _size_blocks(data) for key in SIZE_KEYS + tokens}
     problems = []
-    for path, want, got in _diff(src, data):
+    for path, want, got in diff(src, data):
         if any(path[: len(p)] == p for p in size_paths):
             continue
         problems.append(_difference(rel, path, want, got))
@@ -401,26 +401,6 @@ def _carries(path: Path, rel: str) -> bool:
     if rel in CONFIG_FILES or rel == CARD or name in PROCESSOR_FILES or is_weight_file(name):
         return False
     return not (name.startswith(".") and name != ".gitattributes") and not_a_file(path) is None and path.is_file()
-
-
-def _diff(a: Any, b: Any, path: Path_ = ()) -> list[tuple[Path_, Any, Any]]:
-    """Where the JSON values `a` (expected) and `b` differ: (key path, a's value, b's), MISSING for
-    a key one side lacks; objects are compared key by key, down to their leaves (an object one side
-    lacks, by its keys), anything else as JSON (1, 1.0 and true differ)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = [*a, *(k for k in b if k not in a)]
-        return [d for k in keys for d in _diff(a.get(k, MISSING), b.get(k, MISSING), (*path, str(k)))]
-    if a is MISSING and isinstance(b, dict) and b:
-        return _diff({}, b, path)
-    if b is MISSING and isinstance(a, dict) and a:
-        return _diff(a, {}, path)
-    return [] if _same_json(a, b) else [(path, a, b)]
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    if a is MISSING or b is MISSING:
-        return a is b
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
 def _get(data: Any, path: Path_) -> Any:

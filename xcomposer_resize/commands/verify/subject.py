@@ -139,17 +139,6 @@ class Expected:
     made: Made
 
 
-class _Missing:
-    """A key one side of a comparison lacks."""
-
-    def __repr__(self) -> str:
-        return "(none)"
-
-
-MISSING: Any = _Missing()
-Path_ = tuple[str, ...]  # a key path in a JSON object: ("vision_config", "image_size")
-
-
 def some(names: list[str], n: int = 3) -> str:
     """The first `n` of `names`, and how many more."""
     return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
