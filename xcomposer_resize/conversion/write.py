@@ -153,8 +153,8 @@ def write_target(
     out = _Folder(staging.path, plan.source.folder)
     hashing = digests.pool()
     try:
+        _write_metadata(plan, target.res, out)  # first: the weights end waiting for the table
         _write_weights(plan, files, set(new_shapes(plan, g)), out, progress, hashing)
-        _write_metadata(plan, target.res, out)
         names, written = _write_card(plan, target, out, computed)
         _verify(out, computed)
         set_modes(out.path, out.modes)
